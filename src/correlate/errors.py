@@ -1,0 +1,59 @@
+"""Exceptions raised by correlate.
+
+Every message names the file (or element), the field and what was expected, so a user can fix the
+input without reading the code.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = [
+    "CorrelateError",
+    "FormatError",
+    "UnitError",
+    "RegistrationError",
+    "StoreError",
+    "ElementError",
+]
+
+
+class CorrelateError(Exception):
+    """Base class of every error correlate raises on purpose."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | PathLike | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.path = None if path is None else str(path)
+        self.field = field
+        parts = []
+        if self.path is not None:
+            parts.append(f"{self.path}")
+        if field is not None:
+            parts.append(f"field '{field}'")
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class FormatError(CorrelateError):
+    """A file is not what it claims to be: truncated, malformed, missing a column or key."""
+
+
+class UnitError(CorrelateError):
+    """A unit string is unknown, or a quantity has the wrong kind of unit."""
+
+
+class RegistrationError(CorrelateError):
+    """Registration cannot give a trustworthy answer (too few fiducials, degenerate geometry...)."""
+
+
+class StoreError(CorrelateError):
+    """A scene store is missing, not a correlate store, or a write to it failed."""
+
+
+class ElementError(CorrelateError):
+    """An element (image, localizations, landmarks, table) is malformed or does not exist."""

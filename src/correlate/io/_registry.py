@@ -1,0 +1,166 @@
+"""The reader registry: which reader opens which file.
+
+Each reader is a :class:`ReaderSpec`: a name, the suffixes it claims, a cheap ``can_open`` look at
+the first bytes, and a ``read`` function returning an element (Image or Localizations) in nm.
+Built-in readers live in :mod:`correlate.io.readers` (one module per format family, each with a
+module-level ``READERS`` list); other packages add theirs through the ``correlate.readers``
+entry-point group (an entry point resolves to a :class:`ReaderSpec` or a list of them). Reader
+modules are imported only when a file is read, so ``import correlate`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import FormatError
+
+__all__ = ["ReaderSpec", "available_readers", "find_reader", "read", "HEAD_BYTES"]
+
+#: How many leading bytes ``can_open`` gets to look at.
+HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ReaderSpec:
+    """One file format a reader understands.
+
+    Attributes
+    ----------
+    name
+        Short format name (``"thunderstorm"``, ``"mrc"``...), used by ``read(..., format=)``.
+    suffixes
+        Lower-case file suffixes including the dot (``".csv"``, ``".ome.tif"``).
+    modality
+        Default modality of what it returns (``"smlm"``, ``"em"``, ``"afm"``, ``"lm"``...).
+    read
+        ``read(path, **overrides) -> element``.
+    can_open
+        ``can_open(path, head) -> bool`` from the path and the first :data:`HEAD_BYTES` bytes;
+        defaults to the suffix test alone.
+    priority
+        Higher is asked first among readers claiming the same suffix (specific before generic).
+    description
+        One line for the format table and error messages.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    modality: str
+    read: Callable[..., Any]
+    can_open: Callable[[Path, bytes], bool] | None = None
+    priority: int = 0
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def claims(self, path: Path) -> bool:
+        name = path.name.lower()
+        return any(name.endswith(s) for s in self.suffixes)
+
+
+def _builtin_specs() -> list[ReaderSpec]:
+    from . import readers
+
+    specs: list[ReaderSpec] = []
+    for mod in sorted(pkgutil.iter_modules(readers.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{readers.__name__}.{mod.name}")
+        specs.extend(getattr(module, "READERS", []))
+    return specs
+
+
+def _plugin_specs() -> list[ReaderSpec]:
+    from importlib.metadata import entry_points
+
+    specs: list[ReaderSpec] = []
+    for ep in entry_points(group="correlate.readers"):
+        obj = ep.load()
+        specs.extend(obj if isinstance(obj, (list, tuple)) else [obj])
+    return specs
+
+
+def available_readers() -> list[ReaderSpec]:
+    """Every reader known: built-in ones and those from the ``correlate.readers`` entry points."""
+    specs = _builtin_specs() + _plugin_specs()
+    return sorted(specs, key=lambda s: -s.priority)
+
+
+def find_reader(path: str | PathLike, format: str | None = None) -> ReaderSpec:
+    """The reader that opens ``path`` (or the one named ``format``).
+
+    Raises
+    ------
+    FormatError
+        If no reader recognises the file; the message lists the formats tried.
+    """
+    p = Path(path)
+    specs = available_readers()
+    if format is not None:
+        for s in specs:
+            if s.name == format:
+                return s
+        raise FormatError(
+            f"unknown format {format!r}; known formats: {', '.join(sorted({s.name for s in specs}))}",
+            path=p,
+        )
+    if not p.exists():
+        raise FormatError("file does not exist", path=p)
+    if p.is_dir():
+        head = b""
+    else:
+        with open(p, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+        if not head:
+            raise FormatError("file is empty (0 bytes)", path=p)
+    claimed = [s for s in specs if s.claims(p)]
+    for s in claimed:
+        if s.can_open is None or s.can_open(p, head):
+            return s
+    if claimed:
+        raise FormatError(
+            "the suffix suggests "
+            + ", ".join(s.name for s in claimed)
+            + " but the content matches none of them (wrong extension, or a damaged file)",
+            path=p,
+        )
+    for s in specs:  # content sniffing for files with an unexpected suffix
+        if s.can_open is not None and s.can_open(p, head):
+            return s
+    raise FormatError(
+        "no reader recognises this file; known suffixes: "
+        + ", ".join(sorted({x for s in specs for x in s.suffixes})),
+        path=p,
+    )
+
+
+def read(path: str | PathLike, modality: str | None = None, *, format: str | None = None, **overrides: Any):
+    """Read a microscopy file into an element with every length in nm.
+
+    Parameters
+    ----------
+    path
+        The file (or folder, for formats stored as folders).
+    modality
+        Override the modality the reader assumes (``"sim"``, ``"sted"``, ``"em"``...).
+    format
+        Force a reader by name instead of detecting it.
+    **overrides
+        Reader-specific options, e.g. ``pixel_size_nm=`` for files without a calibration,
+        ``columns=`` for the generic table reader.
+
+    Returns
+    -------
+    xarray.DataArray or pandas.DataFrame
+        An Image or Localizations element; its ``attrs["source_format"]`` names the reader.
+    """
+    spec = find_reader(path, format)
+    if modality is not None:
+        overrides["modality"] = modality
+    element = spec.read(Path(path), **overrides)
+    element.attrs.setdefault("source_format", spec.name)
+    return element
