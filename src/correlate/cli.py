@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     except CorrelateError as exc:
         print(f"correlate {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and closed early
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

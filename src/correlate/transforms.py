@@ -485,7 +485,6 @@ class ThinPlateSpline(_NonLinear):
         n, d = src.shape
         if n < d + 1:
             raise CorrelateError(f"a {d}-D thin-plate spline needs at least {d + 1} points, got {n}")
-        # Centre and scale for conditioning; the kernel is evaluated in the original units.
         r = np.linalg.norm(src[:, None, :] - src[None, :, :], axis=-1)
         k = cls._kernel(r, d)
         w = np.ones(n) if weights is None else np.asarray(weights, float)

@@ -1,0 +1,120 @@
+"""``correlate export STORE WHAT -o OUT``: take data out of a store in formats other tools read."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import CorrelateError
+
+NAME = "export"
+HELP = "export landmarks (BigWarp CSV), transforms (matrix), tables, localizations or renders"
+ORDER = 90
+DESCRIPTION = (
+    "Write part of a correlate store in a format other tools read. WHAT is one of: 'bigwarp' "
+    "(the fiducial pairs of a registration as a BigWarp landmark CSV, nm), 'matrix' (the linear "
+    "transform from an element to world or to another element, as a homogeneous matrix in x, y "
+    "order, nm), 'table' (a per-particle table as CSV), 'localizations' (a localization table as "
+    "CSV, optionally mapped into another element's coordinates or world), or 'render' (localizations "
+    "rendered to a 32-bit TIFF with its pixel size, on a grid of a pixel size or of an image)."
+)
+
+_WHAT = ("bigwarp", "matrix", "table", "localizations", "render")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", metavar="STORE", help="a correlate store (.ome.zarr)")
+    parser.add_argument("what", choices=_WHAT, help="what to export")
+    parser.add_argument("-o", "--output", required=True, help="output file")
+    parser.add_argument("--name", metavar="NAME",
+                        help="element: the table, localizations or transformed element (matrix); for "
+                             "bigwarp, the moving element (default: that of the latest registration)")
+    parser.add_argument("--to", metavar="NAME", default=None,
+                        help="target system: for matrix and localizations an element or 'world' "
+                             "(default world); for bigwarp the fixed element; for render an image "
+                             "whose grid to use")
+    parser.add_argument("--pixel-size", metavar="NM", type=float, help="render: pixel size in nm")
+    parser.add_argument("--method", choices=("histogram", "gaussian"), default="histogram",
+                        help="render: counts per pixel or Gaussians of each precision (default histogram)")
+
+
+def _latest_pair(scene) -> tuple[str, str]:
+    recs = scene.registrations()
+    for r in reversed(recs):
+        if r.get("moving") and r.get("fixed"):
+            return r["moving"], r["fixed"]
+    pairs = scene.landmark_pairs()
+    if pairs:
+        return pairs[-1]
+    raise CorrelateError("the store has no registration and no landmarks to export", path=scene.path)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..scene import Scene
+
+    scene = Scene.open(args.store, mode="r")
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if args.what == "bigwarp":
+        from ..registration import write_bigwarp_csv
+
+        moving, fixed = _latest_pair(scene)
+        moving = args.name or moving
+        fixed = args.to or fixed
+        lm = scene.get_landmarks(moving, fixed)
+        write_bigwarp_csv(out, lm)
+        print(f"wrote {out}: {len(lm)} landmark pairs {moving} (moving) -> {fixed} (fixed), nm")
+    elif args.what == "matrix":
+        from ..registration import write_affine_text
+
+        if not args.name:
+            raise CorrelateError("matrix needs --name ELEMENT", field="name")
+        t = scene.transform(args.name, args.to or "world")
+        if not t.is_linear:
+            raise CorrelateError(
+                f"the transform {args.name} -> {args.to or 'world'} is not linear ({type(t).__name__}); "
+                "export the landmarks (bigwarp) or use the store", field="matrix")
+        write_affine_text(out, t)
+        print(f"wrote {out}: {args.name} -> {args.to or 'world'} homogeneous matrix (x, y order, nm)")
+    elif args.what in ("table", "localizations"):
+        if not args.name:
+            raise CorrelateError(f"{args.what} needs --name NAME", field="name")
+        kind = scene.kind(args.name)
+        want = "table" if args.what == "table" else "localizations"
+        if kind != want:
+            raise CorrelateError(f"{args.name!r} is {kind}, not {want}", field="name")
+        df = scene.get(args.name)
+        if args.what == "localizations" and args.to:
+            df = scene.map_points(df, args.name, args.to)
+        df.to_csv(out, index=False)
+        where = f" in {args.to} coordinates" if args.what == "localizations" and args.to else ""
+        print(f"wrote {out}: {len(df)} rows{where}")
+    else:  # render
+        import numpy as np
+        import tifffile
+
+        from ..render import render
+
+        names = [n.strip() for n in (args.name or "").split(",") if n.strip()]
+        if not names:
+            names = scene.names(kind="localizations")
+        if not names:
+            raise CorrelateError("the store has no localizations to render", path=scene.path)
+        kw: dict = {}
+        if args.to:
+            kw["like"] = scene.get(args.to)
+            locs = {n: scene.map_points(scene.get(n), n, args.to) for n in names}
+        else:
+            if args.pixel_size is None:
+                raise CorrelateError("render needs --pixel-size NM (or --to IMAGE for its grid)", field="pixel_size")
+            kw["pixel_size_nm"] = args.pixel_size
+            locs = {n: scene.get(n) for n in names}
+        img = render(locs, method=args.method, **kw)
+        data = np.asarray(img.transpose("c", "y", "x").values, dtype=np.float32)
+        px = float(img.coords["x"].values[1] - img.coords["x"].values[0]) if img.sizes["x"] > 1 else kw.get("pixel_size_nm", 1.0)
+        tifffile.imwrite(out, data, imagej=True, resolution=(1e3 / px, 1e3 / px),
+                         metadata={"axes": "CYX", "unit": "um", "Labels": names})
+        print(f"wrote {out}: {len(names)} channel(s) {names}, {data.shape[2]} x {data.shape[1]} px at {px:g} nm, "
+              f"origin (centre of pixel 0) x {float(img.coords['x'].values[0]):g} nm, "
+              f"y {float(img.coords['y'].values[0]):g} nm")
+    return 0

@@ -1,0 +1,85 @@
+"""``correlate info STORE``: what a scene store holds (or what a single data file contains)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+NAME = "info"
+HELP = "show what a correlate store (or a data file) contains"
+ORDER = 10
+DESCRIPTION = (
+    "Print the elements of a correlate OME-Zarr store (kind, shape or row count, pixel size in nm, "
+    "modality), its coordinate systems, the transforms to world and what is stored under "
+    "correlate/ (landmarks, registrations, tables, history). Given a data file instead of a "
+    "store, read it and describe the element."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", metavar="STORE", help="a correlate store (.ome.zarr) or a data file")
+    parser.add_argument("--quality", action="store_true",
+                        help="also measure each localization set: NeNA precision, FRC resolution, fiducials "
+                        "(seconds per million localizations)")
+
+
+def _describe_element(path: Path) -> str:
+    from ..elements import element_kind, pixel_size
+    from ..io import read
+
+    el = read(path)
+    kind = element_kind(el)
+    lines = [f"{path}: {kind}"]
+    if kind == "image":
+        lines.append(f"  dims {tuple(el.dims)}, shape {tuple(el.shape)}, dtype {el.dtype}")
+        lines.append(f"  pixel size (nm): {pixel_size(el)}")
+        lines.append(f"  modality {el.attrs.get('modality')}, value unit {el.attrs.get('value_unit') or '-'}")
+    else:
+        lines.append(f"  {len(el)} rows, columns {list(el.columns)}")
+        for k in ("source_format", "frame_base", "camera_pixel_size_nm", "units"):
+            if k in el.attrs:
+                lines.append(f"  {k}: {el.attrs[k]}")
+    return "\n".join(lines)
+
+
+def _quality_lines(name: str, df) -> list[str]:
+    from ..smlm import summary
+
+    s = summary(df)
+    parts = []
+    for key, label in (("median_precision_nm", "median precision"), ("nena_precision_nm", "NeNA precision"),
+                       ("frc_resolution_nm", "FRC resolution")):
+        if key in s and s[key] is not None:
+            parts.append(f"{label} {s[key]:.1f} nm")
+    if "n_fiducials" in s:
+        parts.append(f"{s['n_fiducials']} fiducial(s)")
+    errors = [f"{k[:-6]}: {v}" for k, v in s.items() if k.endswith("_error")]
+    lines = [f"  {name:<20} " + ("; ".join(parts) or "no quality figures")]
+    lines += [f"  {'':<20} (not measured - {e})" for e in errors]
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import StoreError
+    from ..scene import Scene
+
+    path = Path(args.path)
+    if not path.exists():
+        raise StoreError("no such store or file", path=path)
+    if path.is_dir():
+        scene = Scene.open(path, "r")
+        print(scene.info())
+        if args.quality:
+            print("\nlocalization quality:")
+            for name in scene.names("localizations"):
+                print("\n".join(_quality_lines(name, scene.get(name))))
+    else:
+        print(_describe_element(path))
+        if args.quality:
+            from ..elements import element_kind
+            from ..io import read
+
+            el = read(path)
+            if element_kind(el) == "localizations":
+                print("\n".join(_quality_lines(path.name, el)))
+    return 0

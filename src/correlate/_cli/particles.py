@@ -1,0 +1,157 @@
+"""``correlate particles STORE --structure NAME --labels A[,B...]``: the per-particle table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "particles"
+HELP = "segment particles and join them with localization labels (per-particle table)"
+ORDER = 60
+DESCRIPTION = (
+    "Segment particles in an EM or AFM image of a store, measure them in nm (area, equivalent "
+    "diameter, Feret, circularity, eccentricity; AFM heights and volume), assign the localizations "
+    "of each label to particles within a shell of linker length plus the predicted registration "
+    "error and localization precision, count molecules (blink grouping), compute CBC "
+    "colocalization between labels, and store the table (correlate/tables/<name>) and the label "
+    "image (<structure>/labels/particles). Prints a summary; -o also writes CSV or Parquet."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("store", metavar="STORE", help="a correlate store (.ome.zarr)")
+    parser.add_argument("--structure", default="em", help="EM or AFM image holding the particles (default: em)")
+    parser.add_argument("--labels", default="", help="comma-separated localization elements, e.g. antibody,corona")
+    parser.add_argument("-o", "--output", default=None, help="also write the table to this .csv or .parquet file")
+    parser.add_argument("--table", default="particles", help="name of the table in the store (default: particles)")
+    parser.add_argument("--linker-nm", type=float, default=10.0, help="label distance outside the particle edge (nm)")
+    parser.add_argument("--n-sigma", type=float, default=2.0, help="shell: multiple of sqrt(TRE^2 + precision^2)")
+    parser.add_argument("--tre-nm", default="auto", help="'auto' (from the stored registration) or a number (nm)")
+    parser.add_argument(
+        "--events-per-molecule",
+        default="auto",
+        help="a number, NAME of a sparse calibration localization element in the store (one per label: "
+        "LABEL=NAME,...), or 'auto' (estimated from the data; approximate)",
+    )
+    parser.add_argument("--detection-efficiency", type=float, default=1.0, help="fraction of molecules that blink at all")
+    parser.add_argument("--min-diameter-nm", type=float, default=None, help="smallest particle kept (nm)")
+    parser.add_argument("--psf-sigma-nm", type=float, default=None, help="EM blur sigma (nm) for the edge correction")
+    parser.add_argument("--no-store", action="store_true", help="do not write the table and labels into the store")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def _num_or_auto(v: str, what: str):
+    from ..errors import CorrelateError
+
+    if v == "auto":
+        return "auto"
+    try:
+        return float(v)
+    except ValueError:
+        raise CorrelateError(f"{what} must be 'auto' or a number, got {v!r}", field=what) from None
+
+
+def _events_arg(v: str):
+    """'auto', a number, an element name, or LABEL=VALUE pairs separated by commas."""
+    if "=" in v:
+        out = {}
+        for part in v.split(","):
+            k, _, val = part.partition("=")
+            out[k.strip()] = _events_arg(val.strip())
+        return out
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def _fmt(x, nd=1) -> str:
+    try:
+        return f"{float(x):.{nd}f}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def summary_lines(res) -> list[str]:
+    """Human-readable summary of a :class:`~correlate.analysis.ParticleAnalysis`."""
+    import numpy as np
+
+    s = res.summary
+    t = res.table
+    size = s["size"]
+    lines = [
+        (
+            f"structure {s['structure']!r} ({s['modality']}): {s['n_particles']} particles "
+            f"({s['n_edge']} touching the image edge), {s['n_fiducials_excluded']} fiducials excluded"
+        ),
+        (
+            f"size (equivalent diameter, {size['n']} whole particles): D10 {_fmt(size['D10_nm'])} nm, "
+            f"D50 {_fmt(size['D50_nm'])} nm, D90 {_fmt(size['D90_nm'])} nm, CV {_fmt(size['CV'], 3)}, "
+            f"PDI {_fmt(size['PDI'], 3)}"
+        ),
+    ]
+    for L, info in s["labels"].items():
+        c = t[f"n_localizations_{L}"].to_numpy() if len(t) else np.zeros(0)
+        m = t[f"n_molecules_{L}"].to_numpy() if len(t) else np.zeros(0)
+        q = np.percentile(c, [25, 50, 75]) if c.size else [np.nan] * 3
+        qm = np.nanpercentile(m, [25, 50, 75]) if m.size and np.isfinite(m).any() else [np.nan] * 3
+        lines.append(
+            f"label {L!r}: {info['n_localizations']} localizations, {_fmt(100 * info.get('fraction_assigned', np.nan))} % "
+            f"assigned, {_fmt(100 * info.get('fraction_ambiguous', np.nan))} % ambiguous, "
+            f"{info.get('n_fiducial_track', 0)} on fiducial tracks; per particle: localizations median "
+            f"{_fmt(q[1], 0)} (IQR {_fmt(q[0], 0)}-{_fmt(q[2], 0)}), molecules median {_fmt(qm[1])} "
+            f"(IQR {_fmt(qm[0])}-{_fmt(qm[2])}); events/molecule {_fmt(info.get('events_per_molecule'), 2)}; "
+            f"TRE {info.get('tre_source', '-')}"
+        )
+    for col in [c for c in t.columns if c.startswith("cbc_mean_")]:
+        lines.append(f"{col}: median {_fmt(np.nanmedian(t[col]) if t[col].notna().any() else np.nan, 2)} over "
+                     f"{int(t[col].notna().sum())} particles")
+    for n in s.get("notes", []):
+        lines.append(f"note: {n}")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..analysis import analyze_particles
+    from ..errors import CorrelateError
+    from ..scene import Scene
+
+    labels = [s.strip() for s in str(args.labels).split(",") if s.strip()]
+    seg_kw = {}
+    if args.min_diameter_nm is not None:
+        seg_kw["min_diameter_nm"] = args.min_diameter_nm
+    if args.psf_sigma_nm is not None:
+        seg_kw["psf_sigma_nm"] = args.psf_sigma_nm
+    out = Path(args.output) if args.output else None
+    if out is not None and out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise CorrelateError(f"output must end in .csv or .parquet, got {out.name!r}", path=out)
+    scene = Scene.open(args.store, mode="r" if args.no_store else "r+")
+    res = analyze_particles(
+        scene,
+        args.structure,
+        labels,
+        segmentation=seg_kw,
+        linker_nm=args.linker_nm,
+        n_sigma=args.n_sigma,
+        tre_nm=_num_or_auto(args.tre_nm, "tre-nm"),
+        events_per_molecule=_events_arg(args.events_per_molecule),
+        detection_efficiency=args.detection_efficiency,
+        store=not args.no_store,
+        table_name=args.table,
+    )
+    if out is not None:
+        if out.suffix.lower() == ".csv":
+            res.table.to_csv(out, index=False)
+        else:
+            res.table.to_parquet(out, index=False)
+    if args.json:
+        print(json.dumps(res.summary, default=float, indent=1))
+    else:
+        for line in summary_lines(res):
+            print(line)
+        if not args.no_store:
+            print(f"stored table {args.table!r} and labels '{args.structure}/labels/particles' in {args.store}")
+        if out is not None:
+            print(f"wrote {out}")
+    return 0

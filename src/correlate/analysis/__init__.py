@@ -1,0 +1,61 @@
+"""Joint analysis per particle: segmentation, morphology, assignment of localizations, molecule
+counts, colocalization and spatial statistics.
+
+>>> from correlate.analysis import particles
+>>> table = particles(scene, structure="em", labels=["antibody", "corona"])   # doctest: +SKIP
+
+The work lives in private modules named after what they do; their public names are gathered
+here. Lengths are nm throughout.
+"""
+
+# -- particle analysis (helper F) ----------------------------------------------------------------
+from ._assign import assign_localizations, persistent_clusters
+from ._colocalization import cbc
+from ._molecules import (
+    calibrate_blinking,
+    calibrate_isolated,
+    count_molecules,
+    group_blinks,
+    qpaint,
+)
+from ._morphology import feret_diameters, measure_particles, size_summary
+from ._particles import ParticleAnalysis, analyze_particles, particles, to_xarray
+from ._segment import (
+    Segmentation,
+    level_afm,
+    segment_afm,
+    segment_em,
+    segment_particles,
+)
+from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
+
+__all__ = [
+    "ParticleAnalysis",
+    "Segmentation",
+    "analyze_particles",
+    "assign_localizations",
+    "calibrate_blinking",
+    "calibrate_isolated",
+    "cbc",
+    "count_molecules",
+    "feret_diameters",
+    "group_blinks",
+    "level_afm",
+    "measure_particles",
+    "nearest_neighbor_distances",
+    "pair_correlation",
+    "particles",
+    "persistent_clusters",
+    "qpaint",
+    "ripley",
+    "segment_afm",
+    "segment_em",
+    "segment_particles",
+    "size_summary",
+    "to_xarray",
+]
+
+# -- rendering and overlays (helper G): add imports and names below this line --------------------
+from ..render import composite, render, render_gaussian, render_histogram
+
+__all__ += ["composite", "render", "render_gaussian", "render_histogram"]

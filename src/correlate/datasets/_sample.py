@@ -1,0 +1,380 @@
+"""The simulated correlative sample: :func:`simulate_sample` and its result types."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..elements import make_image, make_localizations
+from ..transforms import Transform
+from ._afm import particle_height, render_afm
+from ._config import SampleConfig
+from ._em import render_em
+from ._geometry import image_extent, make_transforms, place_fiducials, place_particles
+from ._sim import render_sim
+from ._smlm import LABELS, LOC_COLUMNS, localizations_for_label, make_drift, make_molecules
+
+__all__ = ["Truth", "Sample", "simulate_sample"]
+
+
+@dataclass
+class Truth:
+    """Ground truth of a simulated sample (all lengths nm).
+
+    Attributes
+    ----------
+    particles
+        particle_id, x, y (world), diameter_nm, height_nm (AFM apparent height), has_corona,
+        n_molecules_<label>, n_localizations_<label>, n_events_<label>, edge (cut by or outside
+        the EM field), in_afm (wholly inside the AFM region), touching (partner id or -1).
+    fiducials
+        fiducial_id, x, y (world), diameter_nm, x_smlm, y_smlm (antibody camera frame),
+        x_smlm_corona, y_smlm_corona, x_sim, y_sim, x_afm, y_afm (NaN where outside that image).
+        SMLM positions are drift-free: a localization in frame f sits at x_smlm + drift.dx[f].
+    molecules
+        molecule_id, label, particle_id, x, y, z (world; z above the particle centre), x_smlm,
+        y_smlm (camera frame of that label, drift-free), n_events (on-events inside the run; 0:
+        never detected), n_localizations.
+    transforms
+        element -> Transform (own frame -> world): "em" (Identity), "sim", "afm", "smlm", and
+        "smlm_corona" when the corona colour has a chromatic offset; aliases "antibody" and
+        "corona" (the transform of that localization element).
+    drift
+        frame, dx, dy (nm, camera frame) added to the SMLM coordinates (zeros without drift).
+    params
+        Extra truth: "smlm_similarity" (the linear part of "smlm"), "chromatic" (corona camera ->
+        antibody camera), "camera_lo"/"camera_hi" (camera field box, nm), timings (s).
+    """
+
+    particles: pd.DataFrame
+    fiducials: pd.DataFrame
+    molecules: pd.DataFrame
+    transforms: dict[str, Transform]
+    drift: pd.DataFrame
+    params: dict[str, Any] = field(default_factory=dict)
+
+    _FRAME_COLUMNS = {
+        "world": ("x", "y"), "em": ("x", "y"),
+        "smlm": ("x_smlm", "y_smlm"), "antibody": ("x_smlm", "y_smlm"),
+        "smlm_corona": ("x_smlm_corona", "y_smlm_corona"), "corona": ("x_smlm_corona", "y_smlm_corona"),
+        "sim": ("x_sim", "y_sim"), "afm": ("x_afm", "y_afm"),
+    }
+
+    def landmarks(self, source: str, target: str = "world", sigma_source: float = 0.0, sigma_target: float = 0.0):
+        """True fiducial pairs between two frames as :class:`~correlate.elements.Landmarks`.
+
+        Parameters
+        ----------
+        source, target
+            Frame names: "world"/"em", "smlm"/"antibody", "smlm_corona"/"corona", "sim", "afm".
+            Only fiducials present in both (finite positions) are kept.
+        sigma_source, sigma_target
+            Isotropic covariance (nm) to attach (the truth itself is exact).
+        """
+        from ..elements import Landmarks
+
+        for name in (source, target):
+            if name not in self._FRAME_COLUMNS:
+                raise KeyError(f"unknown frame {name!r}; expected one of {sorted(self._FRAME_COLUMNS)}")
+        f = self.fiducials
+        src = f[list(self._FRAME_COLUMNS[source])].to_numpy(float)
+        dst = f[list(self._FRAME_COLUMNS[target])].to_numpy(float)
+        ok = np.isfinite(src).all(1) & np.isfinite(dst).all(1)
+        n = int(ok.sum())
+        return Landmarks(
+            source=src[ok], target=dst[ok],
+            source_cov=np.full(n, sigma_source**2), target_cov=np.full(n, sigma_target**2),
+            ids=f["fiducial_id"].to_numpy()[ok], source_system=source, target_system=target,
+            attrs={"simulated_truth": True},
+        )
+
+
+@dataclass
+class Sample:
+    """A simulated correlative sample: images, localizations and the truth behind them.
+
+    ``em``, ``sim``, ``afm`` are Image elements (None where switched off); ``smlm`` maps
+    ``"antibody"`` / ``"corona"`` to Localizations in their SMLM camera frames.
+    """
+
+    config: SampleConfig
+    em: Any
+    sim: Any
+    afm: Any
+    smlm: dict[str, pd.DataFrame]
+    truth: Truth
+
+    def elements(self) -> dict[str, Any]:
+        """Element name -> element, for a Scene: "em", "sim", "afm", "antibody", "corona".
+
+        Their transforms to world are ``self.truth.transforms[name]`` (the same keys).
+        """
+        out: dict[str, Any] = {}
+        for name in ("em", "sim", "afm"):
+            img = getattr(self, name)
+            if img is not None:
+                out[name] = img
+        out.update(self.smlm)
+        return out
+
+    def em_labels(self) -> np.ndarray:
+        """True particle label image on the EM grid: (H, W) int32, ``particle_id`` inside each
+        particle's disc (projected outline), 0 elsewhere; gold beads are not labelled."""
+        from ._splat import splat
+
+        if self.em is None:
+            raise ValueError("the sample has no EM image (make_em=False)")
+        cfg = self.config
+        px = float(cfg.em_pixel_nm)
+        lab = np.zeros(self.em.shape, np.int32)
+        p = self.truth.particles
+        r = 0.5 * p["diameter_nm"].to_numpy(float)
+
+        def prof(dx, dy, q):
+            return np.where(dx * dx + dy * dy <= q[..., 1] ** 2, q[..., 0], 0)
+
+        params = np.column_stack([p["particle_id"].to_numpy(float), r])
+        splat(lab, (0.0, 0.0), px, p[["x", "y"]].to_numpy(float), r, prof, params, mode="max")
+        return lab
+
+    def summary(self) -> str:
+        """A few lines describing the sample (sizes, counts, truth)."""
+        cfg = self.config
+        p = self.truth.particles
+        lines = [
+            f"simulated sample (seed {cfg.seed}): {cfg.field_nm / 1000:g} um field, {len(p)} particles "
+            f"(median d {p['diameter_nm'].median():.0f} nm, {int(p['edge'].sum())} at the edge), "
+            f"{len(self.truth.fiducials)} fiducials",
+        ]
+        for name in ("em", "sim", "afm"):
+            img = getattr(self, name)
+            if img is not None:
+                px = float(img.x[1] - img.x[0]) if img.sizes["x"] > 1 else float("nan")
+                lines.append(f"  {name}: {img.sizes['y']} x {img.sizes['x']} px at {px:g} nm")
+        for label, df in self.smlm.items():
+            mol = self.truth.molecules
+            lines.append(
+                f"  {label}: {len(df)} localizations over {cfg.n_frames} frames, "
+                f"{int((mol['label'] == label).sum())} molecules, median precision "
+                f"{df.loc[df['true_particle_id'] > 0, 'precision'].median():.1f} nm"
+            )
+        t = self.truth.transforms.get("smlm")
+        if t is not None:
+            lines.append(f"  smlm -> world: {'linear' if t.is_linear else 'non-linear'} "
+                         f"(distortion {cfg.distortion_nm:g} nm), drift {'on' if cfg.drift else 'off'}, "
+                         f"chromatic {'on' if cfg.chromatic else 'off'}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<Sample seed={self.config.seed} elements={sorted(self.elements())}>"
+
+    def transforms(self) -> dict[str, Transform]:
+        """Element name -> true transform (element frame -> world), same keys as :meth:`elements`."""
+        return {k: self.truth.transforms[k] for k in self.elements()}
+
+    def write_files(self, directory, *, truth: bool = True, truth_columns: bool = False, overwrite: bool = False):
+        """Write the sample as ordinary files (MRC, OME-TIFF, ThunderSTORM CSV, truth CSV/JSON);
+        see :func:`correlate.datasets.write_files`. Returns name -> path."""
+        from ._export import write_files
+
+        return write_files(self, directory, truth=truth, truth_columns=truth_columns, overwrite=overwrite)
+
+    def to_scene(self, path, *, transforms: str = "truth", truth_table: bool = True, overwrite: bool = False):
+        """Write the sample into a new scene store and return the open :class:`~correlate.scene.Scene`.
+
+        Parameters
+        ----------
+        path
+            Store path (``*.ome.zarr``).
+        transforms
+            ``"truth"``: every element gets its true transform to world; ``"none"``: only the EM
+            is placed (identity), the others keep identity too and wait for registration.
+        truth_table
+            Also store the true particles as table ``"truth_particles"`` (world frame).
+        overwrite
+            Replace an existing store (atomically).
+        """
+        from ..elements import make_table
+        from ..scene import Scene
+
+        if transforms not in ("truth", "none"):
+            raise ValueError(f"transforms must be 'truth' or 'none', got {transforms!r}")
+        scene = Scene.create(path, overwrite=overwrite)
+        for name, el in self.elements().items():
+            t = self.truth.transforms[name] if transforms == "truth" else None
+            scene.add(name, el, transform=t)
+        if truth_table:
+            scene.add("truth_particles", make_table(self.truth.particles, coordinate_system="world"))
+        return scene
+
+
+def simulate_sample(config: SampleConfig | None = None, **overrides: Any) -> Sample:
+    """Simulate a correlative sample: EM, SIM, AFM images and two-colour SMLM localizations of
+    liposome-like particles with gold fiducials, with the truth behind them.
+
+    Parameters
+    ----------
+    config
+        A :class:`SampleConfig` (default: the demo-size defaults).
+    **overrides
+        Fields of the config to change (``simulate_sample(seed=3, n_frames=500)``).
+
+    Returns
+    -------
+    Sample
+        ``em``/``sim``/``afm`` Images, ``smlm`` {"antibody", "corona"} Localizations, ``truth``.
+        World frame = EM frame (nm). Every image has its pixel centres at ``i * pixel`` in its own
+        frame (the readers' convention), so the EM covers ``[-px/2, field_nm - px/2]`` of world.
+    """
+    cfg = SampleConfig() if config is None else config
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    root = np.random.default_rng(cfg.seed)
+    # independent streams per stage, so switching one modality off leaves the others unchanged
+    rngs = dict(zip(["geom", "transforms", "em", "labels", "smlm", "sim", "afm"], root.spawn(7)))
+    fiducials = place_fiducials(cfg, rngs["geom"])
+    particles = place_particles(cfg, rngs["geom"], fiducials)
+    particles["height_nm"] = particle_height(cfg, particles["diameter_nm"].to_numpy())
+    transforms, params = make_transforms(cfg, rngs["transforms"])
+    timings["geometry"] = time.perf_counter() - t0
+
+    # ---- EM -------------------------------------------------------------------------------
+    em = None
+    if cfg.make_em:
+        t = time.perf_counter()
+        data, org = render_em(cfg, rngs["em"], particles, fiducials)
+        em = make_image(
+            data, pixel_size_nm=cfg.em_pixel_nm, origin_nm={"y": org[1], "x": org[0]}, modality="em",
+            value_unit="counts", name="em", source="simulated",
+            attrs={"simulated": True, "seed": int(cfg.seed)},
+        )
+        timings["em"] = time.perf_counter() - t
+
+    # ---- molecules and SMLM ----------------------------------------------------------------
+    t = time.perf_counter()
+    mol = make_molecules(cfg, rngs["labels"], particles)
+    has_corona = mol.attrs.pop("has_corona")
+    particles["has_corona"] = has_corona
+    drift = make_drift(cfg, rngs["smlm"])
+    mol["x_smlm"] = np.nan
+    mol["y_smlm"] = np.nan
+    mol["n_events"] = 0
+    mol["n_localizations"] = 0
+    fid_w = fiducials[["x", "y"]].to_numpy(float)
+    smlm: dict[str, pd.DataFrame] = {}
+    fid_cam: dict[str, np.ndarray] = {}
+    ev_base = 0
+    for ch, label in enumerate(LABELS):
+        inv = transforms[label].inverse()
+        sel = (mol["label"] == label).to_numpy()
+        m = mol.loc[sel]
+        mc = inv.apply(m[["x", "y"]].to_numpy(float)) if len(m) else np.zeros((0, 2))
+        fc = inv.apply(fid_w) if len(fid_w) else np.zeros((0, 2))
+        fid_cam[label] = fc
+        mol.loc[sel, "x_smlm"] = mc[:, 0]
+        mol.loc[sel, "y_smlm"] = mc[:, 1]
+        if not cfg.make_smlm:
+            continue
+        df, n_ev, n_loc, n_ev_total = localizations_for_label(
+            cfg, rngs["smlm"], label, ch, m, mc, fc, drift, params["camera_lo"], params["camera_hi"], ev_base
+        )
+        ev_base += n_ev_total
+        mol.loc[sel, "n_events"] = n_ev
+        mol.loc[sel, "n_localizations"] = n_loc
+        smlm[label] = make_localizations(
+            df[LOC_COLUMNS], source_format="simulated", source=f"simulated:{label}",
+            camera_pixel_size_nm=cfg.camera_pixel_nm, frame_base=0, coordinate_system=f"smlm_{label}",
+            notes=[f"simulated {label} channel (channel={ch}); truth columns true_*"],
+            name=label,
+        )
+        smlm[label].attrs["channel_name"] = label
+        smlm[label].attrs["n_frames"] = int(cfg.n_frames)
+    mol["n_events"] = mol["n_events"].astype(np.int64)
+    mol["n_localizations"] = mol["n_localizations"].astype(np.int64)
+    timings["smlm"] = time.perf_counter() - t
+
+    # ---- per-particle truth ------------------------------------------------------------------
+    pid = particles["particle_id"].to_numpy()
+    for label in LABELS:
+        m = mol[mol["label"] == label]
+        idx = np.searchsorted(pid, m["particle_id"].to_numpy())
+        for col, src in (("n_molecules", None), ("n_localizations", "n_localizations"), ("n_events", "n_events")):
+            w = None if src is None else m[src].to_numpy(float)
+            particles[f"{col}_{label}"] = np.bincount(idx, weights=w, minlength=len(pid)).astype(np.int64)
+
+    # ---- SIM ----------------------------------------------------------------------------------
+    sim = None
+    sim_org = None
+    if cfg.make_sim:
+        t = time.perf_counter()
+        labels = [cfg.sim_labels] if isinstance(cfg.sim_labels, str) else list(cfg.sim_labels)
+        planes = []
+        for label in labels:  # one channel per label; the fiducials shine in every channel
+            lm = mol[mol["label"] == label]
+            ex = np.vstack([lm[["x", "y"]].to_numpy(float), fid_w])
+            wt = np.concatenate([np.ones(len(lm)), np.full(len(fid_w), float(cfg.sim_fiducial_brightness))])
+            plane, sim_org = render_sim(cfg, rngs["sim"], transforms["sim"], ex, wt)
+            planes.append(plane)
+        multi = len(planes) > 1
+        sim = make_image(
+            np.stack(planes) if multi else planes[0], pixel_size_nm=cfg.sim_pixel_nm,
+            dims=("c", "y", "x") if multi else ("y", "x"), channel_names=labels if multi else None,
+            origin_nm={"y": sim_org[1], "x": sim_org[0]},
+            modality="sim", value_unit="photons", name="sim", source="simulated",
+            attrs={"simulated": True, "seed": int(cfg.seed), "resolution_nm": float(cfg.sim_resolution_nm),
+                   "labels": labels},
+        )
+        timings["sim"] = time.perf_counter() - t
+
+    # ---- AFM ----------------------------------------------------------------------------------
+    afm = None
+    a_lo, a_hi = image_extent(cfg.afm_field, cfg.afm_pixel_nm)
+    afm_inv = transforms["afm"].inverse()
+    if cfg.make_afm:
+        t = time.perf_counter()
+        data, org = render_afm(cfg, rngs["afm"], transforms["afm"], particles, fiducials)
+        afm = make_image(
+            data, pixel_size_nm=cfg.afm_pixel_nm, origin_nm={"y": org[1], "x": org[0]}, modality="afm",
+            value_unit="nm", name="afm", source="simulated",
+            attrs={"simulated": True, "seed": int(cfg.seed), "tip_radius_nm": float(cfg.afm_tip_radius_nm)},
+        )
+        timings["afm"] = time.perf_counter() - t
+    pa = afm_inv.apply(particles[["x", "y"]].to_numpy(float))
+    rl = 0.5 * particles["diameter_nm"].to_numpy(float) / np.sqrt(max(cfg.afm_flattening, 1e-3))
+    particles["in_afm"] = (pa - rl[:, None] >= a_lo).all(1) & (pa + rl[:, None] <= a_hi).all(1)
+
+    # ---- fiducial truth in every frame -----------------------------------------------------------
+    fid = fiducials.copy()
+    if len(fid):
+        fid["x_smlm"], fid["y_smlm"] = fid_cam["antibody"][:, 0], fid_cam["antibody"][:, 1]
+        fid["x_smlm_corona"], fid["y_smlm_corona"] = fid_cam["corona"][:, 0], fid_cam["corona"][:, 1]
+        fs = transforms["sim"].inverse().apply(fid_w)
+        if sim is not None:
+            ext_lo = np.array([float(sim.x[0]), float(sim.y[0])])
+            ext_hi = np.array([float(sim.x[-1]), float(sim.y[-1])])
+            out = ~((fs >= ext_lo) & (fs <= ext_hi)).all(1)
+            fs[out] = np.nan
+        fid["x_sim"], fid["y_sim"] = fs[:, 0], fs[:, 1]
+        fa = afm_inv.apply(fid_w)
+        out = ~((fa >= a_lo) & (fa <= a_hi)).all(1)
+        fa[out] = np.nan
+        fid["x_afm"], fid["y_afm"] = fa[:, 0], fa[:, 1]
+    else:
+        for c in ("x_smlm", "y_smlm", "x_smlm_corona", "y_smlm_corona", "x_sim", "y_sim", "x_afm", "y_afm"):
+            fid[c] = np.zeros(0)
+
+    cols = ["particle_id", "x", "y", "diameter_nm", "height_nm", "has_corona"]
+    cols += [f"{c}_{lab}" for lab in LABELS for c in ("n_molecules", "n_localizations", "n_events")]
+    cols += ["edge", "in_afm", "touching"]
+    particles = particles[cols]
+    timings["total"] = time.perf_counter() - t0
+    params["timings"] = timings
+    params["seed"] = int(cfg.seed)
+    truth = Truth(particles=particles, fiducials=fid, molecules=mol, transforms=transforms, drift=drift, params=params)
+    return Sample(config=cfg, em=em, sim=sim, afm=afm, smlm=smlm, truth=truth)

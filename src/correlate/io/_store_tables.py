@@ -1,0 +1,189 @@
+"""Localizations, per-particle tables and landmarks as Parquet inside the store.
+
+One group per table (``correlate/localizations/<name>/``, ``correlate/tables/<name>/``,
+``correlate/landmarks/<a>__<b>/``)::
+
+    zarr.json      attributes: {correlate: {kind, schema_version, n_rows, columns: [{name, dtype,
+                   unit}], coordinate_system, attrs (the DataFrame's attrs), ...}}
+    part-0.parquet zstd; rows sorted by spatial tile (Morton order of a coarse x, y grid) so a
+                   bounding-box read skips row groups; no dictionary encoding on float columns;
+                   a ``__correlate_row`` column restores the original row order on reading.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import StoreError
+from ._atomic import from_jsonable, to_jsonable
+
+__all__ = ["TABLE_SCHEMA_VERSION", "write_table_group", "read_table_group", "table_group_meta"]
+
+TABLE_SCHEMA_VERSION = 1
+ROW_COLUMN = "__correlate_row"
+PARQUET_NAME = "part-0.parquet"
+ROW_GROUP_SIZE = 250_000
+
+
+def _morton2(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
+    """Interleave the bits of two non-negative 16-bit integer arrays (vectorised)."""
+
+    def spread(v):
+        v = v.astype(np.uint64) & np.uint64(0xFFFF)
+        v = (v | (v << np.uint64(8))) & np.uint64(0x00FF00FF)
+        v = (v | (v << np.uint64(4))) & np.uint64(0x0F0F0F0F)
+        v = (v | (v << np.uint64(2))) & np.uint64(0x33333333)
+        v = (v | (v << np.uint64(1))) & np.uint64(0x55555555)
+        return v
+
+    return spread(ix) | (spread(iy) << np.uint64(1))
+
+
+def tile_order(x: np.ndarray, y: np.ndarray, rows_per_tile: int = ROW_GROUP_SIZE // 16) -> np.ndarray:
+    """Row order that groups points by spatial tile (Morton order over a square grid)."""
+    n = len(x)
+    if n <= rows_per_tile:
+        return np.arange(n)
+    n_side = int(min(1 << 15, max(2, np.ceil(np.sqrt(n / rows_per_tile)))))
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    x0, x1 = np.nanmin(x), np.nanmax(x)
+    y0, y1 = np.nanmin(y), np.nanmax(y)
+    ix = np.clip(((x - x0) / max(x1 - x0, 1e-12) * n_side).astype(np.int64), 0, n_side - 1)
+    iy = np.clip(((y - y0) / max(y1 - y0, 1e-12) * n_side).astype(np.int64), 0, n_side - 1)
+    return np.argsort(_morton2(ix, iy), kind="stable")
+
+
+def _columns_meta(df: pd.DataFrame, units: dict) -> list[dict]:
+    return [
+        {"name": str(c), "dtype": str(df[c].dtype), "unit": str(units.get(c, "")) if units else ""}
+        for c in df.columns
+    ]
+
+
+def write_table_group(
+    path: Path,
+    df: pd.DataFrame,
+    *,
+    kind: str,
+    extra_meta: dict | None = None,
+    spatial: bool = True,
+) -> dict:
+    """Write ``df`` (and its attrs) as a Parquet table group at ``path`` (a new folder)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.mkdir(parents=True)
+    out = df
+    index_names: list[str] | None = None
+    if not (isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1):
+        index_names = [n if n is not None else f"__index_level_{i}__" for i, n in enumerate(df.index.names)]
+        out = df.copy()
+        out.index = out.index.set_names(index_names)
+        out = out.reset_index()
+    else:
+        out = df.reset_index(drop=True)
+    if ROW_COLUMN in out.columns:
+        raise StoreError(f"column name {ROW_COLUMN!r} is reserved", path=path, field=ROW_COLUMN)
+    if spatial and "x" in out.columns and "y" in out.columns and len(out):
+        order = tile_order(out["x"].to_numpy(float), out["y"].to_numpy(float))
+    else:
+        order = np.arange(len(out))
+    sorted_df = out.take(order).reset_index(drop=True)
+    sorted_df[ROW_COLUMN] = order.astype(np.int64)
+    sorted_df.attrs = {}
+    table = pa.Table.from_pandas(sorted_df, preserve_index=False)
+    dict_cols = [
+        f.name
+        for f in table.schema
+        if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+    pq.write_table(
+        table,
+        path / PARQUET_NAME,
+        compression="zstd",
+        use_dictionary=dict_cols if dict_cols else False,
+        row_group_size=ROW_GROUP_SIZE,
+        write_statistics=True,
+    )
+    attrs = dict(df.attrs)
+    meta: dict[str, Any] = {
+        "kind": kind,
+        "schema_version": TABLE_SCHEMA_VERSION,
+        "n_rows": int(len(df)),
+        "columns": _columns_meta(df, attrs.get("units", {}) or {}),
+        "index": index_names,
+        "format": "parquet",
+        "files": [PARQUET_NAME],
+        "attrs": attrs,
+    }
+    if extra_meta:
+        meta.update(extra_meta)
+    with open(path / "zarr.json", "w", encoding="utf-8") as fh:
+        json.dump(
+            {"zarr_format": 3, "node_type": "group", "attributes": {"correlate": to_jsonable(meta)}},
+            fh,
+            indent=2,
+            allow_nan=False,
+        )
+    return meta
+
+
+def table_group_meta(path: Path) -> dict:
+    """The ``correlate`` attributes of a table group."""
+    try:
+        with open(Path(path) / "zarr.json", encoding="utf-8") as fh:
+            return from_jsonable(json.load(fh)["attributes"]["correlate"])
+    except (FileNotFoundError, KeyError) as exc:
+        raise StoreError("not a correlate table group (no zarr.json with a 'correlate' key)", path=path) from exc
+
+
+def read_table_group(
+    path: Path,
+    *,
+    columns: Sequence[str] | None = None,
+    bbox: Sequence[float] | None = None,
+) -> pd.DataFrame:
+    """Read a table group back as a DataFrame (original row order, dtypes and attrs).
+
+    Parameters
+    ----------
+    columns
+        Only these columns (Parquet column pruning).
+    bbox
+        ``(xmin, xmax, ymin, ymax)`` in nm: only rows inside (row groups outside are skipped).
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    meta = table_group_meta(path)
+    index = meta.get("index")
+    cols = None
+    if columns is not None:
+        cols = list(dict.fromkeys(list(columns) + list(index or []) + [ROW_COLUMN]))
+    filters = None
+    if bbox is not None:
+        x0, x1, y0, y1 = (float(v) for v in bbox)
+        filters = [("x", ">=", x0), ("x", "<=", x1), ("y", ">=", y0), ("y", "<=", y1)]
+    try:
+        table = pq.read_table(path / PARQUET_NAME, columns=cols, filters=filters)
+    except FileNotFoundError as exc:
+        raise StoreError("table data file is missing", path=path / PARQUET_NAME) from exc
+    df = table.to_pandas()
+    row = df.pop(ROW_COLUMN).to_numpy()
+    if bbox is None and len(row) == meta.get("n_rows", len(row)):
+        inv = np.empty_like(row)
+        inv[row] = np.arange(len(row))
+        df = df.take(inv).reset_index(drop=True)
+    else:
+        df = df.take(np.argsort(row, kind="stable")).reset_index(drop=True)
+    if index:
+        df = df.set_index(index)
+        df.index = df.index.set_names([None if n.startswith("__index_level_") else n for n in index])
+    df.attrs = dict(meta.get("attrs", {}))
+    return df

@@ -1,0 +1,51 @@
+"""Figures: overlays of localizations on images, and plots of the per-particle results.
+
+Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global
+state, works headless); save it with :func:`save_figure` (PNG, PDF or SVG by suffix) or show it
+in a notebook.
+
+* :func:`plot_overlay` (from a Scene) / :func:`draw_overlay` (from plain inputs): base image,
+  rendered localizations in colour, fiducials and residual vectors, particle outlines,
+  predicted-TRE contours, scale bar, caption with registration figures.
+* :func:`plot_size_distribution`, :func:`plot_counts_vs_size`, :func:`radial_profiles` +
+  :func:`plot_radial_profiles`, :func:`particle_gallery`, :func:`plot_colocalization`.
+* :func:`make_report`: a self-contained HTML report of a scene (``correlate report``).
+* :func:`add_scale_bar`, :func:`nice_length_nm`, :func:`format_length`.
+"""
+
+from __future__ import annotations
+
+from ._overlay import Fiducials, draw_overlay, plot_overlay, registration_summary, save_figure
+from ._particles import (
+    count_columns,
+    particle_gallery,
+    plot_colocalization,
+    plot_counts_vs_size,
+    plot_radial_profiles,
+    plot_size_distribution,
+    radial_profiles,
+    size_column,
+)
+from ._report import figure_to_png_bytes, make_report
+from ._scalebar import add_scale_bar, format_length, nice_length_nm
+
+__all__ = [
+    "plot_overlay",
+    "draw_overlay",
+    "Fiducials",
+    "registration_summary",
+    "save_figure",
+    "make_report",
+    "figure_to_png_bytes",
+    "plot_size_distribution",
+    "plot_counts_vs_size",
+    "radial_profiles",
+    "plot_radial_profiles",
+    "particle_gallery",
+    "plot_colocalization",
+    "size_column",
+    "count_columns",
+    "add_scale_bar",
+    "nice_length_nm",
+    "format_length",
+]

@@ -1,0 +1,303 @@
+"""The registration pipeline: detect -> pair -> fit/select -> record -> store."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..elements import Landmarks, element_kind
+from ..errors import CorrelateError, RegistrationError
+from ..transforms import Identity, Transform, compose
+from ._fiducials import fiducial_arrays
+from ._select import Registration, fit_landmarks
+
+__all__ = [
+    "detect_fiducials",
+    "field_points",
+    "register_elements",
+    "register_points",
+    "register_scene",
+    "registration_record",
+]
+
+
+def detect_fiducials(element, **kwargs) -> pd.DataFrame:
+    """Detect fiducials in an Image (beads/gold) or a Localizations table (persistent emitters).
+
+    Keyword arguments go to :func:`detect_beads` or :func:`detect_smlm_fiducials`.
+    Returns a fiducial table (``x, y[, z]`` nm in the element's own frame, ``cov_*`` nm^2).
+    """
+    kind = element_kind(element)
+    if kind == "image":
+        from ._detect_image import detect_beads
+
+        return detect_beads(element, **kwargs)
+    if kind == "localizations":
+        from ._detect_smlm import detect_smlm_fiducials
+
+        return detect_smlm_fiducials(element, **kwargs)
+    raise RegistrationError(f"cannot detect fiducials in a {kind}", field="element")
+
+
+def register_points(
+    moving: pd.DataFrame,
+    fixed: pd.DataFrame,
+    *,
+    model: str = "auto",
+    prior: Transform | None = None,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+    alpha: float = 0.01,
+    reject_outliers: bool = True,
+    moving_name: str = "moving",
+    fixed_name: str = "fixed",
+    gate_nm: float | None = None,
+) -> Registration:
+    """Pair two fiducial tables automatically and fit the moving -> fixed transform.
+
+    Parameters
+    ----------
+    moving, fixed
+        Fiducial tables (from :func:`detect_fiducials` or :func:`fiducial_table`), each in its
+        element's own frame (nm).
+    model
+        ``"auto"`` (simplest adequate model) or a model name.
+    prior
+        Approximate moving -> fixed transform (e.g. from metadata), tried before RANSAC.
+    scale_range
+        Allowed scale factor between the frames (pairing).
+
+    Returns
+    -------
+    Registration
+        With ``landmarks`` (source = moving, target = fixed) and pairing notes.
+    """
+    from ._pairing import pair_points
+
+    d = 3 if ("z" in moving.columns and "z" in fixed.columns) else 2
+    xs, cs = fiducial_arrays(moving, d)
+    ys, ct = fiducial_arrays(fixed, d)
+    pairing = pair_points(xs, ys, cs, ct, prior=prior, scale_range=scale_range, gate_nm=gate_nm)
+    ids = np.array([f"{i}:{j}" for i, j in zip(pairing.source_index, pairing.target_index)], dtype=object)
+    lm = Landmarks(
+        xs[pairing.source_index], ys[pairing.target_index], cs[pairing.source_index], ct[pairing.target_index],
+        ids=ids, source_system=moving_name, target_system=fixed_name,
+    )
+    reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers)
+    reg.notes += pairing.notes
+    reg.pairing = {
+        "method": pairing.method,
+        "n_hypotheses": int(pairing.n_hypotheses),
+        "n_detected_moving": len(xs),
+        "n_detected_fixed": len(ys),
+        "n_pairs": len(pairing),
+        "moving_index": pairing.source_index.tolist(),
+        "fixed_index": pairing.target_index.tolist(),
+    }
+    return reg
+
+
+def register_elements(moving, fixed, *, moving_kwargs: dict | None = None, fixed_kwargs: dict | None = None, **kwargs) -> Registration:
+    """Detect fiducials in two elements (images or localizations) and register them.
+
+    ``moving_kwargs`` / ``fixed_kwargs`` go to :func:`detect_fiducials`; other keyword arguments
+    to :func:`register_points`.
+    """
+    fm = detect_fiducials(moving, **(moving_kwargs or {}))
+    ff = detect_fiducials(fixed, **(fixed_kwargs or {}))
+    reg = register_points(fm, ff, **kwargs)
+    reg.fiducials = {"moving": fm, "fixed": ff}
+    return reg
+
+
+def field_points(element, n: int = 48) -> np.ndarray:
+    """A regular n x n grid (nm, element's own frame) over an image's extent or a localization
+    table's bounding box (1st-99th percentile)."""
+    if element is None:
+        return np.zeros((0, 2))
+    kind = element_kind(element)
+    if kind == "image":
+        xs = np.asarray(element.coords["x"].values, float)
+        ys = np.asarray(element.coords["y"].values, float)
+        lo, hi = (xs[0], ys[0]), (xs[-1], ys[-1])
+    else:
+        xy = element[["x", "y"]].to_numpy(float)
+        lo, hi = np.percentile(xy, 1, axis=0), np.percentile(xy, 99, axis=0)
+    gx = np.linspace(lo[0], hi[0], n)
+    gy = np.linspace(lo[1], hi[1], n)
+    g = np.meshgrid(gx, gy)
+    return np.column_stack([g[0].ravel(), g[1].ravel()])
+
+
+def _hull_mask(points: np.ndarray, hull_pts: np.ndarray) -> np.ndarray:
+    from scipy.spatial import Delaunay
+
+    if len(hull_pts) < 3:
+        return np.zeros(len(points), bool)
+    try:
+        return Delaunay(hull_pts[:, :2]).find_simplex(points[:, :2]) >= 0
+    except (ValueError, RuntimeError):  # degenerate hull (scipy's QhullError is a RuntimeError)
+        return np.zeros(len(points), bool)
+
+
+def registration_record(reg: Registration, *, moving: str, fixed: str, field: np.ndarray | None = None, extra: dict | None = None) -> dict[str, Any]:
+    """JSON-ready record of a registration (what ``scene.add_registration`` stores).
+
+    ``field``: (M, D) points of the moving frame over which predicted TRE statistics are given
+    (default: a grid over the fiducials' bounding box).
+    """
+    from .. import __version__
+
+    fit = reg.fit
+    if field is None or len(field) == 0:
+        lo, hi = fit.source.min(0), fit.source.max(0)
+        g = np.meshgrid(np.linspace(lo[0], hi[0], 32), np.linspace(lo[1], hi[1], 32))
+        field = np.column_stack([g[0].ravel(), g[1].ravel()])
+    if fit.ndim == 3 and field.shape[1] == 2:
+        field = np.column_stack([field, np.full(len(field), fit.center[2])])
+    inside = _hull_mask(field, fit.source)
+    tre_field = reg.tre_over(field)
+    tre_hull = reg.tre_over(field[inside]) if inside.any() else {}
+    loo_d = np.linalg.norm(reg.loo, axis=1)
+    loo_d = loo_d[np.isfinite(loo_d)]
+    lm = reg.landmarks
+    rec: dict[str, Any] = {
+        "kind": "fiducial_registration",
+        "moving": moving,
+        "fixed": fixed,
+        "model": fit.model,
+        "reason": reg.reason,
+        "transform": fit.transform.to_ngff(input=moving, output=fixed),
+        "parameters": _parameters(fit),
+        "ndim": fit.ndim,
+        "n_pairs": len(lm),
+        "n_used": int(lm.used.sum()),
+        "n_outliers": len(reg.outliers),
+        "outlier_ids": [str(o) for o in reg.outliers],
+        "fre_rms_nm": fit.fre_rms,
+        "loo_rms_nm": reg.loo_rms,
+        "loo_median_nm": float(np.median(loo_d)) if loo_d.size else float("nan"),
+        "chi2": fit.chi2,
+        "dof": fit.dof,
+        "pvalue": fit.pvalue,
+        "alpha": reg.alpha,
+        "noise_scale": fit.noise_scale,
+        "predicted_tre_field": tre_field,
+        "predicted_tre_hull": tre_hull,
+        "candidates": reg.candidates,
+        "error_model": fit.error_model(),
+        "notes": list(reg.notes) + list(fit.notes),
+        "software": {"name": "correlate", "version": __version__},
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+    pairing = getattr(reg, "pairing", None)
+    if pairing:
+        rec["pairing"] = {k: v for k, v in pairing.items() if not k.endswith("_index")}
+    if extra:
+        rec.update(extra)
+    return _jsonable(rec)
+
+
+def _parameters(fit) -> dict[str, Any]:
+    if fit.model == "tps":
+        t = fit.transform
+        return {"affine": t.affine.tolist(), "n_centers": len(t.centers), "smoothing": t.smoothing}
+    a = fit.linear
+    out: dict[str, Any] = {"matrix": fit.transform.matrix.tolist()}
+    if fit.ndim == 2:
+        s = float(np.sqrt(abs(np.linalg.det(a))))
+        out["scale"] = s
+        out["rotation_deg"] = float(np.degrees(np.arctan2(a[1, 0] - a[0, 1], a[0, 0] + a[1, 1])))
+    else:
+        out["scale"] = float(abs(np.linalg.det(a)) ** (1 / 3))
+    out["translation_nm"] = fit.transform.matrix[: fit.ndim, fit.ndim].tolist()
+    return out
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _jsonable(o.tolist())
+    if isinstance(o, (np.floating, float)):
+        v = float(o)
+        return v if np.isfinite(v) else None
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    return o
+
+
+def register_scene(
+    scene,
+    moving: str,
+    fixed: str,
+    *,
+    model: str = "auto",
+    landmarks: Landmarks | str | None = None,
+    refine: bool = False,
+    store: bool = True,
+    scale_range: tuple[float, float] = (0.9, 1.1),
+    alpha: float = 0.01,
+    reject_outliers: bool = True,
+    moving_kwargs: dict | None = None,
+    fixed_kwargs: dict | None = None,
+) -> tuple[Registration, dict]:
+    """Register element ``moving`` onto element ``fixed`` of a Scene and store the result.
+
+    Fiducials are detected in both elements (or taken from ``landmarks``: a Landmarks object or
+    a BigWarp / pairs CSV path, source = moving, target = fixed, in the elements' own frames),
+    paired, fitted and the model chosen. With ``store=True`` the scene receives the moving
+    element's new transform to world (``fit`` then ``fixed -> world``), the landmarks and the
+    registration record.
+
+    Returns
+    -------
+    (Registration, record dict)
+    """
+    from ._io import read_landmarks_file
+
+    mov_el = scene.get(moving)
+    fix_el = scene.get(fixed)
+    fixed_to_world = scene.transform_to_world(fixed)
+    extra: dict[str, Any] = {}
+    if landmarks is not None:
+        lm = read_landmarks_file(landmarks, source_system=moving, target_system=fixed) if not isinstance(landmarks, Landmarks) else landmarks
+        lm.source_system, lm.target_system = moving, fixed
+        reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers)
+        reg.pairing = {"method": "manual", "n_pairs": len(lm)}
+        extra["landmarks_file"] = str(landmarks) if not isinstance(landmarks, Landmarks) else None
+    else:
+        prior = None
+        try:
+            t = scene.transform(moving, fixed)
+            if not isinstance(t, Identity):
+                prior = t
+        except (CorrelateError, ValueError, np.linalg.LinAlgError):  # non-invertible: no prior
+            prior = None
+        reg = register_elements(
+            mov_el, fix_el, model=model, prior=prior, scale_range=scale_range, alpha=alpha,
+            reject_outliers=reject_outliers, moving_name=moving, fixed_name=fixed,
+            moving_kwargs=moving_kwargs, fixed_kwargs=fixed_kwargs,
+        )
+    if refine:
+        from ._refine_sitk import refine_registration
+
+        extra["refinement"] = refine_registration(reg, mov_el, fix_el)
+    field = field_points(fix_el)
+    if len(field):
+        try:
+            field = reg.fit.transform.inverse().apply(field)
+        except (CorrelateError, np.linalg.LinAlgError):  # a spline that folds outside the fiducials
+            field = None
+    record = registration_record(reg, moving=moving, fixed=fixed, field=field, extra=extra)
+    if store:
+        scene.set_transform(moving, compose(reg.transform, fixed_to_world))
+        scene.add_landmarks(reg.landmarks)
+        record = scene.add_registration(record)
+    return reg, record

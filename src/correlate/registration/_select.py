@@ -1,0 +1,369 @@
+"""Outlier flagging and the choice of the simplest adequate model (chi-square goodness of fit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..elements import Landmarks
+from ..errors import RegistrationError
+from ._error import loo_residuals
+from ._fit import MODELS, Fit, fit_model, min_pairs
+
+__all__ = ["Registration", "fit_landmarks", "flag_outliers", "model_variance", "select_model"]
+
+#: Significance level of the leave-one-out excess below which no model error is added.
+MODEL_ERROR_LEVEL = 0.2
+
+
+@dataclass
+class Registration:
+    """Outcome of fitting (and choosing) a model on paired fiducials.
+
+    Attributes
+    ----------
+    fit
+        The chosen :class:`Fit` (moving -> fixed), fitted on the inlier pairs.
+    landmarks
+        All pairs, with ``used`` (False for flagged outliers) and ``residual`` (nm) filled in.
+    candidates
+        One dict per model tried: model, chi2, dof, pvalue, fre_rms_nm, loo_rms_nm, accepted.
+    reason
+        Why this model was chosen, in words.
+    outliers
+        Ids of the pairs flagged as outliers.
+    loo
+        (N_used, D) leave-one-out error vectors of the chosen model (nm).
+    """
+
+    fit: Fit
+    landmarks: Landmarks
+    candidates: list[dict[str, Any]]
+    reason: str
+    outliers: list
+    loo: np.ndarray
+    alpha: float = 0.01
+    notes: list[str] = field(default_factory=list)
+    pairing: dict[str, Any] = field(default_factory=dict)
+    fiducials: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        return self.fit.model
+
+    @property
+    def transform(self):
+        """The fitted transform, moving frame -> fixed frame (nm)."""
+        return self.fit.transform
+
+    @property
+    def loo_rms(self) -> float:
+        """RMS leave-one-out error (nm); includes the left-out fiducial's own localisation error."""
+        e = np.sum(self.loo**2, axis=1)
+        e = e[np.isfinite(e)]
+        return float(np.sqrt(e.mean())) if e.size else float("nan")
+
+    def tre_over(self, points) -> dict[str, float]:
+        """Median and 95th percentile of predicted RMS TRE and of the 95 % radius at ``points``."""
+        rms = self.fit.tre_rms(points)
+        r95 = self.fit.tre_radius(points, 0.95)
+        return {
+            "tre_rms_median_nm": float(np.median(rms)),
+            "tre_rms_p95_nm": float(np.percentile(rms, 95)),
+            "tre_r95_median_nm": float(np.median(r95)),
+            "tre_r95_p95_nm": float(np.percentile(r95, 95)),
+        }
+
+    def summary(self) -> str:
+        """Human-readable summary (what the CLI prints)."""
+        lm = self.landmarks
+        lines = [
+            f"pairs: {len(lm)} ({int(lm.used.sum())} used, {len(self.outliers)} outlier(s) rejected"
+            + (f": ids {list(self.outliers)})" if self.outliers else ")"),
+            f"model: {self.model} - {self.reason}",
+            f"FRE (RMS residual): {self.fit.fre_rms:.2f} nm; leave-one-out RMS: {self.loo_rms:.2f} nm",
+        ]
+        for c in self.candidates:
+            lines.append(
+                f"  {c['model']:<11} chi2 {c['chi2']:10.1f} dof {c['dof']:6.1f} p {c['pvalue']:9.3g} "
+                f"FRE {c['fre_rms_nm']:7.2f} nm LOO {c['loo_rms_nm']:7.2f} nm"
+            )
+        return "\n".join(lines)
+
+
+def _normalised_loo(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
+    e = loo_residuals(fit)
+    cov = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
+    if fit.model == "tps":  # the spline's own interpolation error is not an outlier
+        cov = cov + model_variance(fit, e) * np.eye(fit.ndim)
+    t = np.einsum("ni,nij,nj->n", e, np.linalg.inv(cov), e)
+    return t, e
+
+
+def flag_outliers(
+    source, target, source_cov, target_cov, model: str = "auto", *, level: float = 1e-3, max_fraction: float = 0.2
+) -> np.ndarray:
+    """Iteratively flag outlier pairs by their normalised leave-one-out residual.
+
+    The statistic ``t_i = e_i^T (C_i + Sigma_TRE,i)^-1 e_i`` of the worst pair is compared with
+    the chi-square(D) quantile at ``1 - level / N`` after dividing all ``t`` by their median over
+    the chi-square median (robust to a global misstatement of the fiducial noise); the worst pair
+    is dropped and the fit repeated, at most ``max_fraction`` of the pairs.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) bool, True for inliers.
+    """
+    from scipy.stats import chi2
+
+    x = np.asarray(source, float)
+    n, d = x.shape
+    keep = np.ones(n, bool)
+    if model == "auto":
+        model = "affine" if n >= 6 else "similarity"
+    max_out = int(np.floor(max_fraction * n))
+    for _ in range(max_out):
+        idx = np.flatnonzero(keep)
+        if len(idx) - 1 < min_pairs(model, d) + 2:
+            break
+        try:
+            f = fit_model(
+                x[idx], np.asarray(target)[idx], model, _sub(source_cov, idx), _sub(target_cov, idx),
+                check_reflection=False,
+            )
+        except RegistrationError:
+            break
+        t, _ = _normalised_loo(f)
+        t = np.where(np.isfinite(t), t, 0)
+        robust = max(1.0, np.median(t) / chi2.median(d))
+        t = t / robust
+        worst = int(np.argmax(t))
+        if t[worst] <= chi2.ppf(1 - level / len(idx), d):
+            break
+        keep[idx[worst]] = False
+    return keep
+
+
+def _sub(cov, idx):
+    if cov is None:
+        return None
+    c = np.asarray(cov, float)
+    return c[idx] if c.ndim in (1, 3) else c
+
+
+def select_model(
+    source,
+    target,
+    source_cov=None,
+    target_cov=None,
+    models: Sequence[str] = MODELS,
+    *,
+    alpha: float = 0.01,
+) -> tuple[Fit, list[dict[str, Any]], str, np.ndarray]:
+    """Fit every candidate model and choose the simplest adequate one.
+
+    The candidates are tried from the simplest (translation < rigid < similarity < affine <
+    tps); the first whose chi-square goodness-of-fit p-value is at least ``alpha`` wins. A
+    non-rigid (TPS) choice must also lower the leave-one-out error below the best linear model,
+    else that linear model is kept. If no model is adequate, the one with the lowest
+    leave-one-out error is chosen and its predicted TRE is inflated by the excess ``chi2/dof``.
+    Without stated covariances the choice is by leave-one-out error alone (the simplest model
+    within 10 % of the lowest).
+
+    Returns
+    -------
+    (fit, candidates, reason, loo)
+    """
+    x = np.asarray(source, float)
+    n, d = x.shape
+    fits: dict[str, Fit] = {}
+    cands: list[dict[str, Any]] = []
+    errors: dict[str, str] = {}
+    for m in models:
+        if n < min_pairs(m, d) + (1 if m != "tps" else 2):
+            errors[m] = f"needs more than {min_pairs(m, d)} pairs"
+            continue
+        try:
+            f = fit_model(x, target, m, source_cov, target_cov)
+        except RegistrationError as exc:
+            if "mirror" in str(exc) or "reflection" in str(exc):
+                raise
+            errors[m] = str(exc)
+            continue
+        if not (f.dof > 0):
+            errors[m] = "no residual degrees of freedom"
+            continue
+        e = loo_residuals(f)
+        loo = float(np.sqrt(np.nanmean(np.sum(e**2, axis=1))))
+        fits[m] = f
+        cands.append(
+            {
+                "model": m,
+                "chi2": f.chi2,
+                "dof": f.dof,
+                "pvalue": f.pvalue,
+                "fre_rms_nm": f.fre_rms,
+                "loo_rms_nm": loo,
+                "accepted": False,
+                "_loo": e,
+            }
+        )
+    if not cands:
+        raise RegistrationError(
+            f"no model can be fitted to {n} fiducial pairs: "
+            + "; ".join(f"{k}: {v}" for k, v in errors.items()),
+            field="landmarks",
+        )
+    known = next(iter(fits.values())).noise_known
+    chosen = None
+    if known:
+        rejected = []
+        for c in cands:
+            if c["pvalue"] >= alpha:
+                chosen = c
+                break
+            rejected.append(f"{c['model']} p={c['pvalue']:.2g}" if np.isfinite(c["pvalue"]) else f"{c['model']} (no dof)")
+        if chosen is not None:
+            reason = (
+                f"simplest model consistent with the fiducial noise (chi-square {chosen['chi2']:.1f} on "
+                f"{chosen['dof']:.1f} dof, p = {chosen['pvalue']:.2g} >= {alpha})"
+            )
+            if rejected:
+                reason += "; rejected: " + ", ".join(rejected)
+
+        else:
+            chosen = min(cands, key=lambda c: c["loo_rms_nm"])
+            f = fits[chosen["model"]]
+            reason = (
+                f"no model is consistent with the stated fiducial noise (best p = "
+                f"{np.nanmax([c['pvalue'] for c in cands]):.2g} < {alpha}); chose the lowest leave-one-out error"
+            )
+            if f.model != "tps":
+                inflate = max(1.0, f.chi2 / f.dof)
+                _inflate(f, inflate)
+                reason += f"; predicted TRE inflated by sqrt(chi2/dof) = {np.sqrt(inflate):.2f}"
+        if chosen["model"] == "tps":
+            lin = [c for c in cands if c["model"] != "tps"]
+            if lin:
+                best_lin = min(lin, key=lambda c: c["loo_rms_nm"])
+                if best_lin["loo_rms_nm"] <= chosen["loo_rms_nm"]:
+                    f = fits[best_lin["model"]]
+                    if f.pvalue < alpha:
+                        _inflate(f, max(1.0, f.chi2 / f.dof))
+                    reason = (
+                        f"non-rigid TPS did not lower the leave-one-out error "
+                        f"({chosen['loo_rms_nm']:.2f} vs {best_lin['loo_rms_nm']:.2f} nm); kept {best_lin['model']}"
+                    )
+                    chosen = best_lin
+    else:
+        best = min(c["loo_rms_nm"] for c in cands)
+        chosen = next(c for c in cands if c["loo_rms_nm"] <= 1.1 * best)
+        reason = (
+            "fiducial covariances unknown: simplest model whose leave-one-out error is within 10 % of "
+            f"the lowest ({chosen['loo_rms_nm']:.2f} vs {best:.2f} nm)"
+        )
+    chosen["accepted"] = True
+    loo = chosen["_loo"]
+    f = fits[chosen["model"]]
+    f.model_var = model_variance(f, loo)
+    if f.model_var > 0:
+        f.notes.append(
+            f"model error {np.sqrt(f.model_var):.3g} nm per axis (leave-one-out excess over the noise) "
+            "added to the predicted TRE"
+        )
+    for c in cands:
+        c.pop("_loo")
+    return fits[chosen["model"]], cands, reason, loo
+
+
+def model_variance(fit: Fit, loo: np.ndarray) -> float:
+    """Per-axis variance (nm^2) of what the model misses (a deformation a linear model cannot
+    follow, a spline's interpolation error): the mean excess of the squared leave-one-out errors
+    over their noise-only prediction, counted only when the normalised leave-one-out errors
+    exceed their chi-square(N*D) expectation with p < :data:`MODEL_ERROR_LEVEL`; 0 otherwise.
+    Hull fiducials are included (their leave-one-out errors extrapolate: conservative near the
+    edge of the fiducial hull)."""
+    from scipy.stats import chi2
+
+    d = fit.ndim
+    pred = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
+    fin = np.all(np.isfinite(loo), axis=1)
+    if not fin.any():
+        return 0.0
+    t = float(np.einsum("ni,nij,nj->", loo[fin], np.linalg.inv(pred[fin]), loo[fin]))
+    if chi2.sf(t, fin.sum() * d) > MODEL_ERROR_LEVEL:
+        return 0.0
+    excess = np.sum(loo[fin] ** 2, axis=1) - np.trace(pred[fin], axis1=1, axis2=2)
+    return float(max(0.0, excess.mean() / d))
+
+
+def _inflate(f: Fit, factor: float) -> None:
+    if factor <= 1.0:
+        return
+    f.noise_scale *= factor
+    if f.param_cov is not None:
+        f.param_cov = f.param_cov * factor
+    f.notes.append(f"fiducial noise inflated by chi2/dof = {factor:.3g} to match the residuals")
+
+
+def fit_landmarks(
+    landmarks: Landmarks,
+    model: str = "auto",
+    *,
+    alpha: float = 0.01,
+    reject_outliers: bool = True,
+    outlier_level: float = 1e-3,
+) -> Registration:
+    """Flag outliers, fit (and with ``model="auto"`` choose) a model on paired fiducials.
+
+    Parameters
+    ----------
+    landmarks
+        Pairs: ``source`` = moving frame, ``target`` = fixed frame (nm), with covariances.
+        Pairs with ``used=False`` on input are left out.
+    model
+        ``"auto"`` or one of ``translation, rigid, similarity, affine, tps``.
+    alpha
+        Chi-square p-value at or above which a model is adequate.
+    reject_outliers
+        Flag outliers by normalised leave-one-out residual before fitting.
+
+    Returns
+    -------
+    Registration
+    """
+    lm = landmarks
+    base = np.asarray(lm.used, bool).copy()
+    idx = np.flatnonzero(base)
+    keep = np.ones(len(idx), bool)
+    if reject_outliers and len(idx) >= 5:
+        flag_model = "auto" if model == "auto" else model
+        keep = flag_outliers(
+            lm.source[idx], lm.target[idx], lm.source_cov[idx], lm.target_cov[idx], flag_model, level=outlier_level
+        )
+    use = idx[keep]
+    covs_known = bool(np.any(lm.source_cov != 0) or np.any(lm.target_cov != 0))
+    sc = lm.source_cov[use] if covs_known else None
+    tc = lm.target_cov[use] if covs_known else None
+    if model == "auto":
+        fit, cands, reason, loo = select_model(lm.source[use], lm.target[use], sc, tc, alpha=alpha)
+    else:
+        fit = fit_model(lm.source[use], lm.target[use], model, sc, tc)
+        loo = loo_residuals(fit)
+        loo_rms = float(np.sqrt(np.nanmean(np.sum(loo**2, axis=1))))
+        cands = [dict(fit.summary(), loo_rms_nm=loo_rms, accepted=True)]
+        reason = "requested by the user"
+    used = np.zeros(len(lm), bool)
+    used[use] = True
+    residual = np.linalg.norm(lm.target - fit.transform.apply(lm.source), axis=1)
+    out = Landmarks(
+        lm.source, lm.target, lm.source_cov, lm.target_cov, ids=lm.ids, used=used, residual=residual,
+        source_system=lm.source_system, target_system=lm.target_system, attrs=dict(lm.attrs),
+    )
+    outliers = [x.item() if hasattr(x, "item") else x for x in lm.ids[idx[~keep]]]
+    return Registration(fit=fit, landmarks=out, candidates=cands, reason=reason, outliers=outliers, loo=loo, alpha=alpha)
+
