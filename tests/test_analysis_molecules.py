@@ -111,3 +111,76 @@ def test_qpaint_counts_binding_sites():
     rel = (q["n_qpaint"].to_numpy() - truth) / np.array(truth)
     assert np.median(np.abs(rel)) < 0.2, q
     assert (np.diff(q["qpaint_index"].to_numpy()) > 0).all()
+
+
+def _sites_data(rng, n_groups=60, spacing=40.0, mean_mol=15, events_mean=3.5, sigma=4.0):
+    """Groups of molecules on a jittered grid ``spacing`` nm apart (resolvable for spacing >> the
+    event error), a geometric number of events each, event errors ~``sigma`` nm (lognormal)."""
+    k = rng.poisson(mean_mol, n_groups) + 3
+    gid = np.repeat(np.arange(n_groups), k)
+    idx = np.arange(gid.size) - np.repeat(np.cumsum(k) - k, k)
+    side = 6
+    pos = np.column_stack([idx % side, idx // side]) * spacing + rng.uniform(-3, 3, (gid.size, 2))
+    pos += gid[:, None] * 10000.0
+    n_ev = rng.geometric(1.0 / events_mean, gid.size)
+    mol = np.repeat(np.arange(gid.size), n_ev)
+    sig = sigma * np.exp(0.3 * rng.standard_normal(mol.size))
+    xy = pos[mol] + sig[:, None] * rng.standard_normal((mol.size, 2))
+    return xy, sig, gid[mol], mol, k
+
+
+def test_emitter_sites_and_count_sites():
+    from correlate.analysis import count_sites, emitter_sites
+
+    rng = np.random.default_rng(3)
+    xy, sig, g, mol, k = _sites_data(rng)
+    n_ev_mol = np.bincount(mol)
+    for linkage, test in (("centroid", "z"), ("centroid", "chi2"), ("single", "z")):
+        site = emitter_sites(xy, sig, g, linkage=linkage, merge_test=test)
+        # resolved molecules (40 nm apart, ~4 nm errors): sites hold one molecule, and molecules
+        # with up to 6 events stay in one site (with many events, "z" may split one in two
+        # fragments: their centroids are pulled apart by ~0.8 sqrt(m) errors)
+        per_mol = pd.Series(site).groupby(mol).nunique().to_numpy()
+        per_site = pd.Series(mol).groupby(site).nunique()
+        few = n_ev_mol <= 6
+        assert (per_mol[few] == 1).mean() > 0.95, (linkage, test)
+        assert (per_mol == 1).mean() > (0.95 if test == "chi2" else 0.85), (linkage, test)
+        assert (per_site == 1).mean() > (0.9 if linkage == "single" else 0.98), (linkage, test)
+        assert (pd.Series(g).groupby(site).nunique() == 1).all()
+    # counts: sites count molecules almost exactly, events carry the geometric noise
+    # (CV sqrt((mu - 1) / (mu k)) ~ 0.2 for k ~ 18)
+    mu = float(np.bincount(mol).mean())
+    n_ev = np.bincount(g)
+    ev_err = np.median(np.abs(count_molecules(n_ev, events_per_molecule=mu) - k) / k)
+    raw = count_sites(xy, sig, g, events_per_molecule=mu, scale_to_events=False)
+    raw_err = np.median(np.abs(raw["n_molecules"].to_numpy() - k) / k)
+    scaled = count_sites(xy, sig, g, events_per_molecule=mu)
+    sc_err = np.median(np.abs(scaled["n_molecules"].to_numpy() - k) / k)
+    assert ev_err > 0.08
+    # fragments of molecules with many events make the raw site count a few % high; the scaled
+    # count removes that common factor
+    assert raw_err < 0.10 and sc_err < 0.6 * ev_err, (raw_err, sc_err, ev_err)
+    # the scaled total equals the event-based total; detection efficiency divides
+    assert scaled["n_molecules"].sum() == pytest.approx(n_ev.sum() / mu)
+    half = count_sites(xy, sig, g, events_per_molecule=mu, detection_efficiency=0.5)
+    np.testing.assert_allclose(half["n_molecules"], 2 * scaled["n_molecules"])
+    assert (scaled["n_sites"].to_numpy() >= 0.9 * k).all()
+    # unresolved emitters (3-7 molecules within +-3 nm): fewer sites than molecules, but a site
+    # with many events counts as several molecules
+    xy2, sig2, g2, _, k2 = _sites_data(rng, spacing=0.0, mean_mol=1, n_groups=300)
+    one = count_sites(xy2, sig2, g2, events_per_molecule=mu, scale_to_events=False)
+    assert np.median(one["n_sites"].to_numpy() / k2) < 0.75
+    est = one["n_molecules"].to_numpy()
+    assert np.median(est / k2) == pytest.approx(1.0, abs=0.2)
+    assert np.median(est[k2 >= 5]) > np.median(est[k2 == 3])
+    # negative groups ignored; empty and unusable calibrations
+    neg = count_sites(xy, sig, np.where(g == 0, -1, g), events_per_molecule=mu, n_groups=g.max() + 1)
+    assert neg["n_molecules"].iloc[0] == 0
+    empty = count_sites(np.zeros((0, 2)), np.zeros(0), np.zeros(0, int), events_per_molecule=mu, n_groups=3)
+    assert (empty["n_molecules"] == 0).all() and len(empty) == 3
+    assert count_sites(xy, sig, g, events_per_molecule=float("nan"))["n_molecules"].isna().all()
+    assert emitter_sites(np.zeros((0, 2)), np.zeros(0)).shape == (0,)
+    with pytest.raises(ValueError, match="linkage"):
+        emitter_sites(xy, sig, g, linkage="ward")
+    with pytest.raises(ValueError, match="merge_test"):
+        emitter_sites(xy, sig, g, merge_test="bic")

@@ -94,3 +94,19 @@ def test_bigwarp_manual_pairs_fit_matches(store, sample, tmp_path, capsys):
                  "--report", str(rep)]) == 0
     m = np.asarray(json.loads(rep.read_text())["parameters"]["matrix"])
     np.testing.assert_allclose(m, sample.truth.transforms["sim"].matrix, atol=1e-6)
+
+
+def test_register_and_map_bad_input_is_an_error_message(store, tmp_path, capsys):
+    missing = tmp_path / "missing.csv"
+    assert main(["register", str(store), "--moving", "sim", "--fixed", "em", "--landmarks", str(missing)]) == 1
+    assert "landmark file does not exist" in capsys.readouterr().err
+    assert main(["register", str(store), "--moving", "em", "--fixed", "em"]) == 1
+    assert "both 'em'" in capsys.readouterr().err
+    assert Scene.open(store).registrations() == []
+    assert main(["map", str(store), str(missing), str(tmp_path / "o.csv"), "--from", "em", "--to", "sim"]) == 1
+    assert "cannot read the points CSV" in capsys.readouterr().err
+    words = tmp_path / "words.csv"
+    words.write_text("x,y\n1,one\n")
+    assert main(["map", str(store), str(words), str(tmp_path / "o.csv"), "--from", "em", "--to", "sim"]) == 1
+    assert "must be numbers in nm" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()

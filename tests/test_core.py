@@ -136,6 +136,10 @@ def test_make_localizations_and_validation():
         el.validate_localizations(pd.DataFrame({"x": [1.0], "y": [1.0], "frame": [0.5]}))
     with pytest.raises(ElementError, match="numeric"):
         el.validate_localizations(pd.DataFrame({"x": ["a"], "y": [1.0]}))
+    # frames that are not whole numbers are an error, never silently truncated or a pandas cast error
+    for bad in ([0.0, np.nan], [1.0, 2.5], ["1", "2"], pd.array([1, None], dtype="Int64")):
+        with pytest.raises(ElementError, match="field 'frame'.*whole numbers"):
+            el.make_localizations(pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0], "frame": bad}), source="f.csv")
 
 
 def test_landmarks_dataframe_round_trip_3d_and_errors():
@@ -373,3 +377,49 @@ def test_tps_interpolates_and_similarity():
     np.testing.assert_allclose(exact.apply(src), dst, atol=1e-8)
     sim = tf.Affine.similarity(2.0, np.pi / 2, (1.0, 0.0))
     np.testing.assert_allclose(sim.apply([1.0, 0.0]), [1.0, 2.0], atol=1e-12)
+
+
+def test_tps_many_points_evaluated_in_blocks(monkeypatch):
+    """Mapping many localizations never builds the N x K x D temporaries at once, and the
+    blocked evaluation gives the same result as one block."""
+    t = _tps(2)
+    p = np.random.default_rng(3).uniform(0, 1000, (5003, 2))
+    one_block = (t.apply(p), t.jacobian(p))
+    monkeypatch.setattr(tf, "_TPS_BLOCK_ELEMENTS", 7 * len(t.centers) * 2)  # blocks of 7 points
+    sizes = []
+    real_norm = np.linalg.norm
+    monkeypatch.setattr(np.linalg, "norm", lambda a, axis=None: sizes.append(a.shape[0]) or real_norm(a, axis=axis))
+    np.testing.assert_allclose(t.apply(p), one_block[0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(t.jacobian(p), one_block[1], rtol=0, atol=1e-12)
+    assert max(sizes) == 7 and sum(sizes) == 2 * len(p)
+
+
+def test_unknown_file_message_lists_suffixes_compactly(tmp_path):
+    from correlate.io import find_reader
+
+    f = tmp_path / "data.unknownext"
+    f.write_bytes(b"\x00\x01 nothing a reader knows")
+    with pytest.raises(FormatError, match="no reader recognises") as exc:
+        find_reader(f)
+    msg = str(exc.value)
+    assert ".csv" in msg and ".mrc" in msg and ".000 to .999" in msg
+    assert ".500," not in msg and len(msg) < 2000
+
+
+def test_broken_reader_plugin_is_skipped_with_a_warning(monkeypatch, tmp_path):
+    import importlib.metadata as md
+
+    from correlate.io import _registry
+
+    class BrokenEntryPoint:
+        name, value = "broken", "missing_pkg:READERS"
+
+        def load(self):
+            raise ImportError("No module named 'missing_pkg'")
+
+    monkeypatch.setattr(md, "entry_points", lambda group=None: [BrokenEntryPoint()])
+    f = tmp_path / "locs.csv"
+    f.write_text("x [nm],y [nm],frame\n1,2,1\n")
+    with pytest.warns(UserWarning, match="broken.*missing_pkg"):
+        spec = _registry.find_reader(f)
+    assert spec.name == "thunderstorm"

@@ -387,26 +387,23 @@ def test_write_files_read_back(tmp_path):
         p = np.array([[100.0, 200.0], [900.0, 50.0]])
         np.testing.assert_allclose(t.apply(p), s.truth.transforms[name].apply(p), atol=1e-6)
     io = pytest.importorskip("correlate.io")
-    got, failed = {}, []
-    for name, kw in (("em", {}), ("antibody", {}), ("sim", {"modality": "sim"})):
-        try:
-            got[name] = io.read(files[name], **kw)
-        except Exception as exc:  # a reader still being written by its owner
-            failed.append(f"{name}: {exc}")
-    if "em" in got:
-        em = got["em"]
-        np.testing.assert_array_equal(np.asarray(em.values), s.em.values)
-        assert pixel_size(em)["x"] == pytest.approx(cfg.em_pixel_nm)
-        assert float(em.x[0]) == 0.0
-    if "sim" in got:
-        assert pixel_size(got["sim"])["x"] == pytest.approx(cfg.sim_pixel_nm)
-        np.testing.assert_array_equal(np.asarray(got["sim"].values), s.sim.values)
-    if "antibody" in got:
-        ab = got["antibody"]
-        np.testing.assert_allclose(ab["x"].to_numpy(), s.smlm["antibody"]["x"].to_numpy(), atol=1e-3)
-        np.testing.assert_array_equal(ab["frame"].to_numpy(), s.smlm["antibody"]["frame"].to_numpy())
-    if failed:
-        pytest.skip("reader(s) not ready: " + "; ".join(failed))
+    # every reader exists: a failure to read back is a failure, not a skip
+    got = {name: io.read(files[name], **kw) for name, kw in (
+        ("em", {}), ("antibody", {}), ("corona", {}), ("sim", {"modality": "sim"}), ("afm", {"modality": "afm"}))}
+    em = got["em"]
+    np.testing.assert_array_equal(np.asarray(em.values), s.em.values)
+    assert pixel_size(em)["x"] == pytest.approx(cfg.em_pixel_nm)
+    assert float(em.x[0]) == 0.0
+    for name in ("sim", "afm"):
+        img, ref = got[name], getattr(s, name)
+        assert pixel_size(img) == pytest.approx(pixel_size(ref))
+        assert float(img.x[0]) == 0.0 and float(img.y[0]) == 0.0  # pixel centre 0 at 0, as the truth assumes
+        np.testing.assert_array_equal(np.asarray(img.values), ref.values)
+    for label in ("antibody", "corona"):
+        ab, ref = got[label], s.smlm[label]
+        np.testing.assert_allclose(ab[["x", "y"]].to_numpy(), ref[["x", "y"]].to_numpy(), atol=1e-3)
+        np.testing.assert_array_equal(ab["frame"].to_numpy(), ref["frame"].to_numpy())
+        np.testing.assert_allclose(ab["precision"].to_numpy(), ref["precision"].to_numpy(), atol=1e-3)
 
 
 def test_afm_tip_broadening():
@@ -443,7 +440,8 @@ def test_truth_helpers(sample):
 
 
 @pytest.mark.parametrize("kw", [dict(field_nm=0), dict(n_frames=0), dict(corona_fraction=1.5),
-                                dict(em_dtype="int8"), dict(events_mean=0.5), dict(drift=60)])
+                                dict(em_dtype="int8"), dict(events_mean=0.5), dict(drift=60),
+                                {"drift": {"linear": 60.0}}, {"chromatic": {"offset": (15.0, 0.0)}}])
 def test_config_validation(kw):
     with pytest.raises(CorrelateError, match=next(iter(kw))):
         SampleConfig(**kw)

@@ -3,7 +3,6 @@ report; every figure checked against the simulator's ground truth."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from correlate.cli import main
@@ -14,7 +13,7 @@ def demo(tmp_path_factory):
     from correlate.demo import run_demo
 
     out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(out, seed=1, small=True, drift=True)
+    return out, run_demo(out, seed=0, drift=True)  # the default demo: 8 µm field, 80 particles
 
 
 def test_demo_drift_is_removed(demo):
@@ -39,11 +38,10 @@ def test_demo_particles_match_truth(demo):
     assert p["recall"] >= 0.98 and p["precision"] >= 0.98
     assert p["diameter_error_median_abs_nm"] <= 2.0
     assert p["diameter_error_p95_abs_nm"] <= 5.0
-    # A small demo has about ten whole particles, so its median is noisy; the issue's 20 % target
-    # is asserted pooled over seeds in test_analysis_particles.py. Here: the counts are sane.
+    # the issue's target, on the demo's ~75 whole particles (pooled seeds: test_analysis_particles)
     for label in ("antibody", "corona"):
         mol = r[f"molecules_{label}"]
-        assert mol["median_abs_rel_error"] <= 0.35, (label, mol)
+        assert mol["median_abs_rel_error"] <= 0.20, (label, mol)
     ab = r["molecules_antibody"]
     assert ab["size_count_corr_estimated"] > 0.5
     assert abs(ab["size_count_corr_estimated"] - ab["size_count_corr_true"]) < 0.25
@@ -69,3 +67,27 @@ def test_demo_cli_simulate_only(tmp_path, capsys):
     assert main(["demo", str(tmp_path / "d"), "--small", "--simulate-only", "--no-drift"]) == 0
     assert (tmp_path / "d" / "sample.ome.zarr" / "zarr.json").exists()
     assert "simulated" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def demo_without_drift(tmp_path_factory):
+    from correlate.demo import run_demo
+
+    return run_demo(tmp_path_factory.mktemp("demo_nodrift"), seed=0, drift=False)
+
+
+def test_drift_corrected_data_reach_drift_free_accuracy(demo, demo_without_drift):
+    """Same sample (seed) with and without 60 nm linear + 20 nm oscillating drift and a chromatic
+    offset: after drift correction and colour alignment, registration and the particle table are
+    as accurate as on drift-free data, within 10 % (for the sub-nm registration error, within
+    10 % or 0.05 nm, the scale of fiducial-localization noise)."""
+    _, with_drift = demo
+    free = demo_without_drift
+    a, b = with_drift["registration_antibody"], free["registration_antibody"]
+    assert a["true_error_median_nm"] <= max(1.1 * b["true_error_median_nm"], b["true_error_median_nm"] + 0.05)
+    for label in ("antibody", "corona"):
+        ad, af = with_drift[f"assignment_{label}"], free[f"assignment_{label}"]
+        assert ad["assigned_to_own_particle"] >= 0.9 * af["assigned_to_own_particle"]
+        assert ad["background_assigned"] <= af["background_assigned"] + 0.002
+        md, mf = with_drift[f"molecules_{label}"], free[f"molecules_{label}"]
+        assert md["median_abs_rel_error"] <= 1.1 * mf["median_abs_rel_error"] + 0.01

@@ -255,6 +255,25 @@ def test_overlay_cli(tmp_path, scene_store):
     assert main(["overlay", str(path), "-o", str(tmp_path / "x.png"), "--labels", "nope"]) == 1
 
 
+def test_plot_overlay_gaussian_with_per_axis_precision_only(tmp_path):
+    """Picasso / DECODE tables carry precision_x, precision_y and no 'precision': the default
+    Gaussian overlay must use them (both were needed, only precision_x was passed on)."""
+    from correlate.elements import make_localizations
+    from correlate.plot import plot_overlay
+    from correlate.scene import Scene
+
+    img = make_image(np.zeros((50, 60), np.float32), pixel_size_nm=10.0, modality="em", name="em")
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.uniform(50, 540, 200), "y": rng.uniform(50, 440, 200), "frame": np.arange(200),
+                       "precision_x": np.full(200, 8.0), "precision_y": np.full(200, 12.0)})
+    sc = Scene.create(tmp_path / "p.ome.zarr")
+    sc.add("em", img)
+    sc.add("locs", make_localizations(df, source_format="test"))
+    fig = plot_overlay(sc, labels=["locs"], method="gaussian")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "locs (200 loc.)" in legend
+
+
 # ---------------------------------------------------------------------------------------------
 # particle plots
 # ---------------------------------------------------------------------------------------------

@@ -198,6 +198,12 @@ def test_nanoscope_bad_input(tmp_path):
     w.write_text("hello\n")
     with pytest.raises(FormatError, match="text.spm"):
         cio.read(w)
+    neg = tmp_path / "neg.spm"
+    _nanoscope(neg, raw)
+    neg.write_bytes(neg.read_bytes().replace(b"Data offset: 4096", b"Data offset: -4096"))
+    with pytest.raises(FormatError, match="Data offset") as e:
+        cio.read(neg)
+    assert "neg.spm" in str(e.value)
 
 
 # --------------------------------------------------------------------------- WSxM (synthetic)
@@ -245,6 +251,13 @@ def test_wsxm_bad_input(tmp_path):
     p.write_bytes(p.read_bytes()[:-5])
     with pytest.raises(FormatError, match="truncated"):
         cio.read(p)
+    for bad in ("three", "-3"):
+        p = tmp_path / f"rows_{bad}.top"
+        _wsxm(p, raw)
+        p.write_bytes(p.read_bytes().replace(b"Number of rows: 3", f"Number of rows: {bad}".encode()))
+        with pytest.raises(FormatError, match="Number of rows") as e:
+            cio.read(p)
+        assert p.name in str(e.value)
 
 
 # --------------------------------------------------------------------------- TopoStats

@@ -122,7 +122,7 @@ def test_mrc_matches_mrcfile_and_origin(formats_dir):
 
 def test_mrc_single_image_and_fei_header(formats_dir):
     img = cio.read(formats_dir / "em/HAADFscan.mrc")
-    assert img.dims == ("y", "x")  # voxel_size.z == 0 -> 2-D
+    assert img.dims == ("y", "x")  # nz == 1 -> 2-D
     fei = img.attrs["fei_extended_header"]
     assert fei["Pixel size X"] * 1e9 == pytest.approx(img.attrs["pixel_size_nm"]["x"], rel=1e-6)
     assert not any("differs" in n for n in img.attrs["notes"])
@@ -148,10 +148,14 @@ def test_mrc_axis_order_mapc_mapr_maps(tmp_path):
 
     with mrcfile.open(p, mode="r+") as m:
         m.header.mapc, m.header.mapr, m.header.maps = 2, 1, 3
+        m.header.nxstart, m.header.nystart = 5, 7  # first column (runs along y), first row (along x)
     img = cio.read(p)
     assert img.dims == ("y", "x")
     np.testing.assert_array_equal(img.values, truth)
     assert any("transposed" in n for n in img.attrs["notes"])
+    # voxel sizes and starts belong to the physical axes, not to the stored ones
+    assert img.attrs["pixel_size_nm"] == pytest.approx({"y": 1.0, "x": 2.0})
+    assert (float(img.y[0]), float(img.x[0])) == pytest.approx((5 * 1.0, 7 * 2.0))
 
 
 def test_mrc_stack_needs_frame(tmp_path):
@@ -182,6 +186,15 @@ def test_mrc_uncalibrated_needs_pixel_size(tmp_path):
     with pytest.raises(UnitError, match="--pixel-size"):
         cio.read(p)
     assert cio.read(p, pixel_size_nm=3).attrs["pixel_size_nm"]["x"] == 3
+
+
+def test_mrc_volume_without_z_size_takes_a_partial_override(tmp_path):
+    p = tmp_path / "noz.mrc"
+    _write_mrc(p, np.zeros((3, 4, 5), np.float32), (10.0, 20.0, 0.0), ispg=1)
+    with pytest.raises(UnitError, match="'z'"):
+        cio.read(p)
+    img = cio.read(p, pixel_size_nm={"z": 5.0})  # x and y stay the header's
+    assert img.attrs["pixel_size_nm"] == pytest.approx({"z": 5.0, "y": 2.0, "x": 1.0})
 
 
 def test_mrc_truncated(formats_dir, tmp_path):
@@ -219,6 +232,9 @@ def test_unknown_override_and_modality(formats_dir):
         cio.read(formats_dir / "em/HAADFscan.mrc", modality="xray")
     with pytest.raises(UnitError):
         cio.read(formats_dir / "em/HAADFscan.mrc", pixel_size_nm=-1)
+    for bad in ("abc", {"x": "abc"}, [1, "x"]):  # not numbers: a UnitError naming the field, no ValueError
+        with pytest.raises(UnitError, match="pixel_size_nm"):
+            cio.read(formats_dir / "em/HAADFscan.mrc", pixel_size_nm=bad)
 
 
 # --------------------------------------------------------------------------- SEM TIFF
@@ -411,6 +427,23 @@ def test_emd_per_axis_units(tmp_path):
     assert img.attrs["source_format"] == "emd" and img.attrs["title"] == "haadf"
     assert img.attrs["pixel_size_nm"] == pytest.approx({"y": 0.5, "x": 0.2})
     np.testing.assert_array_equal(img.values, data)
+
+
+def test_emd_negative_scale_is_flipped_not_mirrored(tmp_path):
+    pytest.importorskip("rsciio")
+    data = np.tile(np.arange(10, dtype=np.float32), (4, 1))  # value = stored column index
+    p = tmp_path / "neg.emd"
+    _emd(p, data, [
+        {"name": "y", "size": 4, "scale": 1.0, "offset": 0.0, "units": "nm", "navigate": False},
+        {"name": "x", "size": 10, "scale": -2.0, "offset": 100.0, "units": "nm", "navigate": False},
+    ])
+    img = cio.read(p)
+    assert img.attrs["pixel_size_nm"] == pytest.approx({"y": 1.0, "x": 2.0})
+    # stored column j sits at x = 100 - 2 j: after reading, coordinates increase and each value
+    # stays at its physical position
+    x = np.asarray(img.x.values)
+    np.testing.assert_allclose(x, 100.0 - 2.0 * np.asarray(img.values[0]))
+    assert x[0] == pytest.approx(82.0) and np.all(np.diff(x) > 0)
 
 
 def test_emd_stack_needs_frame_and_bad_unit(tmp_path):

@@ -88,6 +88,35 @@ def test_lif_series_frame_channel(formats_dir):
         cio.read(path, series=7)
 
 
+def test_lif_frame_reads_only_the_selected_frames(formats_dir, monkeypatch):
+    import liffile
+
+    path = formats_dir / LIF
+    with liffile.LifFile(path) as lif:
+        ref = lif.images[2].asarray()[1]  # (λ, Z, Y, X) of time point 1
+        cls = type(lif.images[2])
+    read = []
+    real_frame = cls.frame
+
+    def frame(self, *a, **k):
+        read.append(k)
+        return real_frame(self, *a, **k)
+
+    def whole(self, *a, **k):
+        raise AssertionError("frame= must not read the whole image")
+
+    monkeypatch.setattr(cls, "asarray", whole)
+    monkeypatch.setattr(cls, "frame", frame)
+    img = cio.read(path, series=2, frame=1)
+    assert img.dims == ("c", "z", "y", "x")
+    np.testing.assert_array_equal(img.values, ref)
+    assert read and all(k["T"] == 1 for k in read) and len(read) == ref.shape[0] * ref.shape[1]
+    read.clear()
+    one = cio.read(path, series=2, frame=1, channel=3)  # one wavelength: its z planes only
+    np.testing.assert_array_equal(one.values, ref[3])
+    assert len(read) == ref.shape[1] and all(k["λ"] == 3 for k in read)
+
+
 def test_lif_truncated_and_wrong_content(formats_dir, tmp_path):
     src = (formats_dir / LIF).read_bytes()
     p = tmp_path / "cut.lif"
@@ -131,6 +160,19 @@ def test_ome_tiff_unknown_unit(tmp_path):
     with pytest.raises(UnitError, match="furlong") as e:
         cio.read(p)
     assert "u.ome.tif" in str(e.value)
+
+
+def test_ome_tiff_non_numeric_physical_size(tmp_path):
+    import tifffile
+
+    p = tmp_path / "nan.ome.tif"
+    tifffile.imwrite(p, np.zeros((4, 4), np.uint8), metadata={"axes": "YX", "PhysicalSizeX": 0.1, "PhysicalSizeY": 0.1})
+    with tifffile.TiffFile(p) as tif:
+        xml = tif.ome_metadata.replace('PhysicalSizeX="0.1"', 'PhysicalSizeX="abc"')
+    tifffile.imwrite(p, np.zeros((4, 4), np.uint8), description=xml.encode(), metadata=None)
+    with pytest.raises(FormatError, match="PhysicalSizeX") as e:
+        cio.read(p)
+    assert "nan.ome.tif" in str(e.value)
 
 
 def test_imagej_tiff(tmp_path):

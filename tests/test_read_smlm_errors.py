@@ -155,6 +155,18 @@ def test_channel_override_and_columns_mapping(tmp_path, formats_dir):
         cio.read(gen, columns={"x": "nope", "y": "PosY"}, unit="nm")
 
 
+def test_columns_mapping_wins_over_a_column_recognised_by_name(tmp_path):
+    # 'x' is recognised by name, but the caller says x is 'Xc': Xc must become x, wherever it sits.
+    p = tmp_path / "two_x.csv"
+    p.write_text("x,y,Xc,frame\n1,2,100,0\n3,4,300,1\n")
+    df = cio.read(p, columns={"x": "Xc"}, unit="nm")
+    assert df["x"].tolist() == [100.0, 300.0] and df["y"].tolist() == [2.0, 4.0]
+    assert df["x_unmapped"].tolist() == [1.0, 3.0]  # the other column is kept, renamed
+    q = tmp_path / "two_x_first.csv"
+    q.write_text("Xc,x,y\n100,1,2\n")
+    assert cio.read(q, columns={"x": "Xc"}, unit="nm")["x"].tolist() == [100.0]
+
+
 def test_generic_table_without_unit_is_an_error(tmp_path):
     p = tmp_path / "plain.csv"
     p.write_text("x,y,frame\n1,2,0\n")
@@ -173,6 +185,9 @@ def test_decode_units_and_overrides(tmp_path):
     nopx = write_decode(tmp_path / "nopx.h5", [[1.0, 2.0, 50.0]], [0], px_size=None)
     _raises(UnitError, nopx, cio.read, nopx, match="pixel_size_nm")
     assert cio.read(nopx, pixel_size_nm=(10, 20))["y"].iloc[0] == pytest.approx(40.0)
+    # a caller's pixel size is checked like the file's: no silent 0 or negative positions
+    for bad in (0, -5, (1, 2, 3), "abc"):
+        _raises(UnitError, p, cio.read, p, pixel_size_nm=bad, match="pixel_size_nm")
 
 
 def test_picasso_pixel_size_sources(tmp_path):
@@ -183,6 +198,10 @@ def test_picasso_pixel_size_sources(tmp_path):
     nosidecar = write_picasso(tmp_path / "b_locs.hdf5", yaml_text=None)
     _raises(FormatError, nosidecar, cio.read, nosidecar, match="sidecar")
     assert cio.read(nosidecar, pixel_size_nm=100)["precision_x"].iloc[0] == pytest.approx(10.0)
+    text = write_picasso(tmp_path / "t_locs.hdf5", yaml_text="Pixelsize: 130 nm\n")
+    _raises(UnitError, text, cio.read, text, match="Pixelsize")
+    df = cio.read(text, pixel_size_nm=100)  # the caller's value replaces the unusable one
+    assert df["x"].iloc[0] == pytest.approx(50.0) and any("overrides" in n for n in df.attrs["notes"])
     nokey = write_picasso(tmp_path / "c_locs.hdf5", yaml_text="Camera.Pixelsize: 160\n")
     with pytest.raises(FormatError, match="Pixelsize"):
         cio.read(nokey)
@@ -307,6 +326,11 @@ def test_unknown_units(tmp_path):
     nano = tmp_path / "n.csv"
     nano.write_text("Channel,Frame,X (ft),Y (nm)\n0,0,1.0,2.0\n")
     _raises(UnitError, nano, cio.read, nano, match="ft")
+    npx = tmp_path / "npx.csv"
+    npx.write_text("Channel,Frame,X (px),Y (px)\n0,0,1.5,2.0\n")
+    _raises(UnitError, npx, cio.read, npx, match="pixel_size_nm")
+    df = cio.read(npx, pixel_size_nm=100)
+    assert (df["x"].iloc[0], df["y"].iloc[0]) == (150.0, 200.0) and df.attrs["camera_pixel_size_nm"] == 100.0
     dec = write_decode(tmp_path / "d.h5", [[1, 2, 3]], [0], xy_unit="parsec")
     _raises(UnitError, dec, cio.read, dec, match="parsec")
     sm = write_smlm(tmp_path / "u.smlm", units=["frame", "furlong", "nm"])

@@ -190,6 +190,19 @@ def test_model_choice_on_synthetic_sets():
         assert "p =" in reg.reason or "leave-one-out" in reg.reason
 
 
+def test_reason_says_an_interpolating_tps_was_not_tested():
+    """Tiny fiducial noise and a smooth distortion: every linear model fails the chi-square test and
+    the leave-one-out choice is a near-interpolating TPS (< 1 residual dof, p = NaN). The reason
+    must not claim that the TPS, too, was found inconsistent with the noise."""
+    rng = np.random.default_rng(11)
+    x = _points(10, 2, rng)
+    y = _distortion(Affine.similarity(1.01, 0.03, (200, -100)).apply(x)) + rng.normal(0, 0.05, x.shape)
+    reg = fit_landmarks(Landmarks(x, y, None, np.full(10, 0.05**2)), "auto", reject_outliers=False)
+    assert reg.model == "tps" and not reg.fit.dof >= 1, reg.summary()
+    assert "tps (almost) interpolates the fiducials" in reg.reason, reg.reason
+    assert reg.reason.startswith("no testable model is consistent"), reg.reason
+
+
 def test_outlier_is_flagged():
     rng = np.random.default_rng(7)
     x = _points(14, 2, rng)

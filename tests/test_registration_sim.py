@@ -222,3 +222,18 @@ def test_intensity_refinement_direction_and_acceptance():
     assert "held_out_before_nm" in out and out["accepted"] == (out["held_out_after_nm"] < out["held_out_before_nm"])
     if not out["accepted"]:
         np.testing.assert_array_equal(reg.transform.matrix, before)
+
+
+def test_intensity_refinement_never_replaces_a_spline():
+    """An affine MI refinement must not silently stand in for a TPS registration (the record and
+    the TRE prediction would still describe the spline)."""
+    from correlate.registration._refine_sitk import refine_registration
+
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0, 5000, (12, 2))
+    y = x + 20 * np.column_stack([np.sin(x[:, 1] / 900), np.cos(x[:, 0] / 800)])
+    reg = fit_landmarks(Landmarks(x, y, None, np.full(12, 0.01)), "tps")
+    before = reg.transform
+    out = refine_registration(reg, None, None)  # images are not even looked at
+    assert out["accepted"] is False and "non-linear" in out["message"]
+    assert reg.transform is before

@@ -234,7 +234,7 @@ def test_labels_round_trip_and_validate(scene):
     scene.add("em", img)
     lab = np.zeros((600, 300), np.uint32)
     lab[100:140, 50:90] = 1
-    lab[300:360, 200:260] = 2
+    lab[301:359, 201:259] = 2  # odd edges: a coarse level shows which level-0 pixel it took
     scene.add_labels("em", "particles", lab)
     assert scene.names("labels") == ["em/labels/particles"]
     assert scene.kind("em/labels/particles") == "labels"
@@ -244,6 +244,16 @@ def test_labels_round_trip_and_validate(scene):
     np.testing.assert_allclose(back.coords["x"].values, img.coords["x"].values)
     assert scene.get_labels("em", "particles", level=1).shape == scene.get("em", level=1).shape
     assert [l["shape"] for l in scene.levels("em/labels/particles")] == [l["shape"] for l in scene.levels("em")]
+    # each coarse label pixel is the level-0 label nearest the position its level's transform
+    # states (within half a level-0 pixel), not the first pixel of its block
+    fine = scene.get_labels("em", "particles")
+    for lev in (1, 2):
+        coarse = scene.get_labels("em", "particles", level=lev)
+        assert coarse.attrs["pixel_size_nm"]["y"] == 2.0 * 2**lev  # 600 px: y halved twice, x (300) once
+        iy = np.rint((coarse.coords["y"].values - fine.coords["y"].values[0]) / 2.0 + 0.25).astype(int)
+        ix = np.rint((coarse.coords["x"].values - fine.coords["x"].values[0]) / 2.0 + 0.25).astype(int)
+        assert np.abs(fine.coords["x"].values[ix] - coarse.coords["x"].values).max() <= 1.0
+        np.testing.assert_array_equal(coarse.values, lab[np.ix_(iy, ix)])
     lz = json.loads((scene.path / "em" / "labels" / "zarr.json").read_text())["attributes"]["ome"]
     assert lz == {"version": "0.6", "labels": ["particles"]}
     _ngff_validate(scene.path)
@@ -296,6 +306,8 @@ def test_localizations_round_trip_all_columns_dtypes_attrs(scene):
     box = scene.get("antibody", bbox=(1000, 2000, 500, 900))
     inside = df[(df.x >= 1000) & (df.x <= 2000) & (df.y >= 500) & (df.y <= 900)].reset_index(drop=True)
     pd.testing.assert_frame_equal(box, inside)
+    with pytest.raises(ElementError, match="field 'nope'.*no column 'nope'"):
+        scene.get("antibody", columns=["x", "nope"])
 
 
 def test_localizations_3d_and_transform(scene):
@@ -331,6 +343,9 @@ def test_tables_round_trip(scene):
     pd.testing.assert_frame_equal(scene.get("particles2"), t2)
     with pytest.raises(ElementError, match="unique"):
         scene.add_table("bad", pd.DataFrame({"particle_id": [1, 1]}))
+    scene.add_table("no_xy", pd.DataFrame({"particle_id": [1, 2], "area": [3.0, 4.0]}))
+    with pytest.raises(ElementError, match="bbox needs x and y"):
+        scene.get("no_xy", bbox=(0, 1, 0, 1))
 
 
 def test_landmarks_round_trip(scene):
@@ -357,6 +372,9 @@ def test_landmarks_round_trip(scene):
         scene.get_landmarks("afm", "world")
     with pytest.raises(StoreError, match="already stored"):
         scene.add_landmarks(lm, overwrite=False)
+    # add() takes the DataFrame form too
+    scene.add("ignored", el.Landmarks(lm.source, lm.target, source_system="afm", target_system="em").to_dataframe())
+    np.testing.assert_allclose(scene.get_landmarks("afm", "em").target, lm.target)
 
 
 def test_registration_records_and_history(scene):
@@ -486,6 +504,10 @@ def test_transform_between_elements_and_map_points(scene):
     assert mapped.attrs["source_format"] == "thunderstorm"
     # labels follow their image, tables their coordinate system
     assert isinstance(scene.transform_to_world("world"), tf.Identity)
+    scene.add_labels("sim", "cells", np.zeros((32, 32), np.uint8))
+    np.testing.assert_allclose(scene.map_points(pts, "sim/labels/cells"), a_sim.apply(pts), atol=1e-9)
+    scene.add("sim_cells", el.make_table(pd.DataFrame({"particle_id": [1]}), coordinate_system="sim"))
+    np.testing.assert_allclose(scene.map_points(pts, "sim_cells", "afm"), expect, atol=1e-9)
 
 
 def test_world_first_and_sorts_first_and_edges_linear(scene):
@@ -531,6 +553,12 @@ def test_overwrite_remove_and_listing(scene):
         scene.remove("antibody")
     assert not (scene.path / ".correlate-staging").exists()
     _ngff_validate(scene.path)
+    # names equal but for case would be one folder on macOS/Windows: refused
+    with pytest.raises(StoreError, match="only in case"):
+        scene.add("EM", _em(seed=4))
+    with pytest.raises(StoreError, match="only in case"):
+        scene.add_table("Em", pd.DataFrame({"particle_id": [1]}))
+    np.testing.assert_array_equal(scene.get("em").values, new.values)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -590,12 +618,16 @@ def test_info_and_cli(scene, capsys):
     scene.add_table("particles", pd.DataFrame({"particle_id": [1, 2, 3]}), label_image="em/labels/particles")
     scene.add_landmarks(el.Landmarks(np.eye(3, 2) * 100, np.eye(3, 2) * 100 + 1, source_system="afm", target_system="em"))
     scene.add_registration({"source": "afm", "target": "em", "model": "rigid", "fre_nm": 2.5})
+    # the keys register_scene writes
+    scene.add_registration({"moving": "sim", "fixed": "em", "model": "tps", "fre_rms_nm": 0.5, "loo_rms_nm": 1.25,
+                            "predicted_tre_field": {"tre_rms_median_nm": 1.5}})
     scene.add_history("antibody", {"step": "drift_correction"})
     text = scene.info()
     for needle in ["em ", "image", "300x280", "pixel y 2, x 2 nm", "2 levels", "em/labels/particles",
                    "antibody", "localizations", "123 rows", "world_antibody", "thin-plate spline",
                    "approximation", "afm", "values in nm", "rotation", "particles", "describes em/labels/particles",
-                   "afm -> em", "registrations: 1", "model=rigid", "drift_correction", "world (y,x; nm)"]:
+                   "afm -> em", "registrations: 2", "afm -> em: model rigid, FRE 2.5 nm",
+                   "sim -> em: model tps, FRE 0.5 nm, LOO 1.25 nm, TRE 1.5 nm", "drift_correction", "world (y,x; nm)"]:
         assert needle in text, needle
     cs_section = text.split("coordinate systems:")[1].split("transforms")[0]
     assert cs_section.index("world (y,x") < cs_section.index("world_antibody")
@@ -604,6 +636,10 @@ def test_info_and_cli(scene, capsys):
     assert "antibody" in out and "123 rows" in out
     assert main(["info", str(scene.path.parent / "missing.zarr")]) == 1
     assert "no such store" in capsys.readouterr().err
+    a_file = scene.path.parent / "points.csv"
+    a_file.write_text("x,y\n1,2\n")
+    with pytest.raises(StoreError, match="is a file, not a correlate store"):
+        Scene.open(a_file)
 
 
 def test_bad_transform_rejected_before_writing(scene):
@@ -634,3 +670,54 @@ def test_large_level_is_sharded(scene):
     assert zarr.open_array(str(scene.path / "tall" / "s2"), mode="r").shards is None
     np.testing.assert_array_equal(scene.get("tall").values, data)
     scene.validate()
+
+
+def test_cli_import_checks_names_before_writing(tmp_path, capsys):
+    from correlate.cli import main
+
+    a = tmp_path / "run1.csv"
+    a.write_text("x [nm],y [nm],frame\n100,200,1\n300,400,2\n")
+    b_dir = tmp_path / "other"
+    b_dir.mkdir()
+    b = b_dir / "run1.csv"
+    b.write_text(a.read_text())
+    c = tmp_path / "run2.csv"
+    c.write_text("x [nm],y [nm],frame\n5,6,1\n")
+    store = tmp_path / "s.ome.zarr"
+    assert main(["import", str(store), str(a)]) == 0
+    sc = Scene.open(store)
+    assert sc.names() == ["run1"]
+    np.testing.assert_allclose(sc.get("run1")[["x", "y"]].to_numpy(), [[100, 200], [300, 400]])
+    assert sc.get("run1")["frame"].tolist() == [0, 1]  # 1-based file, 0-based element
+    capsys.readouterr()
+    # run2 is new but run1 exists: nothing is added
+    assert main(["import", str(store), str(c), str(a)]) == 1
+    assert "already exist" in capsys.readouterr().err
+    assert Scene.open(store).names() == ["run1"]
+    # two files with the same stem would overwrite each other
+    assert main(["import", str(store), str(a), str(b), "--overwrite"]) == 1
+    assert "several files would become element 'run1'" in capsys.readouterr().err
+    assert main(["import", str(store), str(c), "--name", "world"]) == 1
+    assert "reserved" in capsys.readouterr().err
+    assert Scene.open(store).names() == ["run1"]
+    # a file given as the store is an error message, not a traceback
+    assert main(["import", str(a), str(c)]) == 1
+    assert "is a file, not a correlate store" in capsys.readouterr().err
+    assert main(["import", str(store), str(c), str(a), "--overwrite"]) == 0
+    assert Scene.open(store).names() == ["run1", "run2"]
+
+
+def test_cli_rejects_an_element_of_the_wrong_kind(scene, tmp_path, capsys):
+    from correlate.cli import main
+
+    scene.add("em", _em(shape=(32, 32)))
+    scene.add("antibody", _locs(n=20))
+    for argv, needle in (
+        (["export", str(scene.path), "render", "-o", str(tmp_path / "r.tif"), "--name", "antibody", "--to", "antibody"],
+         "needs an image whose grid"),
+        (["overlay", str(scene.path), "-o", str(tmp_path / "o.png"), "--base", "antibody"], "base must be an image"),
+        (["report", str(scene.path), "-o", str(tmp_path / "r.html"), "--base", "antibody"], "base must be an image"),
+    ):
+        assert main(argv) == 1, argv
+        assert needle in capsys.readouterr().err, argv
+    assert not list(tmp_path.glob("[or].*"))

@@ -7,41 +7,7 @@ import pytest
 from _smlm_sim import sample
 
 from correlate.errors import RegistrationError
-from correlate.smlm import (
-    align_colours,
-    correct_drift,
-    fit_colour_alignment,
-    pair_beads,
-)
-from correlate.transforms import Affine
-
-
-def test_fit_affine_and_tps_from_points():
-    rng = np.random.default_rng(0)
-    ref = rng.uniform(0, 10000, (20, 2))
-    true = Affine.similarity(1.004, 0.002, (25.0, -17.0))
-    mov = true.inverse().apply(ref) + rng.normal(0, 0.5, ref.shape)
-    fit = fit_colour_alignment(mov, ref, model="auto")
-    assert fit.model == "affine"
-    assert fit.loo_error_nm < 1.5
-    pts = rng.uniform(0, 10000, (500, 2))
-    err = np.linalg.norm(fit.transform.apply(true.inverse().apply(pts)) - pts, axis=1)
-    assert np.sqrt(np.mean(err**2)) < 1.0
-    # a non-linear (wavy) chromatic map is captured by the spline, not by the affine
-    wavy = ref + 6.0 * np.sin(ref[:, ::-1] / 2500.0)
-    tps = fit_colour_alignment(ref, wavy, model="tps")
-    aff = fit_colour_alignment(ref, wavy, model="affine")
-    assert tps.loo_error_nm < aff.loo_error_nm
-    with pytest.raises(RegistrationError, match="needs >= 3"):
-        fit_colour_alignment(mov[:2], ref[:2], model="affine")
-
-
-def test_pair_beads_with_offset_and_extras():
-    rng = np.random.default_rng(1)
-    ref = rng.uniform(0, 8000, (10, 2))
-    mov = np.vstack([ref[:8] - [40.0, 25.0], [[100.0, 100.0]]])  # 2 missing, 1 extra
-    i, j = pair_beads(mov, ref)
-    assert sorted(zip(i.tolist(), j.tolist())) == [(k, k) for k in range(8)]
+from correlate.smlm import align_colours, correct_drift
 
 
 def _control_error(s, fit):
@@ -58,16 +24,13 @@ def _control_error(s, fit):
     return before, after, len(pts)
 
 
-@pytest.mark.parametrize("fitter", ["builtin", "registration"])
-def test_two_colour_alignment_on_simulator(fitter):
+def test_two_colour_alignment_on_simulator():
     """30 nm chromatic offset + 0.3 % magnification: after alignment from the shared beads the
     colour offset at bead-free control points is < 3 nm RMS (measured ~0.1 nm)."""
-    if fitter == "registration":
-        pytest.importorskip("correlate.registration").detect_fiducials  # noqa: B018
     s = sample("default")
     ab, _ = correct_drift(s.smlm["antibody"])
     co, _ = correct_drift(s.smlm["corona"])
-    aligned, fit = align_colours(co, ab, fitter=fitter)
+    aligned, fit = align_colours(co, ab)
     assert len(fit.residuals) == 12
     before, after, n = _control_error(s, fit)
     assert n > 1000
@@ -83,4 +46,4 @@ def test_two_colour_alignment_on_simulator(fitter):
 def test_no_beads_is_an_error():
     s = sample("default", fiducials=False)
     with pytest.raises(RegistrationError, match="beads"):
-        align_colours(s.smlm["corona"], s.smlm["antibody"], fitter="builtin")
+        align_colours(s.smlm["corona"], s.smlm["antibody"])

@@ -233,3 +233,78 @@ def test_failed_label_commit_restores_labels_index(store, monkeypatch):
     assert _snapshot(store.path) == before
     np.testing.assert_array_equal(Scene.open(store.path).get_labels("em", "a").values, 1)
     _validate(store.path)
+
+
+def test_two_rename_fallback_keeps_old_element_when_second_rename_fails(store, monkeypatch):
+    """Where renameat2 exchange is unavailable, a failure between the two renames must not leave
+    the previous element inside the staging folder (which is deleted on cleanup)."""
+    import correlate.scene as scene_mod
+
+    old = store.get("em").values
+    before = _snapshot(store.path)
+    monkeypatch.setattr(_atomic, "_exchange", lambda a, b: False)
+    monkeypatch.setattr(scene_mod, "_exchange", lambda a, b: False)
+    real_rename = os.rename
+    failed = []
+
+    def rename(src, dst):
+        # the second rename of the swap (staged new folder -> final path) fails, once
+        if not failed and _atomic.STAGING_DIR in os.fspath(src) and os.fspath(dst) == os.fspath(store.path / "em"):
+            failed.append(src)
+            raise OSError("device busy")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="device busy"):
+        store.add("em", _img(77), overwrite=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert failed and "-old-em" not in os.fspath(failed[0])
+    assert _snapshot(store.path) == before
+    np.testing.assert_array_equal(Scene.open(store.path).get("em").values, old)
+
+
+def test_create_overwrite_fallback_keeps_old_store_when_rename_fails(store, monkeypatch):
+    import correlate.scene as scene_mod
+
+    before = _snapshot(store.path)
+    monkeypatch.setattr(scene_mod, "_exchange", lambda a, b: False)
+    real_rename = os.rename
+
+    def rename(src, dst):
+        # the new empty store cannot be moved into place; moving the old one back must work
+        if os.fspath(dst) == os.fspath(store.path) and ".correlate-new-" in os.fspath(src):
+            raise OSError("device busy")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    with pytest.raises(OSError, match="device busy"):
+        Scene.create(store.path, overwrite=True)
+    monkeypatch.setattr(os, "rename", real_rename)
+    assert _snapshot(store.path) == before
+    assert Scene.open(store.path).names() == ["em", "sim"]
+
+
+@pytest.mark.parametrize("what", ["element", "labels"])
+def test_failed_exchange_keeps_old_element(store, monkeypatch, what):
+    """renameat2 failing (EBUSY, EPERM...) leaves the target untouched; the rollback must then
+    not move the existing element (or label image) away as if it were the new one."""
+    if what == "labels":
+        store.add_labels("em", "a", np.ones((128, 96), np.uint8))
+    before = _snapshot(store.path)
+
+    def refuse(a, b):
+        raise OSError(16, "Device or resource busy", str(b))
+
+    monkeypatch.setattr(_atomic, "_exchange", refuse)
+    with pytest.raises(OSError, match="busy"):
+        if what == "labels":
+            store.add_labels("em", "a", np.zeros((128, 96), np.uint8), overwrite=True)
+        else:
+            store.add("em", _img(77), overwrite=True)
+    monkeypatch.undo()
+    assert _snapshot(store.path) == before
+    sc = Scene.open(store.path)
+    if what == "labels":
+        np.testing.assert_array_equal(sc.get_labels("em", "a").values, 1)
+    else:
+        assert sc.get("em").values[0, 0] == 3

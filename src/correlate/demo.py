@@ -37,15 +37,12 @@ def match_particles(found: pd.DataFrame, truth: pd.DataFrame, max_dist_fraction:
     """Pair detected particles with true ones (nearest centre within ``max_dist_fraction`` x the
     true diameter, one to one). Returns truth rows with ``found_index`` (-1 if missed)."""
     from scipy.optimize import linear_sum_assignment
-    from scipy.spatial import cKDTree
 
     out = truth.copy()
     out["found_index"] = -1
     if len(found) == 0 or len(truth) == 0:
         return out
-    tree = cKDTree(found[["x", "y"]].to_numpy())
     radius = max_dist_fraction * truth["diameter_nm"].to_numpy()
-    d, _ = tree.query(truth[["x", "y"]].to_numpy(), k=1)
     cost = np.linalg.norm(truth[["x", "y"]].to_numpy()[:, None] - found[["x", "y"]].to_numpy()[None], axis=2)
     big = 1e12
     cost = np.where(cost <= radius[:, None], cost, big)
@@ -132,12 +129,10 @@ def run_demo(
     else:
         offsets = {n: np.zeros(2) for n in labels}
 
-    # 3. Registration onto EM (world): SMLM antibody colour, SIM, AFM.
-    em_to_world = truth.transforms["em"]
-    reg_results = {}
+    # 3. Registration onto EM (world): SMLM antibody colour, SIM, AFM. The simulator's EM frame is
+    # world, so each true transform (own frame -> world) is also own frame -> EM.
     for moving, true_key in ((labels[0], "smlm"), ("sim", "sim"), ("afm", "afm")):
-        reg, record = register_scene(scene, moving, "em", model="auto")
-        reg_results[moving] = (reg, record)
+        reg, _ = register_scene(scene, moving, "em", model="auto")
         base = moving.replace("_corrected", "")
         true_t = truth.transforms[true_key]
         # control points: a grid inside the hull of the fiducials used (moving frame)
@@ -148,8 +143,7 @@ def run_demo(
 
         g = g[_hull_mask(g, used)]
         fitted = scene.transform_to_world(moving)
-        err = registration_truth_error(fitted, em_to_world.inverse().then(true_t) if False else true_t, g,
-                                       offsets.get(base) if base in offsets else None)
+        err = registration_truth_error(fitted, true_t, g, offsets.get(base))
         pred = reg.fit.tre_rms(g)
         results[f"registration_{base}"] = {
             "model": reg.model, "n_pairs": int(reg.landmarks.used.sum()),
@@ -204,6 +198,24 @@ def run_demo(
          f"{recall:.1%}, precision {precision:.1%}; diameter error median {p['diameter_error_median_abs_nm']:.2f} nm, "
          f"95th pct {p['diameter_error_p95_abs_nm']:.2f} nm")
     ref = found.reset_index(drop=True).loc[fi]
+    # Assignment of localizations, scored with the simulator's per-localization truth.
+    found_to_true = dict(zip(ref["particle_id"].to_numpy(), m.loc[hit, "particle_id"].to_numpy()))
+    for label, truth_label in zip(labels, ("antibody", "corona")):
+        asg = analysis.assignments.get(label)
+        locs = scene.get(label, columns=["true_particle_id"])
+        if asg is None or "true_particle_id" not in locs.columns:
+            continue
+        true_pid = locs["true_particle_id"].to_numpy()
+        got = pd.Series(asg["particle_id"].to_numpy()).map(found_to_true).fillna(-1).to_numpy()
+        scored = np.isin(true_pid, list(found_to_true.values()))
+        results[f"assignment_{truth_label}"] = {
+            "assigned_to_own_particle": float(np.mean(got[scored] == true_pid[scored])) if scored.any() else float("nan"),
+            "background_assigned": float(np.mean(asg["particle_id"].to_numpy()[true_pid == -1] >= 0))
+            if (true_pid == -1).any() else float("nan"),
+        }
+        a = results[f"assignment_{truth_label}"]
+        _say(f"    {truth_label}: {a['assigned_to_own_particle']:.1%} of particle localizations assigned to their "
+             f"particle, {a['background_assigned']:.1%} of background localizations assigned to any")
     for label, truth_label in zip(labels, ("antibody", "corona")):
         col = f"n_molecules_{label}"
         if col not in ref.columns:

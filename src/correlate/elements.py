@@ -284,7 +284,18 @@ def make_localizations(
     """
     out = df.reset_index(drop=True)
     if "frame" in out.columns:
-        out["frame"] = out["frame"].astype(np.int64)
+        fr = out["frame"]
+        numeric = pd.api.types.is_numeric_dtype(fr) and not pd.api.types.is_bool_dtype(fr)
+        values = fr.to_numpy(dtype=float, na_value=np.nan) if numeric else None
+        bad = None if values is None else ~np.isfinite(values) | (values != np.round(values))
+        if values is None or bad.any():
+            where = "" if values is None else f"; first bad value {values[np.flatnonzero(bad)[0]]!r}"
+            raise ElementError(
+                f"frame numbers must be finite whole numbers, found dtype {fr.dtype}{where}",
+                path=source if source is not None else name,
+                field="frame",
+            )
+        out["frame"] = values.astype(np.int64)
     attrs: dict[str, Any] = {
         "kind": "localizations",
         "source_format": source_format,

@@ -89,7 +89,8 @@ def layer_data(
     names
         Elements to include (default: every image, label image and localization table).
     point_size_nm
-        Point size for localizations (default: their median precision, at least 5 nm).
+        Point size for localizations (default: twice their median precision, at least 5 nm;
+        10 nm without a precision column).
     max_points
         Localization tables larger than this are subsampled (seeded) for display.
     colors

@@ -38,6 +38,7 @@ from .errors import CorrelateError, ElementError, StoreError, UnitError
 from .io._atomic import (
     STAGING_DIR,
     _exchange,
+    _two_step_replace,
     Staging,
     clean_stale_staging,
     from_jsonable,
@@ -165,8 +166,7 @@ class Scene:
                 # swap atomically where the OS can (the old store then sits at tmp, removed below)
                 if not _exchange(tmp, path):
                     old = path.parent / f".{path.name}.correlate-old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                    os.rename(path, old)
-                    os.rename(tmp, path)
+                    _two_step_replace(tmp, path, old)
                     remove_tree(old)
             else:
                 os.rename(tmp, path)
@@ -214,6 +214,8 @@ class Scene:
         zj = self.path / "zarr.json"
         if not self.path.exists():
             raise StoreError("store does not exist", path=self.path)
+        if not self.path.is_dir():
+            raise StoreError("is a file, not a correlate store (a folder such as sample.ome.zarr)", path=self.path)
         try:
             doc = read_json(zj)
         except FileNotFoundError as exc:
@@ -376,15 +378,11 @@ class Scene:
         """
         self._check_writable()
         kind = _el.element_kind(element)
-        if kind == "landmarks":
+        if kind == "landmarks":  # a Landmarks object or its to_dataframe() form
+            if not isinstance(element, _el.Landmarks):
+                element = _el.Landmarks.from_dataframe(element)
             return self.add_landmarks(element, overwrite=overwrite)
-        _check_name(name)
-        if name in self._meta["elements"] and not overwrite:
-            raise StoreError(
-                f"an element named {name!r} already exists; pass overwrite=True to replace it",
-                path=self.path,
-                field="name",
-            )
+        self._check_new_name(name, overwrite)
         if kind == "image":
             self._add_image(name, element, transform)
         elif kind == "localizations":
@@ -397,6 +395,26 @@ class Scene:
             self._add_table(name, element)
         else:  # pragma: no cover
             raise ElementError(f"cannot store an element of kind {kind!r}", path=name)
+
+    def _check_new_name(self, name: str, overwrite: bool) -> None:
+        """A valid name, not taken (unless ``overwrite``), and not differing from another element
+        only in case: on case-insensitive file systems (macOS, Windows) both would be one folder,
+        and writing one would replace the other's data."""
+        _check_name(name)
+        if name in self._meta["elements"] and not overwrite:
+            raise StoreError(
+                f"an element named {name!r} already exists; pass overwrite=True to replace it",
+                path=self.path,
+                field="name",
+            )
+        twin = [n for n in self._meta["elements"] if n != name and n.lower() == name.lower()]
+        if twin:
+            raise StoreError(
+                f"element name {name!r} differs from the existing {twin[0]!r} only in case; on "
+                "case-insensitive file systems they would share one folder. Choose another name",
+                path=self.path,
+                field="name",
+            )
 
     # -- images -------------------------------------------------------------------------------
     def _validate_image(self, name: str, img):
@@ -476,13 +494,7 @@ class Scene:
         ``label_image`` is the label image it describes, e.g. ``"em/labels/particles"``.
         """
         self._check_writable()
-        _check_name(name)
-        if name in self._meta["elements"] and not overwrite:
-            raise StoreError(
-                f"an element named {name!r} already exists; pass overwrite=True to replace it",
-                path=self.path,
-                field="name",
-            )
+        self._check_new_name(name, overwrite)
         df = _el.make_table(df, label_image=label_image) if label_image is not None else df
         self._add_table(name, df)
 
@@ -530,10 +542,12 @@ class Scene:
                 tinfo, fields = self._prepare_transform(name, transform, st)
                 new_fields = fields
             old_moved: Path | None = None
+            swapped = False  # restore() only after the swap happened: a failed swap left target as it was
             moved_fields: list[Path] = []
             stale_fields: list[str] = []
             try:
                 old_moved = swap_into_place(tmp, target, st)
+                swapped = True
                 for src, dst in new_fields:
                     self._ensure_group("coordinateTransformations")
                     os.rename(src, dst)
@@ -549,7 +563,8 @@ class Scene:
                     meta["transforms"].pop(name, None)
                 self._commit(root)
             except BaseException:
-                restore(old_moved, target, st)
+                if swapped:
+                    restore(old_moved, target, st)
                 for p in moved_fields:
                     os.rename(p, st.new("undo-field"))
                 raise
@@ -729,17 +744,20 @@ class Scene:
             entry = root[_EXT]["elements"][image_name]
             names = sorted(set(entry.get("labels", [])) | {label_name})
             old = None
+            swapped = False
             index_existed = (labels_dir / "zarr.json").exists()
             old_index = (labels_dir / "zarr.json").read_bytes() if index_existed else None
             try:
                 labels_dir.mkdir(exist_ok=True)
                 old = swap_into_place(tmp, target, st)
+                swapped = True
                 write_labels_index(st.path / "labels-index", names)
                 os.replace(st.path / "labels-index" / "zarr.json", labels_dir / "zarr.json")
                 entry["labels"] = names
                 self._commit(root)
             except BaseException:
-                restore(old, target, st)
+                if swapped:
+                    restore(old, target, st)
                 if old_index is not None:
                     keep = st.path / "labels-index-old.json"
                     keep.write_bytes(old_index)
@@ -1064,12 +1082,20 @@ class Scene:
         regs = self.registrations()
         lines.append(f"  registrations: {len(regs)}")
         for r in regs[-5:]:
+            # register_scene writes moving/fixed/fre_rms_nm/loo_rms_nm/predicted_tre_field;
+            # hand-made records may use source/target/fre_nm/tre_nm
+            src, dst = r.get("moving", r.get("source")), r.get("fixed", r.get("target"))
+            figures = {
+                "model": r.get("model"),
+                "FRE": r.get("fre_rms_nm", r.get("fre_nm")),
+                "LOO": r.get("loo_rms_nm"),
+                "TRE": (r.get("predicted_tre_field") or {}).get("tre_rms_median_nm", r.get("tre_nm")),
+            }
             desc = ", ".join(
-                f"{k}={r[k]:.3g}" if isinstance(r[k], float) else f"{k}={r[k]}"
-                for k in ("source", "target", "model", "fre_nm", "tre_nm")
-                if k in r
+                f"{k} {v:.3g} nm" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items() if v is not None
             )
-            lines.append(f"    {r.get('created', '')} {desc}")
+            pair = f"{src} -> {dst}: " if src is not None and dst is not None else ""
+            lines.append(f"    {r.get('created', '')} {pair}{desc}")
         tables = self.names("table")
         lines.append(f"  tables: {', '.join(tables) if tables else '(none)'}")
         hist = self._history_doc()

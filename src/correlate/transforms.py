@@ -427,6 +427,10 @@ class _NewtonInverse(Transform):
         return {"type": "correlate:inverse", "transformation": self.forward.to_ngff()}
 
 
+#: Points x centres x D elements a thin-plate spline evaluates at once (16 MiB of float64).
+_TPS_BLOCK_ELEMENTS = 1 << 21
+
+
 class ThinPlateSpline(_NonLinear):
     """Thin-plate spline through control points: ``f(p) = A p + t + sum_i w_i U(|p - c_i|)``.
 
@@ -505,23 +509,35 @@ class ThinPlateSpline(_NonLinear):
         aff = np.hstack([lin[:d].T, lin[d][:, None]])
         return cls(src, wts, aff, smoothing)
 
+    def _blocks(self, n: int):
+        """Slices over ``n`` points such that a block's (points x centres x D) temporaries stay
+        around 2**21 elements: a million localizations never allocate N x K x D at once."""
+        step = max(1, _TPS_BLOCK_ELEMENTS // max(1, len(self.centers) * self.ndim))
+        return (slice(s, s + step) for s in range(0, n, step))
+
     def _apply(self, p):
-        r = np.linalg.norm(p[:, None, :] - self.centers[None, :, :], axis=-1)
-        return p @ self.affine[:, : self.ndim].T + self.affine[:, self.ndim] + self._kernel(r, self.ndim) @ self.weights
+        out = np.empty((len(p), self.ndim))
+        for sl in self._blocks(len(p)):
+            q = p[sl]
+            r = np.linalg.norm(q[:, None, :] - self.centers[None, :, :], axis=-1)
+            out[sl] = q @ self.affine[:, : self.ndim].T + self.affine[:, self.ndim] + self._kernel(r, self.ndim) @ self.weights
+        return out
 
     def jacobian(self, points):
         p, _ = _as_points(points)
-        diff = p[:, None, :] - self.centers[None, :, :]  # (N, K, D)
-        r = np.linalg.norm(diff, axis=-1)
-        if self.ndim == 2:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = np.where(r > 0, 2 * np.log(np.where(r > 0, r, 1.0)) + 1, 0.0)  # dU/dp = g * diff
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                g = np.where(r > 0, -1.0 / np.where(r > 0, r, 1.0), 0.0)
-        grad = g[..., None] * diff  # (N, K, D)
-        j = np.einsum("kd,nke->nde", self.weights, grad)
-        return j + self.affine[:, : self.ndim][None]
+        j = np.empty((len(p), self.ndim, self.ndim))
+        for sl in self._blocks(len(p)):
+            diff = p[sl, None, :] - self.centers[None, :, :]  # (n, K, D)
+            r = np.linalg.norm(diff, axis=-1)
+            if self.ndim == 2:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    g = np.where(r > 0, 2 * np.log(np.where(r > 0, r, 1.0)) + 1, 0.0)  # dU/dp = g * diff
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    g = np.where(r > 0, -1.0 / np.where(r > 0, r, 1.0), 0.0)
+            grad = g[..., None] * diff  # (n, K, D)
+            j[sl] = np.einsum("kd,nke->nde", self.weights, grad) + self.affine[:, : self.ndim][None]
+        return j
 
     def _linear_part(self):
         return Affine(self.affine)

@@ -81,9 +81,6 @@ def normalize_length_unit(unit: str, *, path: str | None = None, field: str | No
     key = re.sub(r"\s+", "", u).lower()
     if key in _ALIASES:
         return _ALIASES[key]
-    # Å must stay case-sensitive against 'a'/'A' confusion only for the bare letter.
-    if u == "A":
-        return "A"
     raise UnitError(
         f"unknown length unit {raw!r}; expected one of m, mm, um/µm/micron, nm, A/Å/angstrom, pm",
         path=path,

@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
             raise CorrelateError("the store has no localizations to render", path=scene.path)
         kw: dict = {}
         if args.to:
+            if scene.kind(args.to) not in ("image", "labels"):
+                raise CorrelateError(f"render --to needs an image whose grid to use; {args.to!r} is "
+                                     f"{scene.kind(args.to)}", field="to")
             kw["like"] = scene.get(args.to)
             locs = {n: scene.map_points(scene.get(n), n, args.to) for n in names}
         else:

@@ -71,11 +71,27 @@ def describe(element) -> str:
 
 
 def run(args) -> int:
+    from ..errors import StoreError
     from ..io import read
-    from ..scene import Scene
+    from ..scene import Scene, _check_name
 
     store = Path(args.store)
     files = [Path(f) for f in args.files]
+    # Names and the store are checked before any file is read, and nothing is added unless every
+    # element can be: a clash on the third file must not leave the first two in the store.
+    names = [_element_name(f, args, len(files), i) for i, f in enumerate(files)]
+    for name in names:
+        _check_name(name)
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise StoreError(f"several files would become element {dup[0]!r}; rename them or use --name PREFIX",
+                         path=store, field="name")
+    scene = Scene.open(store, mode="r+") if store.exists() else None
+    if scene is not None and not args.overwrite:
+        clash = [n for n in names if n in scene]
+        if clash:
+            raise StoreError(f"element(s) {clash} already exist; pass --overwrite to replace them",
+                             path=store, field="name")
     overrides = {}
     if args.pixel_size is not None:
         overrides["pixel_size_nm"] = args.pixel_size
@@ -85,12 +101,12 @@ def run(args) -> int:
             overrides[key] = int(value) if key == "series" and str(value).isdigit() else value
     # Read everything first: a bad file stops the import before anything lands in the store.
     elements = []
-    for i, f in enumerate(files):
+    for f, name in zip(files, names):
         element = read(f, modality=args.modality, format=args.format, **overrides)
-        name = _element_name(f, args, len(files), i)
         elements.append((name, element))
         print(f"{f}: -> '{name}'\n  {describe(element)}")
-    scene = Scene.open(store, mode="r+") if store.exists() else Scene.create(store)
+    if scene is None:
+        scene = Scene.create(store)
     for name, element in elements:
         scene.add(name, element, overwrite=args.overwrite)
     print(f"{store}: {len(elements)} element(s) added")

@@ -23,11 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(seconds per million localizations)")
 
 
-def _describe_element(path: Path) -> str:
+def _describe_element(path: Path, el) -> str:
     from ..elements import element_kind, pixel_size
-    from ..io import read
 
-    el = read(path)
     kind = element_kind(el)
     lines = [f"{path}: {kind}"]
     if kind == "image":
@@ -74,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
             for name in scene.names("localizations"):
                 print("\n".join(_quality_lines(name, scene.get(name))))
     else:
-        print(_describe_element(path))
-        if args.quality:
-            from ..elements import element_kind
-            from ..io import read
+        from ..elements import element_kind
+        from ..io import read
 
-            el = read(path)
+        el = read(path)  # once: a data file can be large
+        print(_describe_element(path, el))
+        if args.quality:
             if element_kind(el) == "localizations":
                 print("\n".join(_quality_lines(path.name, el)))
     return 0

@@ -31,13 +31,19 @@ def run(args) -> int:
     from ..registration._map import predicted_tre_between
     from ..scene import Scene
 
-    df = pd.read_csv(args.input)
+    scene = Scene.open(args.store, mode="r")
+    try:
+        df = pd.read_csv(args.input)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise FormatError(f"cannot read the points CSV ({type(exc).__name__}: {exc})", path=args.input) from exc
     missing = [c for c in ("x", "y") if c not in df.columns]
     if missing:
         raise FormatError(f"needs columns x and y (nm); found {list(df.columns)}", path=args.input, field=missing[0])
-    scene = Scene.open(args.store, mode="r")
     cols = [c for c in ("x", "y", "z") if c in df.columns]
-    pts = df[cols].to_numpy(float)
+    try:
+        pts = df[cols].to_numpy(float)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"columns {cols} must be numbers in nm ({exc})", path=args.input, field=cols[0]) from exc
     tre, r95 = predicted_tre_between(scene, args.src, args.dst, pts)
     out = scene.map_points(df, args.src, args.dst)
     out["tre_nm"] = tre

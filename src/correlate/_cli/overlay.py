@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from ..scene import Scene
 
     scene = Scene.open(args.store, mode="r")
+    if args.base and args.base in scene and scene.kind(args.base) != "image":
+        raise CorrelateError(f"the base must be an image; {args.base!r} is {scene.kind(args.base)}", field="base")
     labels = None
     if args.labels:
         labels = [s.strip() for s in args.labels.split(",") if s.strip()]

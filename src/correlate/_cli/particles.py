@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "LABEL=NAME,...), or 'auto' (estimated from the data; approximate)",
     )
     parser.add_argument("--detection-efficiency", type=float, default=1.0, help="fraction of molecules that blink at all")
+    parser.add_argument(
+        "--count-method",
+        default=None,
+        help="molecules from 'events' (events / events per molecule) or 'sites' (events grouped into "
+        "emitter sites by position); one value or LABEL=METHOD,... (default: the library default)",
+    )
     parser.add_argument("--min-diameter-nm", type=float, default=None, help="smallest particle kept (nm)")
     parser.add_argument("--psf-sigma-nm", type=float, default=None, help="EM blur sigma (nm) for the edge correction")
     parser.add_argument("--no-store", action="store_true", help="do not write the table and labels into the store")
@@ -64,6 +70,21 @@ def _events_arg(v: str):
         return float(v)
     except ValueError:
         return v
+
+
+def _method_arg(v: str):
+    """'events' / 'sites', or LABEL=METHOD pairs separated by commas."""
+    from ..errors import CorrelateError
+
+    def one(m: str) -> str:
+        m = m.strip()
+        if m not in ("events", "sites"):
+            raise CorrelateError(f"--count-method must be 'events' or 'sites', got {m!r}", field="count-method")
+        return m
+
+    if "=" in v:
+        return {k.strip(): one(val) for k, _, val in (part.partition("=") for part in v.split(","))}
+    return one(v)
 
 
 def _fmt(x, nd=1) -> str:
@@ -137,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         tre_nm=_num_or_auto(args.tre_nm, "tre-nm"),
         events_per_molecule=_events_arg(args.events_per_molecule),
         detection_efficiency=args.detection_efficiency,
+        **({"count_method": _method_arg(args.count_method)} if args.count_method else {}),
         store=not args.no_store,
         table_name=args.table,
     )

@@ -49,6 +49,15 @@ def run(args) -> int:
     from ..registration import register_scene, write_affine_text, write_bigwarp_csv
     from ..scene import Scene
 
+    from pathlib import Path
+
+    from ..errors import FormatError
+
+    if args.moving == args.fixed:
+        raise CorrelateError(f"--moving and --fixed are both {args.moving!r}; register an element onto another",
+                             field="fixed")
+    if args.landmarks and not Path(args.landmarks).is_file():
+        raise FormatError("landmark file does not exist", path=args.landmarks, field="landmarks")
     scene = Scene.open(args.store, mode="r" if args.dry_run else "r+")
     reg, rec = register_scene(
         scene, args.moving, args.fixed, model=args.model, landmarks=args.landmarks, refine=args.refine,

@@ -25,10 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import CorrelateError
     from ..plot import make_report
     from ..scene import Scene
 
     scene = Scene.open(args.store, mode="r")
+    if args.base and args.base in scene and scene.kind(args.base) != "image":
+        raise CorrelateError(f"the base must be an image; {args.base!r} is {scene.kind(args.base)}", field="base")
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     out = make_report(scene, args.output, base=args.base, labels=split(args.labels), tables=split(args.tables),
                       title=args.title)

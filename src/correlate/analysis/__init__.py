@@ -15,6 +15,8 @@ from ._molecules import (
     calibrate_blinking,
     calibrate_isolated,
     count_molecules,
+    count_sites,
+    emitter_sites,
     group_blinks,
     qpaint,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "calibrate_isolated",
     "cbc",
     "count_molecules",
+    "count_sites",
+    "emitter_sites",
     "feret_diameters",
     "group_blinks",
     "level_afm",

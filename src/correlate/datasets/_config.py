@@ -9,6 +9,10 @@ import numpy as np
 
 __all__ = ["SampleConfig"]
 
+_DRIFT_KEYS = ("linear_nm", "direction_deg", "oscillation_nm", "oscillation_period_frames", "oscillation_angle_deg",
+               "random_walk_nm")
+_CHROMATIC_KEYS = ("offset_nm", "scale", "rotation_deg")
+
 
 @dataclass
 class SampleConfig:
@@ -210,6 +214,11 @@ class SampleConfig:
             bad("drift", "None or a dict(linear_nm=, direction_deg=, oscillation_nm=, ...)")
         if self.chromatic is not None and not isinstance(self.chromatic, dict):
             bad("chromatic", "None or a dict(offset_nm=(x, y), scale=, rotation_deg=)")
+        # a misspelt key would silently give no drift / no chromatic offset
+        for name, keys in (("drift", _DRIFT_KEYS), ("chromatic", _CHROMATIC_KEYS)):
+            unknown = sorted(set(getattr(self, name) or {}) - set(keys))
+            if unknown:
+                bad(name, f"a dict with keys among {', '.join(keys)} (unknown: {', '.join(map(str, unknown))})")
 
     @classmethod
     def small(cls, **overrides: Any) -> "SampleConfig":

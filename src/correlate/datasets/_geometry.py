@@ -175,7 +175,8 @@ def place_particles(cfg: SampleConfig, rng: np.random.Generator, fiducials: pd.D
             placed += 1
             k += 1
             break
-    if placed < n:  # could not place all partners: place the rest freely (rare)
+    if placed < n:  # no room for some partners (rare): they are dropped, the sample has fewer
+        # than n_particles particles and fewer than n_touching_pairs pairs
         keep = np.arange(placed)
         centers, radii, partner, diam = centers[keep], radii[keep], partner[keep], diam[keep]
     lo, hi = image_extent(L, cfg.em_pixel_nm)

@@ -73,7 +73,8 @@ class Truth:
             Frame names: "world"/"em", "smlm"/"antibody", "smlm_corona"/"corona", "sim", "afm".
             Only fiducials present in both (finite positions) are kept.
         sigma_source, sigma_target
-            Isotropic covariance (nm) to attach (the truth itself is exact).
+            Standard deviation (nm, per axis) of the isotropic covariance ``sigma**2 * I`` to attach
+            (the truth itself is exact).
         """
         from ..elements import Landmarks
 

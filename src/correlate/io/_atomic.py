@@ -245,10 +245,21 @@ def swap_into_place(new: Path, target: Path, staging: Staging) -> Path | None:
         _fsync_dir(target.parent)
         return new  # now holds the old content
     old = staging.new("old-" + target.name)
-    os.rename(target, old)
-    os.rename(new, target)
+    _two_step_replace(new, target, old)
     _fsync_dir(target.parent)
     return old
+
+
+def _two_step_replace(new: Path, target: Path, old: Path) -> None:
+    """``target`` -> ``old``, then ``new`` -> ``target``; if the second rename fails, the previous
+    content goes back to ``target`` before the error propagates (it must never be left in a place
+    that is deleted on cleanup)."""
+    os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
 
 
 def restore(old: Path | None, target: Path, staging: Staging) -> None:

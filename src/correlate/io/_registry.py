@@ -77,9 +77,16 @@ def _builtin_specs() -> list[ReaderSpec]:
 def _plugin_specs() -> list[ReaderSpec]:
     from importlib.metadata import entry_points
 
+    import warnings
+
     specs: list[ReaderSpec] = []
     for ep in entry_points(group="correlate.readers"):
-        obj = ep.load()
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken third-party plugin must not stop the built-in readers
+            warnings.warn(f"reader plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}",
+                          stacklevel=2)
+            continue
         specs.extend(obj if isinstance(obj, (list, tuple)) else [obj])
     return specs
 
@@ -131,11 +138,20 @@ def find_reader(path: str | PathLike, format: str | None = None) -> ReaderSpec:
     for s in specs:  # content sniffing for files with an unexpected suffix
         if s.can_open is not None and s.can_open(p, head):
             return s
-    raise FormatError(
-        "no reader recognises this file; known suffixes: "
-        + ", ".join(sorted({x for s in specs for x in s.suffixes})),
-        path=p,
-    )
+    raise FormatError("no reader recognises this file; known suffixes: " + _suffix_summary(specs), path=p)
+
+
+def _suffix_summary(specs: list[ReaderSpec]) -> str:
+    """The suffixes readers claim, for a message: numbered ones (``.000``...``.999`` of Nanoscope)
+    collapse into one range instead of a thousand entries."""
+    suffixes = {x for s in specs for x in s.suffixes}
+    numbered = sorted(x for x in suffixes if x[1:].isdigit())
+    named = sorted(suffixes.difference(numbered))
+    if len(numbered) > 3:
+        named.append(f"{numbered[0]} to {numbered[-1]}")
+    else:
+        named.extend(numbered)
+    return ", ".join(named)
 
 
 def read(path: str | PathLike, modality: str | None = None, *, format: str | None = None, **overrides: Any):

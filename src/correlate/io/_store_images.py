@@ -11,8 +11,9 @@ Layout of one image group (``<store>/<name>/``)::
 
 Level ``l`` has scale ``s_l = s_0 * f_l`` and translation ``t_0 + (f_l - 1) * s_0 / 2`` (the
 centre of the block of level-0 pixels it averages), so pixel centres stay pixel centres.
-Each level is computed from the previous one *read back from disk*, so no level needs the whole
-array in memory.
+Each level is computed from the previous one *read back from disk* (label levels: level 0's
+pixel nearest each block centre, read back from disk too), so no level needs the whole array in
+memory.
 """
 
 from __future__ import annotations
@@ -112,16 +113,15 @@ def _level_transform(path: str, dims, scale0: Mapping[str, float], origin0: Mapp
 
 
 def _downsample(arr, dims, factors_step: Mapping[str, int], method: str):
-    """Halve the axes in ``factors_step`` (value 2) by block mean (``mean``) or striding
-    (``nearest``, for labels); result keeps the dtype."""
+    """Halve the axes in ``factors_step`` (value 2) by block mean; result keeps the dtype.
+    (Labels are not averaged: see :func:`_subsample_centres`.)"""
     import dask.array as da
 
+    if method != "mean":
+        raise ValueError(f"unknown downsampling method {method!r}")
     axes = {i: 2 for i, d in enumerate(dims) if factors_step.get(d, 1) == 2}
     if not axes:
         return arr
-    if method == "nearest":
-        sl = tuple(slice(None, (arr.shape[i] // 2) * 2, 2) if i in axes else slice(None) for i in range(arr.ndim))
-        return arr[sl]
     # even chunks along downsampled axes so blocks never straddle chunk borders
     chunks = {}
     for i in axes:
@@ -138,6 +138,31 @@ def _downsample(arr, dims, factors_step: Mapping[str, int], method: str):
     return out.astype(dtype)
 
 
+def _subsample_centres(arr, dims, factors: Mapping[str, int]):
+    """Level-0 pixels ``f*j + f//2`` along each axis with factor ``f`` (labels: no averaging).
+
+    Keeps ``n // f`` pixels, the shape the block mean gives, and each lies within half a level-0
+    pixel of its block centre ``f*j + (f - 1)/2``.
+    """
+    sl = tuple(
+        slice(f // 2, (n // f) * f, f) if (f := int(factors.get(d, 1))) > 1 else slice(None)
+        for d, n in zip(dims, arr.shape)
+    )
+    return arr[sl]
+
+
+def _write_progress(desc: str, n_tasks: int):
+    """A tqdm bar over the dask tasks of a big level write, on a terminal only."""
+    import contextlib
+    import sys
+
+    if n_tasks < 16 or not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from tqdm.dask import TqdmCallback
+
+    return TqdmCallback(desc=f"writing {desc}", leave=False)
+
+
 def _write_levels(group_path: Path, data, dims, scale0, origin0, method: str, min_side: int, level_factors=None):
     """Write s0..sN under ``group_path`` and return (datasets JSON, factors per level)."""
     import dask.array as da
@@ -147,11 +172,17 @@ def _write_levels(group_path: Path, data, dims, scale0, origin0, method: str, mi
     factors = level_factors or pyramid_factors(spatial_shape, min_side=min_side)
     datasets = []
     prev = None
+    base = None
     compressor = zarr.codecs.ZstdCodec(level=3)
     for lev, fac in enumerate(factors):
         path = f"s{lev}"
         if lev == 0:
             arr = data
+        elif method == "nearest":
+            # from level 0, the pixel nearest the centre of each f x f block (index f*j + f//2):
+            # striding level by level would pick the block's first pixel, (f - 1)/2 level-0 pixels
+            # away from the centre the level's translation states
+            arr = _subsample_centres(base, dims, fac)
         else:
             step = {d: fac[d] // factors[lev - 1][d] for d in fac}
             arr = _downsample(prev, dims, step, method)
@@ -170,9 +201,12 @@ def _write_levels(group_path: Path, data, dims, scale0, origin0, method: str, mi
         )
         # one dask task per stored unit (shard or chunk): no two tasks write the same file
         arr = arr.rechunk(shards or chunks)
-        da.store(arr, z, lock=False, compute=True)
+        with _write_progress(f"{group_path.name}/{path}", arr.npartitions):
+            da.store(arr, z, lock=False, compute=True)
         # the next level reads this one back lazily: never more than a few chunks in memory
         prev = da.from_zarr(z)
+        if lev == 0:
+            base = prev
         datasets.append({"path": path, "coordinateTransformations": [_level_transform(path, dims, scale0, origin0, fac)]})
     return datasets, factors
 

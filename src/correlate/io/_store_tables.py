@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import StoreError
+from ..errors import ElementError, StoreError
 from ._atomic import from_jsonable, to_jsonable
 
 __all__ = ["TABLE_SCHEMA_VERSION", "write_table_group", "read_table_group", "table_group_meta"]
@@ -163,6 +163,16 @@ def read_table_group(
     path = Path(path)
     meta = table_group_meta(path)
     index = meta.get("index")
+    stored = [c["name"] for c in meta.get("columns", [])] + list(index or [])
+    wanted = list(columns or []) + (["x", "y"] if bbox is not None else [])
+    missing = [c for c in wanted if c not in stored] if stored else []
+    if missing:
+        raise ElementError(
+            f"no column {missing[0]!r}{' (bbox needs x and y)' if bbox is not None and missing[0] in ('x', 'y') else ''}; "
+            f"the table has {[c for c in stored if c not in (index or [])]}",
+            path=path,
+            field=missing[0],
+        )
     cols = None
     if columns is not None:
         cols = list(dict.fromkeys(list(columns) + list(index or []) + [ROW_COLUMN]))

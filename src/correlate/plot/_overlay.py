@@ -661,7 +661,7 @@ def plot_overlay(
     mapped = {}
     for n in labels:
         df = scene.get(n)
-        mapped[n] = scene.map_points(df[[c for c in ("x", "y", "precision", "precision_x") if c in df.columns]], n, base)
+        mapped[n] = scene.map_points(df[[c for c in ("x", "y", "precision", "precision_x", "precision_y") if c in df.columns]], n, base)
 
     records = _records_for(scene, list(labels) + [base])
     lines = [f"base {base} ({grid_from_image(_base_plane(base_img)).pixel_size[0]:.3g} nm/px)" + (

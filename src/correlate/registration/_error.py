@@ -95,7 +95,6 @@ def loo_residuals(fit) -> np.ndarray:
         return e
     if n - 1 < min_pairs(fit.model, fit.ndim):
         return np.full_like(x, np.nan)
-    a = fit.linear
     out = np.full_like(x, np.nan)
     cres = fit.res_cov
     for i in range(n):
@@ -105,7 +104,6 @@ def loo_residuals(fit) -> np.ndarray:
         except RegistrationError:
             continue
         out[i] = y[i] - f.transform.apply(x[i : i + 1])[0]
-    del a
     return out
 
 

@@ -220,9 +220,14 @@ class Fit:
         Factor applied to the stated fiducial covariances in the TRE prediction (1 unless the
         covariances were unknown or inflated to match the residuals).
     model_var
-        Isotropic variance per axis (nm^2) added to the predicted TRE for what the model does not
-        capture (for a TPS: its interpolation error of the deformation, estimated from the excess
-        of the leave-one-out errors over their noise-only prediction); 0 for linear models.
+        Constant isotropic variance per axis (nm^2) added to the predicted TRE everywhere. 0 for
+        fits made by this version (kept to read older stored error models).
+    model_scale
+        TPS only: scale ``theta`` (nm^2) of the spline's interpolation (model) error, added as
+        ``theta * kappa(p) * I`` with ``kappa`` the spline's kriging variance
+        (:func:`~correlate.registration._tps.tps_kriging_var`: ~0 at the fiducials, growing
+        between them and outside their hull). Set by :func:`fit_landmarks` /
+        :func:`select_model` from the interior fiducials' leave-one-out errors; 0 otherwise.
     tps
         For ``model="tps"``: ``{"smoothing": lambda, "weights": (N,)}``.
     """
@@ -243,6 +248,7 @@ class Fit:
     noise_scale: float = 1.0
     noise_known: bool = True
     model_var: float = 0.0
+    model_scale: float = 0.0
     tps: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -276,10 +282,12 @@ class Fit:
         """
         p = np.atleast_2d(np.asarray(points, float))[:, : self.ndim]
         if self.model == "tps":
-            from ._tps import tps_smoother
+            from ._tps import tps_kriging_var
 
-            s = tps_smoother(self.source, self.tps["smoothing"], self.tps["weights"], p)
+            s, kap = tps_kriging_var(self.source, self.tps["smoothing"], self.tps["weights"], p)
             cov = np.einsum("mn,nij->mij", s**2, self.res_cov) * self.noise_scale
+            if self.model_scale > 0:
+                cov = cov + (self.model_scale * kap)[:, None, None] * np.eye(self.ndim)
         else:
             j = model_jacobian(self.model, self.linear, self.center, p)
             cov = np.einsum("mip,pq,mjq->mij", j, self.param_cov, j)
@@ -312,6 +320,7 @@ class Fit:
             "linear": self.linear.tolist(),
             "noise_scale": float(self.noise_scale),
             "model_var_nm2": float(self.model_var),
+            "model_scale_nm2": float(self.model_scale),
             "transform": self.transform.to_ngff(),
         }
         if self.model == "tps":
@@ -350,8 +359,9 @@ class Fit:
             chi2=float("nan"),
             dof=float("nan"),
             pvalue=float("nan"),
-            noise_scale=float(d.get("noise_scale", 1.0)),
-            model_var=float(d.get("model_var_nm2", 0.0)),
+            noise_scale=_num(d.get("noise_scale", 1.0)),
+            model_var=_num(d.get("model_var_nm2", 0.0), 0.0),
+            model_scale=_num(d.get("model_scale_nm2", 0.0), 0.0),
             tps=tps,
         )
 
@@ -366,7 +376,13 @@ class Fit:
             "pvalue": self.pvalue,
             "noise_scale": self.noise_scale,
             "model_var_nm2": self.model_var,
+            "model_scale_nm2": self.model_scale,
         }
+
+
+def _num(v, missing: float = float("nan")) -> float:
+    """A stored number; JSON ``null`` (how the store writes NaN) -> ``missing``."""
+    return missing if v is None else float(v)
 
 
 def _prepare(source, target, source_cov, target_cov):

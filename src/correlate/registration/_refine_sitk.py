@@ -92,6 +92,11 @@ def refine_registration(reg, moving_img, fixed_img, *, holdout: float = 1 / 3, s
     """
     from ._fit import fit_model
 
+    if not reg.fit.transform.is_linear:
+        # The refinement is affine: accepting it would silently drop the spline's non-linear part
+        # while the record still says "tps" and the TRE prediction still comes from the spline.
+        return {"accepted": False, "message": f"skipped: intensity refinement is affine-only and the chosen "
+                                              f"model ({reg.model}) is non-linear"}
     try:
         lm = reg.landmarks
         use = np.flatnonzero(lm.used)
@@ -109,8 +114,7 @@ def refine_registration(reg, moving_img, fixed_img, *, holdout: float = 1 / 3, s
         return {"accepted": False, "message": f"skipped: {exc}"}
     out = {"held_out_before_nm": float(before), "held_out_after_nm": float(after), "n_held_out": len(held)}
     if after < before:
-        full = refine_affine(moving_img, fixed_img, reg.fit.transform.to_affine() if reg.fit.transform.is_linear
-                             else Affine(reg.fit.transform.affine), seed_rng=seed)
+        full = refine_affine(moving_img, fixed_img, reg.fit.transform.to_affine(), seed_rng=seed)
         reg.fit.transform = full
         reg.fit.notes.append("transform refined by mutual information; TRE prediction from the landmark fit")
         out.update(accepted=True, message=f"accepted: held-out fiducial error {before:.2f} -> {after:.2f} nm")

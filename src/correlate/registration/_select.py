@@ -13,9 +13,9 @@ from ..errors import RegistrationError
 from ._error import loo_residuals
 from ._fit import MODELS, Fit, fit_model, min_pairs
 
-__all__ = ["Registration", "fit_landmarks", "flag_outliers", "model_variance", "select_model"]
+__all__ = ["Registration", "calibrate_error", "fit_landmarks", "flag_outliers", "loo_excess_pvalue", "model_variance", "select_model"]
 
-#: Significance level of the leave-one-out excess below which no model error is added.
+#: Significance level of the leave-one-out excess below which no model error is added (linear models).
 MODEL_ERROR_LEVEL = 0.2
 
 
@@ -96,10 +96,15 @@ class Registration:
 
 def _normalised_loo(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
     e = loo_residuals(fit)
-    cov = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
-    if fit.model == "tps":  # the spline's own interpolation error is not an outlier
-        cov = cov + model_variance(fit, e) * np.eye(fit.ndim)
-    t = np.einsum("ni,nij,nj->n", e, np.linalg.inv(cov), e)
+    if fit.model == "tps":  # exact leave-one-out noise + the spline's own interpolation error
+        from ._tps import tps_model_scale
+
+        theta, noise, kap = tps_model_scale(fit, e)
+        cov = noise + (theta * kap)[:, None, None] * np.eye(fit.ndim)
+    else:
+        cov = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
+    with np.errstate(invalid="ignore"):
+        t = np.einsum("ni,nij,nj->n", e, np.linalg.inv(cov), e)
     return t, e
 
 
@@ -238,10 +243,19 @@ def select_model(
         else:
             chosen = min(cands, key=lambda c: c["loo_rms_nm"])
             f = fits[chosen["model"]]
+            tested = [c for c in cands if np.isfinite(c["pvalue"])]
+            untested = [c["model"] for c in cands if not np.isfinite(c["pvalue"])]
             reason = (
-                f"no model is consistent with the stated fiducial noise (best p = "
-                f"{np.nanmax([c['pvalue'] for c in cands]):.2g} < {alpha}); chose the lowest leave-one-out error"
+                f"no {'model' if not untested else 'testable model'} is consistent with the stated fiducial "
+                f"noise (best p = {np.nanmax([c['pvalue'] for c in tested]):.2g} < {alpha})"
+                if tested else "no model can be tested against the stated fiducial noise"
             )
+            if untested:
+                reason += (
+                    f"; {', '.join(untested)} (almost) interpolates the fiducials (< 1 residual degree of "
+                    "freedom: no chi-square test, its FRE is ~0 by construction)"
+                )
+            reason += "; chose the lowest leave-one-out error"
             if f.model != "tps":
                 inflate = max(1.0, f.chi2 / f.dof)
                 _inflate(f, inflate)
@@ -268,37 +282,67 @@ def select_model(
         )
     chosen["accepted"] = True
     loo = chosen["_loo"]
-    f = fits[chosen["model"]]
-    f.model_var = model_variance(f, loo)
-    if f.model_var > 0:
-        f.notes.append(
-            f"model error {np.sqrt(f.model_var):.3g} nm per axis (leave-one-out excess over the noise) "
-            "added to the predicted TRE"
-        )
+    calibrate_error(fits[chosen["model"]], loo)
     for c in cands:
         c.pop("_loo")
     return fits[chosen["model"]], cands, reason, loo
 
 
-def model_variance(fit: Fit, loo: np.ndarray) -> float:
-    """Per-axis variance (nm^2) of what the model misses (a deformation a linear model cannot
-    follow, a spline's interpolation error): the mean excess of the squared leave-one-out errors
-    over their noise-only prediction, counted only when the normalised leave-one-out errors
-    exceed their chi-square(N*D) expectation with p < :data:`MODEL_ERROR_LEVEL`; 0 otherwise.
-    Hull fiducials are included (their leave-one-out errors extrapolate: conservative near the
-    edge of the fiducial hull)."""
+def loo_excess_pvalue(fit: Fit, loo: np.ndarray) -> float:
+    """Chi-square p-value of the normalised leave-one-out errors of a linear fit against their
+    noise-only prediction ``C_i + Sigma_TRE(x_i)`` (N*D degrees of freedom); NaN if none."""
     from scipy.stats import chi2
 
     d = fit.ndim
     pred = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
-    fin = np.all(np.isfinite(loo), axis=1)
+    fin = np.all(np.isfinite(loo), axis=1) & np.all(np.isfinite(pred), axis=(1, 2))
     if not fin.any():
-        return 0.0
+        return float("nan")
     t = float(np.einsum("ni,nij,nj->", loo[fin], np.linalg.inv(pred[fin]), loo[fin]))
-    if chi2.sf(t, fin.sum() * d) > MODEL_ERROR_LEVEL:
+    return float(chi2.sf(t, fin.sum() * d))
+
+
+def calibrate_error(fit: Fit, loo: np.ndarray) -> None:
+    """Calibrate the chosen fit's TRE prediction from its leave-one-out errors ``loo`` (N, D), in place.
+
+    - TPS: the spline's interpolation error ``theta * kappa(p) * I`` is added to the noise part
+      (``kappa`` the spline's kriging variance: ~0 at the fiducials, growing between them and
+      outside their hull); ``theta`` is the maximum-likelihood fit of every fiducial's exact
+      leave-one-out error (:func:`~correlate.registration._tps.tps_model_scale`).
+    - Linear models: a constant :func:`model_variance` (the leave-one-out excess over the noise,
+      when significant).
+    """
+    fit.model_var = 0.0
+    if fit.model == "tps":
+        from ._tps import tps_model_scale
+
+        theta, *_ = tps_model_scale(fit, loo)
+        fit.model_scale = float(theta)
+        if theta > 0:
+            fit.notes.append(
+                f"spline interpolation error theta * kappa(p) added to the predicted TRE (theta = {theta:.3g} nm^2, "
+                "maximum likelihood from the leave-one-out errors)"
+            )
+        return
+    fit.model_var = model_variance(fit, loo)
+    if fit.model_var > 0:
+        fit.notes.append(
+            f"model error {np.sqrt(fit.model_var):.3g} nm per axis (leave-one-out excess over the noise) "
+            "added to the predicted TRE"
+        )
+
+
+def model_variance(fit: Fit, loo: np.ndarray) -> float:
+    """Per-axis variance (nm^2) of what a linear model misses (a deformation it cannot follow):
+    the mean excess of the squared leave-one-out errors over their noise-only prediction
+    ``C_i + Sigma_TRE(x_i)``, counted only when the leave-one-out errors exceed that prediction
+    with :func:`loo_excess_pvalue` < :data:`MODEL_ERROR_LEVEL`; 0 otherwise."""
+    if loo_excess_pvalue(fit, loo) >= MODEL_ERROR_LEVEL:
         return 0.0
+    pred = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
+    fin = np.all(np.isfinite(loo), axis=1) & np.all(np.isfinite(pred), axis=(1, 2))
     excess = np.sum(loo[fin] ** 2, axis=1) - np.trace(pred[fin], axis1=1, axis2=2)
-    return float(max(0.0, excess.mean() / d))
+    return float(max(0.0, excess.mean() / fit.ndim))
 
 
 def _inflate(f: Fit, factor: float) -> None:
@@ -355,6 +399,7 @@ def fit_landmarks(
         fit = fit_model(lm.source[use], lm.target[use], model, sc, tc)
         loo = loo_residuals(fit)
         loo_rms = float(np.sqrt(np.nanmean(np.sum(loo**2, axis=1))))
+        calibrate_error(fit, loo)
         cands = [dict(fit.summary(), loo_rms_nm=loo_rms, accepted=True)]
         reason = "requested by the user"
     used = np.zeros(len(lm), bool)

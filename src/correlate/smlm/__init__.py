@@ -16,20 +16,14 @@ Filtering
 Quality
     :func:`nena` (localization precision), :func:`frc` (resolution), :func:`summary`.
 Colours
-    :func:`align_colours`, :func:`fit_colour_alignment`, :func:`pair_beads`, :func:`bead_positions`.
+    :func:`align_colours` (beads detected, paired and fitted by :mod:`correlate.registration`).
 Provenance
     :func:`make_step`, :func:`record_step`, :func:`processing_history`.
 """
 
 from __future__ import annotations
 
-from ._colour import (
-    ColourAlignment,
-    align_colours,
-    bead_positions,
-    fit_colour_alignment,
-    pair_beads,
-)
+from ._colour import ColourAlignment, align_colours
 from ._drift import (
     Drift,
     apply_drift,
@@ -64,7 +58,6 @@ __all__ = [
     "align_colour_elements",
     "align_colours",
     "apply_drift",
-    "bead_positions",
     "check_expression",
     "correct_drift",
     "drift_correct_element",
@@ -75,7 +68,6 @@ __all__ = [
     "filter_element",
     "filter_localizations",
     "find_fiducials",
-    "fit_colour_alignment",
     "frc",
     "frc_curve",
     "link_events",
@@ -83,7 +75,6 @@ __all__ = [
     "merge_blinks",
     "merge_element",
     "nena",
-    "pair_beads",
     "parse_frames",
     "parse_roi",
     "plot_drift",

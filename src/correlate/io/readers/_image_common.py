@@ -69,12 +69,18 @@ class ImageOverrides:
                 field="modality",
             )
         if self.pixel_size_nm is not None:
-            vals = (
-                list(self.pixel_size_nm.values())
-                if isinstance(self.pixel_size_nm, Mapping)
-                else np.ravel(np.asarray(self.pixel_size_nm, dtype=float)).tolist()
-            )
-            if not vals or not all(np.isfinite(v) and v > 0 for v in map(float, vals)):
+            try:
+                vals = [
+                    float(v)
+                    for v in (
+                        self.pixel_size_nm.values()
+                        if isinstance(self.pixel_size_nm, Mapping)
+                        else np.ravel(np.asarray(self.pixel_size_nm, dtype=float))
+                    )
+                ]
+            except (TypeError, ValueError):
+                vals = []
+            if not vals or not all(np.isfinite(v) and v > 0 for v in vals):
                 raise UnitError(
                     f"pixel_size_nm override must be positive finite nm, got {self.pixel_size_nm!r}",
                     path=path,

@@ -156,6 +156,8 @@ def read_nanoscope(path, **overrides):
         raise FormatError(f"Bytes/pixel {bpp} not supported (2 or 4)", path=path, field="Bytes/pixel")
     if ncols <= 0 or nrows <= 0:
         raise FormatError(f"invalid image size {nrows} lines x {ncols} samples", path=path, field="Samps/line")
+    if offset < 0:
+        raise FormatError(f"negative Data offset {offset}", path=path, field="Data offset")
     need = ncols * nrows * bpp
     if length < need:
         raise FormatError(f"Data length {length} < {nrows}x{ncols}x{bpp} bytes", path=path, field="Data length")

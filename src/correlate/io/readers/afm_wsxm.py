@@ -82,11 +82,17 @@ def read_wsxm(path, **overrides):
         key, sep, value = line.strip().partition(":")
         if sep and key and not key.startswith("["):
             header.setdefault(key.strip(), value.strip())
-    try:
-        ncols = int(header["Number of columns"])
-        nrows = int(header["Number of rows"])
-    except KeyError as exc:
-        raise FormatError(f"header lacks {exc.args[0]!r}", path=path, field=exc.args[0]) from exc
+    size_of = {}
+    for key in ("Number of columns", "Number of rows"):
+        if key not in header:
+            raise FormatError(f"header lacks {key!r}", path=path, field=key)
+        try:
+            size_of[key] = int(header[key])
+        except ValueError:
+            raise FormatError(f"expected a whole number, got {header[key]!r}", path=path, field=key) from None
+        if size_of[key] <= 0:
+            raise FormatError(f"expected a positive number, got {size_of[key]}", path=path, field=key)
+    ncols, nrows = size_of["Number of columns"], size_of["Number of rows"]
     dtype_name = header.get("Image Data Type", "short").strip().lower()
     if dtype_name not in _DTYPES:
         raise FormatError(f"unknown Image Data Type {dtype_name!r} (expected {sorted(_DTYPES)})", path=path, field="Image Data Type")

@@ -2,8 +2,9 @@
 
 * The header is parsed by :mod:`mrcfile` (``permissive=True``); the pixels are then memory-mapped
   by numpy, so nothing is loaded until a chunk is computed.
-* Voxel size is ``cella / (mx, my, mz)`` in **Å**, converted to nm. ``voxel_size.z == 0`` (or
-  ``nz == 1``) means a single 2-D image: dims ``(y, x)``.
+* Voxel size is ``cella / (mx, my, mz)`` in **Å**, converted to nm. ``nz == 1`` means a single
+  2-D image: dims ``(y, x)`` (its ``voxel_size.z``, often 0, is not used). A volume (``nz > 1``)
+  whose ``voxel_size.z`` is 0 needs ``pixel_size_nm=`` with a z size.
 * Axis order: ``mapc/mapr/maps`` say which physical axis the columns, rows and sections run along;
   mrcfile ignores it (mrcfile#23), we transpose to ``(z, y, x)``.
 * Origin: the header ``origin`` (Å) if it is non-zero, otherwise ``nxstart/nystart/nzstart`` times
@@ -188,13 +189,10 @@ def read_mrc(path, **overrides):
         dims = ("z", "y", "x")
 
     spatial = [d for d in dims]
-    px = None
-    if all(vox_a[d] > 0 for d in spatial):
-        px = {d: vox_a[d] / 10.0 for d in spatial}
-        reason = None
-    else:
-        bad = [d for d in spatial if vox_a[d] <= 0]
-        reason = f"header voxel size along {bad} is {[vox_a[d] for d in bad]} Å (cella/mx..)"
+    # calibrated axes only: a partial override (pixel_size_nm={"z": ...}) keeps the others
+    px = {d: vox_a[d] / 10.0 for d in spatial if vox_a[d] > 0} or None
+    bad = [d for d in spatial if not vox_a[d] > 0]
+    reason = f"header voxel size along {bad} is {[vox_a[d] for d in bad]} Å (cella/mx..)" if bad else None
 
     origin = None
     origin_px = None

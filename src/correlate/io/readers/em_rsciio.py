@@ -9,6 +9,8 @@ imported only inside the read function. What this module adds on top of it:
 * uncalibrated files (scale 1, no unit) need ``pixel_size_nm=`` (a :class:`UnitError` otherwise);
 * TIA: rosettasciio 0.15 reports the axis offset in metres while the unit says nm; an offset far
   smaller than one pixel is taken to be in metres (noted);
+* a negative axis scale (coordinates decreasing along the stored axis) flips that axis, so that
+  coordinates increase and every pixel keeps its physical position (noted);
 * several datasets (EMD) or a frame stack: ``series=`` and ``frame=`` pick one.
 """
 
@@ -217,6 +219,7 @@ def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", *
     }
     px: dict | None = {}
     origin: dict = {}
+    flips: list[int] = []
     why = None
     for dim, a, k in zip(dims, axes, kinds):
         scale = float(a.get("scale", 1.0) or 1.0)
@@ -233,13 +236,21 @@ def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", *
         else:
             origin[dim] = offset * f
         if scale < 0:
-            notes.append(f"axis {dim}: negative scale {scale}; absolute value used")
-    if px is not None and not any(origin.values()):
+            # coordinates decrease along the stored axis: flip it so that they increase, and put
+            # the origin at the (new) first pixel, the stored last one
+            flips.append(dims.index(dim))
+            origin[dim] += scale * f * (data.shape[dims.index(dim)] - 1)
+            notes.append(f"axis {dim}: negative scale {scale}; data flipped so that coordinates increase")
+    if px is None:
+        origin = None  # offsets of an uncalibrated file are in unknown units
+    elif not any(origin.values()):
         origin = None
     import dask.array as da
 
     if not isinstance(data, da.Array):
         data = da.from_array(np.asarray(data), chunks="auto")
+    for axis in flips:
+        data = da.flip(data, axis=axis)
     attrs = {"series": idx, "title": titles[idx]}
     try:
         md = d.get("original_metadata") or {}

@@ -7,7 +7,8 @@
 * ``C`` (channels) and the spectral axes ``λ`` (emission) and ``Λ`` (excitation) are **not
   spatial**: they become the ``c`` dim, with the wavelength in the channel names
   (``"λ 550 nm"``). ``T``, mosaic ``M`` and other axes of length > 1 need ``frame=``.
-* The pixels are read on first compute (dask.delayed over ``LifImage.asarray``).
+* The pixels are read on first compute (one dask.delayed task); with ``frame=`` or ``channel=``
+  only the selected frames are read (``LifImage.frame``), not the whole image.
 """
 
 from __future__ import annotations
@@ -30,11 +31,35 @@ def _can_open(path: Path, head: bytes) -> bool:
     return len(head) >= 8 and head[:4] == b"\x70\x00\x00\x00"
 
 
-def _load(path: str, index: int):
+def _load(path: str, index: int, fixed: dict[str, int] | None = None) -> np.ndarray:
+    """Pixels of image ``index``, with the axes in ``fixed`` (name -> index) already selected.
+
+    A selection is read frame by frame (``LifImage.frame``), so picking one time point or tile
+    does not read the whole image.
+    """
+    import itertools
+
     import liffile
 
-    with liffile.LifFile(path) as lif:
-        return lif.images[index].asarray()
+    try:
+        with liffile.LifFile(path) as lif:
+            im = lif.images[index]
+            if not fixed:
+                return im.asarray()
+            dims = tuple(im.dims)
+            fdims = tuple(im.frames.frame_sizes)
+            lead = len(dims) - len(fdims)
+            if not fdims or dims[lead:] != fdims or any(d in fdims for d in fixed):
+                # unusual memory layout: read everything, then select
+                return im.asarray()[tuple(fixed.get(d, slice(None)) for d in dims)]
+            rest = [d for d in dims[:lead] if d not in fixed]
+            sizes = [int(im.sizes[d]) for d in rest]
+            out = np.empty(tuple(sizes) + tuple(int(im.sizes[d]) for d in fdims), im.dtype)
+            for idx in itertools.product(*(range(n) for n in sizes)):
+                out[idx] = im.frame(**fixed, **dict(zip(rest, idx)))
+            return out
+    except Exception as exc:  # liffile raises many kinds on damaged files
+        raise FormatError(f"liffile cannot read image {index}: {type(exc).__name__}: {exc}", path=path) from exc
 
 
 def read_lif(path, **overrides):
@@ -83,8 +108,6 @@ def read_lif(path, **overrides):
     require_bytes(path, block_end, f"image {names[si]!r} memory block", size)
     if len(images) > 1 and ov.series is None:
         notes.append(f"file holds {len(images)} images {names}; read #0 {names[0]!r} (series= picks another)")
-    data = da.from_delayed(dask.delayed(_load)(str(path), si), shape=shape, dtype=dtype)
-
     sel: list = [slice(None)] * len(dims)
     keep: list[str] = []
     cdim = None
@@ -118,14 +141,34 @@ def read_lif(path, **overrides):
                 fi = pick_index(path, ov.frame, [str(k) for k in range(n)], "frame")
                 sel[i] = fi
                 notes.append(f"frame {fi} of {n} along {d!r}")
-    data = data[tuple(sel)]
+    raw: dict = {}
+    chans = None
+    if cdim is not None:
+        n = shape[dims.index(cdim)]
+        c = coords.get(cdim)
+        if cdim in _SPECTRAL and c is not None and len(c) == n:
+            kind = "emission" if cdim == "λ" else "excitation"
+            chans = [f"{cdim} {v * 1e9:.4g} nm" for v in c]
+            notes.append(f"axis {cdim!r} is a spectral ({kind} wavelength) axis, kept as channels, not space")
+            raw[cdim] = {"first_m": float(c[0]), "step_m": float(c[1] - c[0]) if n > 1 else None, "n": n}
+        else:
+            chans = [f"c{i}" for i in range(n)]
+        if ov.channel is not None:
+            ci = pick_index(path, ov.channel, chans, "channel")
+            sel[dims.index(cdim)] = ci
+            keep.remove("c")
+            notes.append(f"channel {chans[ci]!r} selected")
+            chans = None
+    # the axes picked by an index (length-1 axes, frame=, channel=) are selected while reading
+    fixed = {d: int(v) for d, v in zip(dims, sel) if not isinstance(v, slice)}
+    kept_shape = tuple(n for n, v in zip(shape, sel) if isinstance(v, slice))
+    data = da.from_delayed(dask.delayed(_load)(str(path), si, fixed), shape=kept_shape, dtype=dtype)
     order = [keep.index(a) for a in ("c", "z", "y", "x") if a in keep]
     data = data.transpose(order)
     out_dims = tuple(a for a in ("c", "z", "y", "x") if a in keep)
 
     px: dict = {}
     origin: dict = {}
-    raw: dict = {}
     for d in ("Z", "Y", "X"):
         if d.lower() not in out_dims:
             continue
@@ -142,23 +185,6 @@ def read_lif(path, **overrides):
         else:
             origin[d.lower()] = float(c[0]) * 1e9
         px[d.lower()] = step * 1e9
-    chans = None
-    if cdim is not None:
-        n = data.shape[0]
-        c = coords.get(cdim)
-        if cdim in _SPECTRAL and c is not None and len(c) == n:
-            kind = "emission" if cdim == "λ" else "excitation"
-            chans = [f"{cdim} {v * 1e9:.4g} nm" for v in c]
-            notes.append(f"axis {cdim!r} is a spectral ({kind} wavelength) axis, kept as channels, not space")
-            raw[cdim] = {"first_m": float(c[0]), "step_m": float(c[1] - c[0]) if n > 1 else None, "n": n}
-        else:
-            chans = [f"c{i}" for i in range(n)]
-        if ov.channel is not None:
-            ci = pick_index(path, ov.channel, chans, "channel")
-            data = data[ci]
-            out_dims = out_dims[1:]
-            notes.append(f"channel {chans[ci]!r} selected")
-            chans = None
     # origin ~1e-20 m round-off noise from Leica
     origin = {k: (0.0 if abs(v) < 1e-6 else v) for k, v in origin.items()}
     return build_image(

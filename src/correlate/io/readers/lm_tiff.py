@@ -67,7 +67,10 @@ def _imagej_unit(u: str) -> str:
 
 def _ome_calibration(path: Path, xml: str, series: int):
     """Per-axis pixel size (nm) and channel names of OME Image ``series``; raw values."""
-    root = ET.fromstring(xml)
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise FormatError(f"malformed OME-XML: {exc}", path=path, field="ImageDescription") from None
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     images = root.findall(f"{ns}Image")
     if series >= len(images):
@@ -83,7 +86,10 @@ def _ome_calibration(path: Path, xml: str, series: int):
         raw[f"PhysicalSize{ax}"] = v
         raw[f"PhysicalSize{ax}Unit"] = u
         if v is not None:
-            val = float(v)
+            try:
+                val = float(v)
+            except ValueError:
+                raise FormatError(f"expected a number, got {v!r}", path=path, field=f"OME PhysicalSize{ax}") from None
             if val > 0:
                 px[ax.lower()] = val * to_nm_factor(u, path=path, field=f"PhysicalSize{ax}Unit")
     chans = [c.get("Name") or c.get("ID") or f"c{i}" for i, c in enumerate(pix.findall(f"{ns}Channel"))]

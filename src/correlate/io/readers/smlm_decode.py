@@ -25,7 +25,13 @@ import pandas as pd
 
 from ...errors import FormatError, UnitError
 from .._registry import ReaderSpec
-from ._smlm_common import check_options, finish, hdf5_has, length_factor
+from ._smlm_common import (
+    check_options,
+    finish,
+    hdf5_has,
+    length_factor,
+    require_pixel_size,
+)
 
 __all__ = ["read_decode", "READERS"]
 
@@ -81,7 +87,15 @@ def read_decode(path: str | Path, *, pixel_size_nm: Any = None, channel: Any = N
             raise UnitError("meta.xy_unit is missing; expected 'px' or 'nm'", path=path, field="meta/xy_unit")
         px = None
         if pixel_size_nm is not None:
-            px = np.broadcast_to(np.asarray(pixel_size_nm, dtype=float), (2,)).copy()
+            given = np.ravel(np.asarray(pixel_size_nm, dtype=object))
+            if given.size not in (1, 2):
+                raise UnitError(
+                    f"pixel_size_nm must be one number or (x, y) in nm, got {pixel_size_nm!r}",
+                    path=path,
+                    field="pixel_size_nm",
+                )
+            px = np.array([require_pixel_size(v, path=path, field="pixel_size_nm") for v in given], dtype=float)
+            px = np.repeat(px, 2) if px.size == 1 else px
             notes.append(f"pixel size {px.tolist()} nm given by the caller")
         elif "px_size" in meta and meta["px_size"] is not None:
             px = np.asarray(meta["px_size"], dtype=float).ravel()

@@ -101,7 +101,11 @@ def read_picasso(path: str | Path, *, pixel_size_nm: float | None = None, channe
     yaml_px = _resolve(docs, "Pixelsize")
     if pixel_size_nm is not None:
         px = require_pixel_size(pixel_size_nm, path=path, field="pixel_size_nm")
-        if yaml_px is not None and float(yaml_px) != px:
+        try:
+            same = yaml_px is None or float(yaml_px) == px
+        except (TypeError, ValueError):  # a sidecar value that is not a number: overridden anyway
+            same = False
+        if not same:
             notes.append(f"pixel_size_nm={px} given by the caller overrides the sidecar's Pixelsize {yaml_px}")
     elif yaml_px is not None:
         px = require_pixel_size(yaml_px, path=side, field="Pixelsize")

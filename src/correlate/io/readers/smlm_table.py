@@ -147,9 +147,18 @@ def read_table(
         if col not in labels:
             raise FormatError(f"columns maps {canon!r} to {col!r}, which is not in the table {labels}", path=path, field=col)
     names, factors, units, notes = [], {}, {}, []
+    # Canonical names given in ``columns=`` win over columns recognised by name, wherever those sit.
+    reserved = set(explicit.values())
     for label in labels:
         base, lab_unit = _parse_label(label)
-        target = explicit.get(label) or _ALIASES.get(base.lower()) or base
+        if label in explicit:
+            target = explicit[label]
+        else:
+            target = _ALIASES.get(base.lower()) or base
+            taken = reserved | set(names)
+            if target in taken:
+                target = next(c for c in (base, label, f"{label}_unmapped") if c not in taken)
+                notes.append(f"column {label!r} kept as {target!r} (its name is taken by columns= or another column)")
         if target in names:
             target = base if base not in names else label
         if target in _LENGTH:
