@@ -315,3 +315,39 @@ def test_tre_map_is_lowest_near_the_fiducial_centroid():
     c = x.mean(0)
     assert abs(float(m.x[ix]) - c[0]) <= 250 and abs(float(m.y[iy]) - c[1]) <= 250
     assert float(m.min()) == pytest.approx(np.sqrt(2 * 4.0 / 10), rel=0.02)  # sigma^2 * D / N at c
+
+
+def test_tps_error_model_position_dependent_and_round_trips():
+    """The spline's model error grows away from the fiducials (kriging variance) and survives the
+    JSON error model, including a NaN noise scale stored as null."""
+    import json
+
+    from correlate.registration import Fit
+
+    rng = np.random.default_rng(13)
+    x = _points(14, 2, rng)
+    y = _distortion(Affine.similarity(1.01, 0.03, (200, -100)).apply(x), amp=10.0) + rng.normal(0, 0.1, x.shape)
+    reg = fit_landmarks(Landmarks(x, y, None, np.full(14, 0.01)), "tps", reject_outliers=False)
+    f = reg.fit
+    assert f.model_scale > 0 and f.model_var == 0, f.notes
+    c = x.mean(0)
+    far = c + 3 * (x.max(0) - x.min(0))
+    r_fid, r_far = f.tre_rms(x), f.tre_rms(far[None])[0]
+    assert r_far > 5 * np.median(r_fid)
+    q = np.vstack([x, rng.uniform(0, 10000, (30, 2)), far[None]])
+    back = Fit.from_error_model(json.loads(json.dumps(f.error_model())))
+    np.testing.assert_allclose(back.tre_cov(q), f.tre_cov(q), rtol=1e-9, atol=1e-12)
+    d = f.error_model()
+    d["noise_scale"] = None  # how the store writes NaN
+    assert np.all(np.isnan(Fit.from_error_model(d).tre_rms(q)))
+
+
+def test_tps_noise_scale_needs_one_residual_dof():
+    """Unknown covariances and a (near-)interpolating spline: chi2/dof is no noise estimate."""
+    rng = np.random.default_rng(14)
+    x = _points(8, 2, rng)
+    y = _distortion(x, amp=30.0) + rng.normal(0, 0.5, x.shape)
+    f = fit_model(x, y, "tps", smoothing=1e-9)
+    assert f.dof < 1 and np.isnan(f.noise_scale)
+    f2 = fit_model(x, y, "tps", smoothing=1e9)  # ~affine: 10 residual dof
+    assert f2.dof >= 1 and np.isfinite(f2.noise_scale) and f2.noise_scale > 0

@@ -129,19 +129,24 @@ def test_sim_and_afm_onto_em(name):
     assert reg.model in ("rigid", "similarity")  # both truths are rigid here
 
 
+_SIGMAS = (0.1, 0.3, 1.0, 3.0)
+
+
 def _coverage(seeds, sigmas, reps, distortion=10.0):
-    """Fraction of control points (inside the hull) whose true error is inside the predicted 95 %
-    radius, over registrations of the true simulator fiducials plus known anisotropic noise."""
+    """Per noise level: fraction of control points (inside the hull) whose true error is inside
+    the predicted 95 % radius, over registrations (``fit_landmarks``, model "auto") of the true
+    simulator fiducials plus known anisotropic heteroscedastic noise of scale ``sigma`` (nm)."""
     from scipy.spatial import Delaunay
 
-    hits, total = 0, 0
+    hits = dict.fromkeys(sigmas, 0)
+    total = dict.fromkeys(sigmas, 0)
     for seed in seeds:
         s = simulate_sample(SampleConfig.small(seed=seed, field_nm=8000, n_fiducials=12, distortion_nm=distortion,
                                                make_em=False, make_sim=False, make_afm=False, n_particles=5, n_frames=50))
         f = s.truth.fiducials
         xt = f[["x_smlm", "y_smlm"]].to_numpy()
         yt = f[["x", "y"]].to_numpy()
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed + 1000)
         w = rng.uniform(0, 8000, (800, 2))
         cam = s.truth.transforms["antibody"].inverse().apply(w)
         ins = Delaunay(xt).find_simplex(cam) >= 0
@@ -153,25 +158,32 @@ def _coverage(seeds, sigmas, reps, distortion=10.0):
                 yn = yt + np.einsum("nij,nj->ni", np.linalg.cholesky(cy), rng.standard_normal(yt.shape))
                 reg = fit_landmarks(Landmarks(xn, yn, cx, cy))
                 err = np.linalg.norm(reg.transform.apply(cam[ins]) - w[ins], axis=1)
-                hits += int(np.sum(err < reg.fit.tre_radius(cam[ins])))
-                total += int(ins.sum())
-    return hits / total
+                hits[sig] += int(np.sum(err < reg.fit.tre_radius(cam[ins])))
+                total[sig] += int(ins.sum())
+    return {sig: hits[sig] / total[sig] for sig in sigmas}
 
 
 def test_predicted_95_coverage_quick(capsys):
-    cov = _coverage(seeds=[0, 1], sigmas=[0.3, 2.0], reps=3)
+    """Few registrations per level: the coverage fraction is noisy (errors at the control points
+    of one registration are strongly correlated), hence the wide band; the old constant model error
+    gave 0.997 at 0.1 nm. The slow test holds the contract's 90-98 % per level."""
+    cov = _coverage(seeds=range(4), sigmas=(0.1, 1.0, 3.0), reps=3)
     with capsys.disabled():
-        print(f"\n[coverage quick] {cov:.3f}")
-    assert 0.85 <= cov <= 0.995
+        print("\n[coverage quick, 10 nm distortion] " + ", ".join(f"sigma {k}: {v:.3f}" for k, v in cov.items()))
+    for sig, c in cov.items():
+        assert 0.80 <= c <= 0.995, (sig, cov)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("distortion", [0.0, 10.0])
 def test_predicted_95_coverage(distortion, capsys):
-    cov = _coverage(seeds=range(8), sigmas=[0.3, 1.0, 3.0], reps=4, distortion=distortion)
+    # 24 seeds x 8 registrations per noise level (192): enough that the per-level fraction is
+    # stable to about +-0.015.
+    cov = _coverage(seeds=range(24), sigmas=_SIGMAS, reps=8, distortion=distortion)
     with capsys.disabled():
-        print(f"\n[coverage distortion={distortion}] {cov:.3f}")
-    assert 0.90 <= cov <= 0.98
+        print(f"\n[coverage distortion={distortion}] " + ", ".join(f"sigma {k}: {v:.3f}" for k, v in cov.items()))
+    for sig, c in cov.items():
+        assert 0.90 <= c <= 0.98, (sig, cov)
 
 
 @pytest.mark.slow

@@ -47,3 +47,25 @@ def test_no_beads_is_an_error():
     s = sample("default", fiducials=False)
     with pytest.raises(RegistrationError, match="beads"):
         align_colours(s.smlm["corona"], s.smlm["antibody"])
+
+
+def test_colour_alignment_error_reaches_later_tre_predictions(tmp_path):
+    """The aligned colour carries the alignment's predicted error: its TRE to EM (through the
+    reference colour's registration) is the reference's plus the alignment's, never less."""
+    from correlate.datasets import SampleConfig, simulate_sample
+    from correlate.registration import register_scene
+    from correlate.registration._map import predicted_tre_between
+    from correlate.smlm import align_colour_elements
+
+    s = simulate_sample(SampleConfig.small(seed=2, chromatic={"offset_nm": (15.0, -10.0), "scale": 1.004}))
+    scene = s.to_scene(tmp_path / "c.ome.zarr", transforms="none")
+    register_scene(scene, "antibody", "em")
+    res = align_colour_elements(scene, "corona", "antibody", out="corona_aligned")
+    rec = scene.registrations()[-1]
+    assert rec["moving"] == "corona_aligned" and rec["fixed"] == "antibody" and rec["applied_to_coordinates"]
+    pts = scene.get("corona_aligned")[["x", "y"]].to_numpy()[:200]
+    tre_aligned, _ = predicted_tre_between(scene, "corona_aligned", "em", pts)
+    tre_reference, _ = predicted_tre_between(scene, "antibody", "em", pts)
+    alignment_only = res["alignment"].registration.fit.tre_rms(res["alignment"].transform.inverse().apply(pts))
+    assert np.all(tre_aligned >= tre_reference - 1e-12)
+    np.testing.assert_allclose(tre_aligned**2, tre_reference**2 + alignment_only**2, rtol=1e-6)

@@ -92,36 +92,24 @@ def _per_label(value, label: str, default):
 
 
 def _tre_function(scene, label: str, structure: str):
-    """Predicted RMS TRE (nm) at points of the label's own frame, from the newest registration
-    record whose moving element is ``label`` (None where no record is usable)."""
+    """Predicted RMS TRE (nm) at points of the label's own frame when carried into the
+    structure's frame: the error covariances of every stored registration on the way (the
+    label's chain to world and the structure's, shared links cancelling), or (None, None) when no
+    registration places either element."""
     try:
-        records = scene.registrations()
+        from ..registration._map import predicted_tre_between, registration_chain
+
+        chain = registration_chain(scene, label) + registration_chain(scene, structure)
     except Exception:  # noqa: BLE001 - a scene without records
         return None, None
-    recs = [r for r in records if r.get("moving") == label and r.get("error_model")]
-    if not recs:
+    if not chain:
         return None, None
-    rec = recs[-1]
-    try:
-        from ..registration._fit import Fit
 
-        fit = Fit.from_error_model(rec["error_model"])
+    def f(points):
+        return np.asarray(predicted_tre_between(scene, label, structure, np.asarray(points, float))[0], float)
 
-        def f(points):
-            p = np.asarray(points, float)
-            if fit.ndim == 3 and p.shape[1] == 2:
-                p = np.column_stack([p, np.full(len(p), fit.center[2])])
-            return np.asarray(fit.tre_rms(p), float)
-
-        f(np.zeros((1, 2)))
-        return f, rec
-    except Exception:  # noqa: BLE001 - fall back to the stored summary
-        tre = (rec.get("predicted_tre_hull") or {}).get("tre_rms_median_nm") or (
-            rec.get("predicted_tre_field") or {}
-        ).get("tre_rms_median_nm")
-        if tre is None:
-            return None, rec
-        return (lambda p: np.full(len(p), float(tre))), rec
+    f(np.zeros((1, 2)))
+    return f, chain[0]
 
 
 def analyze_particles(

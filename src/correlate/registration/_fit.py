@@ -220,14 +220,15 @@ class Fit:
         Factor applied to the stated fiducial covariances in the TRE prediction (1 unless the
         covariances were unknown or inflated to match the residuals).
     model_var
-        Constant isotropic variance per axis (nm^2) added to the predicted TRE everywhere. 0 for
-        fits made by this version (kept to read older stored error models).
+        Linear models: constant isotropic variance per axis (nm^2) added to the predicted TRE
+        for a deformation the model does not follow (the leave-one-out excess over the noise,
+        when significant; set by :func:`fit_landmarks` / :func:`select_model`). 0 for a TPS.
     model_scale
         TPS only: scale ``theta`` (nm^2) of the spline's interpolation (model) error, added as
         ``theta * kappa(p) * I`` with ``kappa`` the spline's kriging variance
         (:func:`~correlate.registration._tps.tps_kriging_var`: ~0 at the fiducials, growing
         between them and outside their hull). Set by :func:`fit_landmarks` /
-        :func:`select_model` from the interior fiducials' leave-one-out errors; 0 otherwise.
+        :func:`select_model` by maximum likelihood from the leave-one-out errors; 0 otherwise.
     tps
         For ``model="tps"``: ``{"smoothing": lambda, "weights": (N,)}``.
     """

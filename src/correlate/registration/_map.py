@@ -36,8 +36,12 @@ def _chain_cov(chain: list[dict], points: np.ndarray) -> np.ndarray:
     for rec in chain:
         fit = Fit.from_error_model(rec["error_model"])
         q = p[:, : fit.ndim]
-        c = fit.tre_cov(q)
-        total[:, : fit.ndim, : fit.ndim] += c
+        if rec.get("applied_to_coordinates"):
+            # the element's coordinates were already mapped by this fit (colour alignment): its
+            # error is evaluated where the points came from, and they stay where they are
+            total[:, : fit.ndim, : fit.ndim] += fit.tre_cov(fit.transform.inverse().apply(q))
+            continue
+        total[:, : fit.ndim, : fit.ndim] += fit.tre_cov(q)
         p = p.copy()
         p[:, : fit.ndim] = fit.transform.apply(q)
     return total

@@ -16,7 +16,14 @@ import numpy as np
 from ..errors import RegistrationError
 from ..transforms import ThinPlateSpline
 
-__all__ = ["fit_tps", "tps_kriging_var", "tps_loo_error_model", "tps_loo_residuals", "tps_smoother"]
+__all__ = [
+    "fit_tps",
+    "tps_kriging_var",
+    "tps_loo_error_model",
+    "tps_loo_residuals",
+    "tps_model_scale",
+    "tps_smoother",
+]
 
 
 def _frame(centers: np.ndarray):
@@ -210,19 +217,6 @@ def tps_model_scale(fit, loo) -> tuple[float, np.ndarray, np.ndarray]:
     if nll(0.0) <= nll(theta):  # noise alone explains the leave-one-out errors
         theta = 0.0
     return theta, noise, kap
-
-
-def interior_mask(points) -> np.ndarray:
-    """(N,) True for the points that are not vertices of the convex hull of ``points``."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    x = np.asarray(points, float)
-    out = np.ones(len(x), bool)
-    try:
-        out[ConvexHull(x).vertices] = False
-    except (QhullError, ValueError):
-        out[:] = False
-    return out
 
 
 def tps_loo_residuals(x, y, smoothing: float, weights) -> tuple[np.ndarray, np.ndarray]:

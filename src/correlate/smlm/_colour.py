@@ -31,6 +31,9 @@ class ColourAlignment:
         Leave-one-out RMS error (nm): each bead predicted by a fit without it.
     info
         Fitter used, models compared, pairing details.
+    registration
+        The :class:`correlate.registration.Registration` behind the fit (its error model gives
+        the alignment's predicted error).
     """
 
     transform: Any
@@ -40,6 +43,7 @@ class ColourAlignment:
     residuals: np.ndarray
     loo_error_nm: float
     info: dict = field(default_factory=dict)
+    registration: Any = None
 
     def summary(self) -> dict:
         return {
@@ -119,4 +123,5 @@ def _align_with_registration(moving, reference, *, model, min_fraction) -> Colou
         loo_error_nm=float(reg.loo_rms),
         info={"fitter": "correlate.registration", "reason": reg.reason, "n_beads_moving": len(fm),
               "n_beads_reference": len(fr), "outliers": [str(o) for o in reg.outliers]},
+        registration=reg,
     )

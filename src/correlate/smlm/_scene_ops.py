@@ -159,6 +159,15 @@ def align_colour_elements(
     out = out or f"{moving}_aligned"
     aligned, fit = align_colours(mdf, rdf, model=model, **kwargs)
     _write(scene, out, aligned, reference, overwrite)
+    if fit.registration is not None:
+        # The aligned table already sits in the reference's coordinates: the record carries the
+        # alignment's error into every later TRE prediction (analysis, `correlate map`).
+        from ..registration import registration_record
+
+        scene.add_registration(registration_record(
+            fit.registration, moving=out, fixed=reference,
+            extra={"purpose": "colour_alignment", "source_element": moving, "applied_to_coordinates": True},
+        ))
     res = fit.summary()
     record_step(scene, out, make_step("colour_alignment", {"reference": reference, "model": model} | kwargs,
                                       source=moving, results=res), inherit_from=moving)
