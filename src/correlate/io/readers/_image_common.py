@@ -111,6 +111,15 @@ def require_bytes(path: Path, needed: int, what: str, size: int | None = None) -
         )
 
 
+def read_head(path: Path, n: int, needed: int = 0, what: str = "the header") -> tuple[int, bytes]:
+    """File size and its first ``n`` bytes (at least ``needed`` bytes must exist: ``what``)."""
+    size = file_size(path)
+    if needed:
+        require_bytes(path, needed, what, size)
+    with open(path, "rb") as fh:
+        return size, fh.read(min(size, n))
+
+
 def uncalibrated_error(path: Path, why: str) -> UnitError:
     """The error for a file without a usable pixel size when no override was given."""
     return UnitError(

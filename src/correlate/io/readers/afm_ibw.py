@@ -37,9 +37,9 @@ from ...units import to_nm_factor
 from .._registry import ReaderSpec
 from ._image_common import (
     build_image,
-    file_size,
     parse_overrides,
     pick_index,
+    read_head,
     require_bytes,
 )
 
@@ -221,10 +221,7 @@ def read_ibw(path, **overrides):
 
     path = Path(path)
     ov = parse_overrides(path, overrides)
-    size = file_size(path)
-    require_bytes(path, 8, "an IBW header", size)
-    with open(path, "rb") as fh:
-        head = fh.read(8)
+    size, head = read_head(path, 8, 8, "an IBW header")
     if not _can_open(path, head):
         raise FormatError("not an Igor binary wave (first int16 is not version 1, 2, 3 or 5)", path=path,
                           field="version")

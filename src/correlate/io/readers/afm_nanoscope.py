@@ -24,7 +24,7 @@ import numpy as np
 from ...errors import FormatError, UnitError
 from ...units import to_nm_factor
 from .._registry import ReaderSpec
-from ._image_common import build_image, file_size, parse_overrides, pick_index, require_bytes
+from ._image_common import build_image, parse_overrides, pick_index, read_head, require_bytes
 
 __all__ = ["read_nanoscope", "parse_nanoscope_header", "READERS"]
 
@@ -123,9 +123,7 @@ def read_nanoscope(path, **overrides):
 
     path = Path(path)
     ov = parse_overrides(path, overrides)
-    size = file_size(path)
-    with open(path, "rb") as fh:
-        head = fh.read(min(size, 1 << 20))
+    size, head = read_head(path, 1 << 20)
     if not _can_open(path, head):
         raise FormatError("not a Nanoscope file (no '\\*File list' header)", path=path)
     end = head.find(_END)

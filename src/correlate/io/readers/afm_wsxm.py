@@ -21,7 +21,7 @@ import numpy as np
 from ...errors import FormatError
 from ...units import to_nm_factor
 from .._registry import ReaderSpec
-from ._image_common import build_image, file_size, parse_overrides, require_bytes
+from ._image_common import build_image, parse_overrides, read_head, require_bytes
 
 __all__ = ["read_wsxm", "READERS"]
 
@@ -63,9 +63,7 @@ def read_wsxm(path, **overrides):
 
     path = Path(path)
     ov = parse_overrides(path, overrides)
-    size = file_size(path)
-    with open(path, "rb") as fh:
-        head = fh.read(min(size, 1 << 16))
+    size, head = read_head(path, 1 << 16)
     if not head.startswith(_MAGIC):
         raise FormatError("not a WSxM file (no 'WSxM file copyright' line)", path=path)
     m = re.search(rb"Image header size:\s*(\d+)", head)

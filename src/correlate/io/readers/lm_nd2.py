@@ -27,10 +27,9 @@ from ...errors import FormatError
 from .._registry import ReaderSpec
 from ._image_common import (
     build_image,
-    file_size,
     parse_overrides,
     pick_index,
-    require_bytes,
+    read_head,
 )
 
 __all__ = ["READERS", "ND2Layout", "nd2_layout", "read_nd2"]
@@ -238,10 +237,7 @@ def read_nd2(path, **overrides):
     """
     path = Path(path)
     ov = parse_overrides(path, overrides)
-    size = file_size(path)
-    require_bytes(path, 16, "an ND2 header", size)
-    with open(path, "rb") as fh:
-        head = fh.read(16)
+    size, head = read_head(path, 16, 16, "an ND2 header")
     if not _can_open(path, head):
         raise FormatError("not an ND2 file (no ND2 chunk or JPEG 2000 magic)", path=path)
     nd2 = _import_nd2(path)

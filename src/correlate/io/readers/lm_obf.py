@@ -33,9 +33,9 @@ from ...errors import FormatError
 from .._registry import ReaderSpec
 from ._image_common import (
     build_image,
-    file_size,
     parse_overrides,
     pick_index,
+    read_head,
     require_bytes,
 )
 
@@ -262,10 +262,7 @@ def read_obf(path, **overrides):
 
     path = Path(path)
     ov = parse_overrides(path, overrides)
-    size = file_size(path)
-    require_bytes(path, 26, "the OBF file header", size)
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
+    size, head = read_head(path, 4096, 26, "the OBF file header")
     if not _can_open(path, head):
         raise FormatError("not an OBF/MSR file (no 'OMAS_BF' magic)", path=path)
     msr_reader = _import_msr(path)
