@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ __all__ = [
     "uncalibrated_error",
     "pick_index",
     "to_py",
+    "read_head",
+    "optional_import",
+    "AxisLayout",
 ]
 
 #: Overrides every image reader accepts.
@@ -118,6 +122,58 @@ def read_head(path: Path, n: int, needed: int = 0, what: str = "the header") -> 
         require_bytes(path, needed, what, size)
     with open(path, "rb") as fh:
         return size, fh.read(min(size, n))
+
+
+@dataclass
+class AxisLayout:
+    """How a vendor file's array axes map onto an Image (ND2, OBF/MSR readers).
+
+    Attributes
+    ----------
+    index
+        One entry per file axis (in ``sizes`` order): ``slice(None)`` to keep, an int to select.
+    dims
+        Our dims of the kept axes, in file order (``c``, ``z``, ``y``, ``x``).
+    order
+        Transpose of the kept axes into ``(c, z, y, x)`` order.
+    pixel_size_nm
+        Per spatial dim in nm (calibrated axes only).
+    origin_nm
+        Position (nm) of the first pixel centre per spatial dim, where the file gives one.
+    channel_names
+        Names along ``c`` (``None`` when there is no ``c`` dim).
+    notes, raw, uncalibrated_reason
+        For ``build_image``.
+    """
+
+    index: list = field(default_factory=list)
+    dims: list[str] = field(default_factory=list)
+    order: list[int] = field(default_factory=list)
+    pixel_size_nm: dict[str, float] = field(default_factory=dict)
+    origin_nm: dict[str, float] = field(default_factory=dict)
+    channel_names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    uncalibrated_reason: str | None = None
+
+    @property
+    def out_dims(self) -> tuple[str, ...]:
+        return tuple(self.dims[i] for i in self.order)
+
+
+def optional_import(module: str, path: Path, *, what: str, package: str, extra: str):
+    """Import an optional reader dependency, or raise a FormatError naming the file and the
+    exact install command (``pip install PACKAGE`` or ``pip install correlate[EXTRA]``)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise FormatError(
+            f"reading {what} needs the optional package {package}; install it with `pip install {package}` "
+            f"(or `pip install correlate[{extra}]`)",
+            path=path,
+        ) from exc
 
 
 def uncalibrated_error(path: Path, why: str) -> UnitError:

@@ -37,6 +37,7 @@ from ...units import to_nm_factor
 from .._registry import ReaderSpec
 from ._image_common import (
     build_image,
+    optional_import,
     parse_overrides,
     pick_index,
     read_head,
@@ -45,7 +46,6 @@ from ._image_common import (
 
 __all__ = ["READERS", "ibw_image_from_wave", "read_ibw"]
 
-_INSTALL = "pip install igor2"
 _DEFAULT_CHANNELS = ("HeightTrace", "Height", "ZSensorTrace", "ZSensor")
 _LENGTH_LIKE = re.compile(r"height|zsensor|amplitude|deflection|^z", re.IGNORECASE)
 
@@ -195,15 +195,7 @@ def ibw_image_from_wave(wave: Mapping[str, Any], channel: Any = None, path: Path
 
 
 def _import_igor2(path: Path):
-    try:
-        from igor2 import binarywave
-    except ImportError as exc:
-        raise FormatError(
-            f"reading Igor/Asylum .ibw needs the optional package igor2; install it with `{_INSTALL}` "
-            "(or `pip install correlate[ibw]`)",
-            path=path,
-        ) from exc
-    return binarywave
+    return optional_import("igor2.binarywave", path, what="Igor/Asylum .ibw", package="igor2", extra="ibw")
 
 
 def read_ibw(path, **overrides):

@@ -31,6 +31,7 @@ from .._registry import ReaderSpec
 from ._image_common import (
     build_image,
     file_size,
+    optional_import,
     parse_overrides,
     pick_index,
     require_bytes,
@@ -39,7 +40,6 @@ from ._image_common import (
 __all__ = ["READERS", "czi_channel_names_from_xml", "czi_scaling_from_xml", "read_czi"]
 
 _MAGIC = b"ZISRAWFILE"
-_INSTALL = "pip install pylibCZIrw"
 #: a CZI Distance Value at or above this (metres per pixel) is taken as not in metres
 _MAX_PLAUSIBLE_M = 1e-3
 _OTHER_DIMS = ("T", "R", "I", "H", "V", "B")
@@ -52,15 +52,7 @@ def _can_open(path: Path, head: bytes) -> bool:
 
 
 def _import_pylibczirw(path: Path):
-    try:
-        from pylibCZIrw import czi as pyczi
-    except ImportError as exc:
-        raise FormatError(
-            f"reading Zeiss CZI needs the optional package pylibCZIrw; install it with `{_INSTALL}` "
-            "(or `pip install correlate[czi]`)",
-            path=path,
-        ) from exc
-    return pyczi
+    return optional_import("pylibCZIrw.czi", path, what="Zeiss CZI", package="pylibCZIrw", extra="czi")
 
 
 def czi_scaling_from_xml(xml: str, path: Path | str = "<czi>") -> tuple[dict[str, float], dict[str, Any], list[str]]:

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,57 +25,24 @@ import numpy as np
 from ...errors import FormatError
 from .._registry import ReaderSpec
 from ._image_common import (
+    AxisLayout,
     build_image,
+    optional_import,
     parse_overrides,
     pick_index,
     read_head,
 )
 
-__all__ = ["READERS", "ND2Layout", "nd2_layout", "read_nd2"]
+__all__ = ["READERS", "nd2_layout", "read_nd2"]
 
 _NEW_MAGIC = b"\xda\xce\xbe\x0a"  # chunk magic 0x0ABECEDA, little-endian
 _OLD_MAGIC = b"\x00\x00\x00\x0cjP  "  # legacy (JPEG 2000 based) ND2
-_INSTALL = "pip install nd2"
 _SPATIAL = {"X": "x", "Y": "y", "Z": "z"}
 
 
 def _can_open(path: Path, head: bytes) -> bool:
     # the legacy magic is the JPEG 2000 signature box: only claim it for .nd2 files
     return head.startswith(_NEW_MAGIC) or (head.startswith(_OLD_MAGIC) and path.name.lower().endswith(".nd2"))
-
-
-@dataclass
-class ND2Layout:
-    """How an ND2 array maps onto an Image.
-
-    Attributes
-    ----------
-    index
-        One entry per file axis (in ``sizes`` order): ``slice(None)`` to keep, an int to select.
-    dims
-        Our dims of the kept axes, in file order (``c``, ``z``, ``y``, ``x``).
-    order
-        Transpose of the kept axes into ``(c, z, y, x)`` order.
-    pixel_size_nm
-        Per spatial dim in nm (calibrated axes only).
-    channel_names
-        Names along ``c`` (``None`` when there is no ``c`` dim).
-    notes, raw, uncalibrated_reason
-        For ``build_image``.
-    """
-
-    index: list = field(default_factory=list)
-    dims: list[str] = field(default_factory=list)
-    order: list[int] = field(default_factory=list)
-    pixel_size_nm: dict[str, float] = field(default_factory=dict)
-    channel_names: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
-    uncalibrated_reason: str | None = None
-
-    @property
-    def out_dims(self) -> tuple[str, ...]:
-        return tuple(self.dims[i] for i in self.order)
 
 
 def nd2_layout(
@@ -90,7 +56,7 @@ def nd2_layout(
     frame: Any = None,
     channel: Any = None,
     path: Path | str = "<nd2>",
-) -> ND2Layout:
+) -> AxisLayout:
     """Map nd2's ``sizes``, ``voxel_size()`` and channel names onto our Image layout.
 
     Parameters
@@ -111,7 +77,7 @@ def nd2_layout(
     path
         For error messages.
     """
-    lay = ND2Layout()
+    lay = AxisLayout()
     axes = list(sizes)
     for a in ("X", "Y"):
         if a not in sizes:
@@ -203,15 +169,7 @@ def nd2_layout(
 
 
 def _import_nd2(path: Path):
-    try:
-        import nd2
-    except ImportError as exc:
-        raise FormatError(
-            f"reading Nikon ND2 needs the optional package nd2; install it with `{_INSTALL}` "
-            "(or `pip install correlate[nd2]`)",
-            path=path,
-        ) from exc
-    return nd2
+    return optional_import("nd2", path, what="Nikon ND2", package="nd2", extra="nd2")
 
 
 def read_nd2(path, **overrides):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,46 +31,23 @@ import numpy as np
 from ...errors import FormatError
 from .._registry import ReaderSpec
 from ._image_common import (
+    AxisLayout,
     build_image,
+    optional_import,
     parse_overrides,
     pick_index,
     read_head,
     require_bytes,
 )
 
-__all__ = ["READERS", "OBFLayout", "obf_layout", "read_obf"]
+__all__ = ["READERS", "obf_layout", "read_obf"]
 
 _MAGIC = b"OMAS_BF\n\xff\xff"
-_INSTALL = "pip install msr-reader"
 
 
 def _can_open(path: Path, head: bytes) -> bool:
     # OBF files and the OBF part of MSR files start with the magic (msr-reader requires it at byte 0)
     return head.startswith(_MAGIC)
-
-
-@dataclass
-class OBFLayout:
-    """How one OBF stack maps onto an Image (see :func:`obf_layout`).
-
-    ``index`` has one entry per array axis in C order (the order of the numpy array, last = x):
-    ``slice(None)`` to keep, an int to select; ``dims`` are our names of the kept axes in that
-    order; ``order`` transposes them into ``(c, z, y, x)``.
-    """
-
-    index: list = field(default_factory=list)
-    dims: list[str] = field(default_factory=list)
-    order: list[int] = field(default_factory=list)
-    pixel_size_nm: dict[str, float] = field(default_factory=dict)
-    origin_nm: dict[str, float] = field(default_factory=dict)
-    channel_names: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
-    raw: dict[str, Any] = field(default_factory=dict)
-    uncalibrated_reason: str | None = None
-
-    @property
-    def out_dims(self) -> tuple[str, ...]:
-        return tuple(self.dims[i] for i in self.order)
 
 
 def _label_axis(label: str) -> str | None:
@@ -91,7 +67,7 @@ def obf_layout(
     frame: Any = None,
     channel: Any = None,
     path: Path | str = "<obf>",
-) -> OBFLayout:
+) -> AxisLayout:
     """Map one OBF stack's header/footer onto our Image layout.
 
     Parameters
@@ -113,7 +89,7 @@ def obf_layout(
     path
         For error messages.
     """
-    lay = OBFLayout()
+    lay = AxisLayout()
     n = len(size)
     if not (len(lengths) == len(offsets) == n):
         raise FormatError(f"stack header has {n} sizes, {len(lengths)} lengths, {len(offsets)} offsets", path=path,
@@ -207,15 +183,7 @@ def obf_layout(
 
 
 def _import_msr(path: Path):
-    try:
-        import msr_reader
-    except ImportError as exc:
-        raise FormatError(
-            f"reading Abberior OBF/MSR needs the optional package msr-reader; install it with `{_INSTALL}` "
-            "(or `pip install correlate[obf]`)",
-            path=path,
-        ) from exc
-    return msr_reader
+    return optional_import("msr_reader", path, what="Abberior OBF/MSR", package="msr-reader", extra="obf")
 
 
 def _load(path: str, index: int, shape: tuple[int, ...], dtype):
