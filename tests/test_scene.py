@@ -303,7 +303,7 @@ def test_localizations_round_trip_all_columns_dtypes_attrs(scene):
     # column pruning and bounding box
     sub = scene.get("antibody", columns=["x", "y"])
     assert list(sub.columns) == ["x", "y"]
-    box = scene.get("antibody", bbox=(1000, 2000, 500, 900))
+    box = scene.get("antibody", bbox=(1000, 500, 2000, 900))  # x0, y0, x1, y1
     inside = df[(df.x >= 1000) & (df.x <= 2000) & (df.y >= 500) & (df.y <= 900)].reset_index(drop=True)
     pd.testing.assert_frame_equal(box, inside)
     with pytest.raises(ElementError, match="field 'nope'.*no column 'nope'"):

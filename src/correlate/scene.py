@@ -634,7 +634,8 @@ class Scene:
             Pyramid level of an image (0 = full resolution; -1 = coarsest).
         columns, bbox
             For localizations and tables: only these columns; only rows with
-            ``xmin <= x <= xmax and ymin <= y <= ymax`` (``bbox=(xmin, xmax, ymin, ymax)``, nm).
+            ``x0 <= x <= x1 and y0 <= y <= y1`` (``bbox=(x0, y0, x1, y1)``, nm: the order of ``--roi``
+            and ``--region`` on the command line).
 
         Returns
         -------

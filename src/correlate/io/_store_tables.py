@@ -156,7 +156,7 @@ def read_table_group(
     columns
         Only these columns (Parquet column pruning).
     bbox
-        ``(xmin, xmax, ymin, ymax)`` in nm: only rows inside (row groups outside are skipped).
+        ``(x0, y0, x1, y1)`` in nm: only rows inside (row groups outside are skipped).
     """
     import pyarrow.parquet as pq
 
@@ -178,7 +178,7 @@ def read_table_group(
         cols = list(dict.fromkeys(list(columns) + list(index or []) + [ROW_COLUMN]))
     filters = None
     if bbox is not None:
-        x0, x1, y0, y1 = (float(v) for v in bbox)
+        x0, y0, x1, y1 = (float(v) for v in bbox)
         filters = [("x", ">=", x0), ("x", "<=", x1), ("y", ">=", y0), ("y", "<=", y1)]
     try:
         table = pq.read_table(path / PARQUET_NAME, columns=cols, filters=filters)
