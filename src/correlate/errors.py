@@ -15,6 +15,7 @@ __all__ = [
     "RegistrationError",
     "StoreError",
     "ElementError",
+    "UnplacedError",
 ]
 
 
@@ -48,7 +49,36 @@ class UnitError(CorrelateError):
 
 
 class RegistrationError(CorrelateError):
-    """Registration cannot give a trustworthy answer (too few fiducials, degenerate geometry...)."""
+    """Registration cannot give a trustworthy answer (too few fiducials, degenerate geometry...).
+
+    ``stage`` names the step that could not decide (``"detection"``, ``"pairing"``, ``"fit"``),
+    ``hint`` the option that would help (e.g. ``"--bead-diameter"``), and ``diagnostics`` holds
+    what the step saw (counts, best candidates, best pose hypothesis) for reports and figures.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | PathLike | None = None,
+        field: str | None = None,
+        stage: str | None = None,
+        hint: str | None = None,
+        diagnostics: dict | None = None,
+    ) -> None:
+        self.stage = stage
+        self.hint = hint
+        self.diagnostics = dict(diagnostics or {})
+        text = message
+        if stage is not None:
+            text = f"{stage}: {text}"
+        if hint and hint not in message:
+            text = f"{text} (try {hint})"
+        super().__init__(text, path=path, field=field)
+
+
+class UnplacedError(RegistrationError):
+    """An element that no registration has placed is about to be joined to another element."""
 
 
 class StoreError(CorrelateError):
