@@ -16,7 +16,23 @@ __all__ = [
     "StoreError",
     "ElementError",
     "UnplacedError",
+    "short_exception",
 ]
+
+#: Longest message a CorrelateError keeps; longer ones keep their start and end.
+MAX_MESSAGE = 2000
+
+
+def short_exception(exc: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an exception, cut to ``limit`` characters (for quoting in a message)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MAX_MESSAGE:
+        return text
+    return f"{text[: MAX_MESSAGE - 300]} [... {len(text) - MAX_MESSAGE + 100} characters cut ...] {text[-200:]}"
 
 
 class CorrelateError(Exception):
@@ -37,6 +53,7 @@ class CorrelateError(Exception):
         if field is not None:
             parts.append(f"field '{field}'")
         prefix = ": ".join(parts)
+        message = _cap(str(message))
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
 

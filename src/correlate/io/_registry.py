@@ -17,7 +17,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import FormatError
+from ..errors import CorrelateError, FormatError, short_exception
 
 __all__ = ["ReaderSpec", "available_readers", "find_reader", "read", "HEAD_BYTES"]
 
@@ -126,7 +126,7 @@ def find_reader(path: str | PathLike, format: str | None = None) -> ReaderSpec:
             raise FormatError("file is empty (0 bytes)", path=p)
     claimed = [s for s in specs if s.claims(p)]
     for s in claimed:
-        if s.can_open is None or s.can_open(p, head):
+        if s.can_open is None or _sniff(s, p, head):
             return s
     if claimed:
         raise FormatError(
@@ -136,9 +136,17 @@ def find_reader(path: str | PathLike, format: str | None = None) -> ReaderSpec:
             path=p,
         )
     for s in specs:  # content sniffing for files with an unexpected suffix
-        if s.can_open is not None and s.can_open(p, head):
+        if s.can_open is not None and _sniff(s, p, head):
             return s
     raise FormatError("no reader recognises this file; known suffixes: " + _suffix_summary(specs), path=p)
+
+
+def _sniff(spec: ReaderSpec, path: Path, head: bytes) -> bool:
+    """``spec.can_open``; a sniff that fails on a damaged file means "not this format"."""
+    try:
+        return bool(spec.can_open(path, head))
+    except (MemoryError, RecursionError, Exception):  # noqa: BLE001 - a look at the first bytes never raises
+        return False
 
 
 def _suffix_summary(specs: list[ReaderSpec]) -> str:
@@ -177,6 +185,22 @@ def read(path: str | PathLike, modality: str | None = None, *, format: str | Non
     spec = find_reader(path, format)
     if modality is not None:
         overrides["modality"] = modality
-    element = spec.read(Path(path), **overrides)
+    try:
+        element = spec.read(Path(path), **overrides)
+    except CorrelateError as exc:
+        if exc.path is None:  # every message names the file
+            raise type(exc)(str(exc), path=path) from exc
+        raise
+    except MemoryError:
+        raise FormatError(
+            f"reading as {spec.name} needs more memory than is available; the file's declared sizes may be damaged",
+            path=path,
+        ) from None
+    except (RecursionError, Exception) as exc:  # a damaged file must not escape as a library's own error
+        raise FormatError(
+            f"cannot be read as {spec.name}: the file looks damaged or is a variant this reader does not know "
+            f"({short_exception(exc)})",
+            path=path,
+        ) from exc
     element.attrs.setdefault("source_format", spec.name)
     return element

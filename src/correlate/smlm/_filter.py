@@ -44,6 +44,10 @@ _ALLOWED_NODES = (
 )
 
 
+#: Longest filter expression accepted (characters).
+MAX_EXPRESSION = 2000
+
+
 def check_expression(expr: str, columns: Sequence[str]) -> list[str]:
     """Check that ``expr`` is a plain condition over ``columns``; return the column names used.
 
@@ -63,10 +67,14 @@ def check_expression(expr: str, columns: Sequence[str]) -> list[str]:
         raise CorrelateError(
             f"'@' variables and backquoted names are not allowed in {expr!r}", field="where"
         )
+    if len(expr) > MAX_EXPRESSION:
+        raise CorrelateError(f"filter expression of {len(expr)} characters; at most {MAX_EXPRESSION} accepted", field="where")
     try:
         tree = ast.parse(expr.strip(), mode="eval")
     except SyntaxError as exc:
         raise CorrelateError(f"cannot parse {expr!r}: {exc.msg}", field="where") from exc
+    except (RecursionError, MemoryError):
+        raise CorrelateError("filter expression nested too deeply", field="where") from None
     used: list[str] = []
     cols = set(map(str, columns))
     for node in ast.walk(tree):
@@ -94,6 +102,15 @@ def check_expression(expr: str, columns: Sequence[str]) -> list[str]:
                     field="where",
                 )
             used.append(node.id)
+        if isinstance(node, ast.BinOp) and any(
+            isinstance(side, (ast.List, ast.Tuple)) or (isinstance(side, ast.Constant) and isinstance(side.value, str))
+            for side in (node.left, node.right)
+        ):
+            raise CorrelateError(
+                f"arithmetic on text or lists is not allowed in filter {expr!r} (no string formatting or repetition); "
+                "compare text with == or in",
+                field="where",
+            )
         if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float, str, bool)):
             raise CorrelateError(f"constant {node.value!r} not allowed in filter {expr!r}", field="where")
         if isinstance(node, (ast.List, ast.Tuple)) and not all(

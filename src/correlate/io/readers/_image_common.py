@@ -302,6 +302,7 @@ def build_image(
         px = {d: float(pixel_size_nm[d]) for d in spatial}
     if origin_px:
         origin_nm = {**{d: float(origin_px[d]) * px[d] for d in spatial if d in origin_px}, **dict(origin_nm or {})}
+    _check_calibration(path, data.shape, tuple(dims), px, origin_nm)
     modality = ov.modality or default_modality
     a: dict[str, Any] = {
         "source_format": source_format,
@@ -322,6 +323,26 @@ def build_image(
         source=str(path),
         attrs=a,
     )
+
+
+#: Largest image extent accepted (nm): one metre; a calibration beyond it is a damaged header.
+MAX_EXTENT_NM = 1e9
+
+
+def _check_calibration(path: Path, shape, dims, px: Mapping[str, float], origin_nm) -> None:
+    """Refuse non-finite, non-positive or absurd pixel sizes and origins (nm)."""
+    for d, v in px.items():
+        n = shape[dims.index(d)] if d in dims else 1
+        if v is None or not np.isfinite(v) or v <= 0 or v * n > MAX_EXTENT_NM:
+            raise UnitError(
+                f"pixel size along {d} is {v!r} nm over {n} pixels: not a positive, finite calibration "
+                f"of at most {MAX_EXTENT_NM:g} nm in all; pass pixel_size_nm= if the file's is wrong",
+                path=path, field=f"pixel size {d}",
+            )
+    for d, v in dict(origin_nm or {}).items():
+        if not np.isfinite(float(v)) or abs(float(v)) > MAX_EXTENT_NM:
+            raise UnitError(f"origin along {d} is {v!r} nm: not finite or beyond {MAX_EXTENT_NM:g} nm",
+                            path=path, field=f"origin {d}")
 
 
 def check_tiff_complete(path: Path, tif) -> None:
@@ -395,7 +416,9 @@ def tiff_series_dask(path: Path, series: int = 0, level: int = 0):
         _check_tiff_extent(Path(path), tif, s)
         store = s.aszarr(level=level)
         z = zarr.open_array(store, mode="r")
-        arr = da.from_zarr(z, name=dask_name("tiff", Path(path), series, level))
+        from ._lazy import GuardedArray
+
+        arr = da.from_array(GuardedArray(z, Path(path)), chunks=z.chunks, name=dask_name("tiff", Path(path), series, level))
     except FormatError:
         tif.close()
         raise

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ...errors import FormatError
 
-__all__ = ["parse_header_fields", "read_first_line", "last_line", "read_numeric_csv"]
+__all__ = ["parse_header_fields", "read_first_line", "last_line", "read_numeric_csv", "require_terminated"]
 
 
 def parse_header_fields(line: str, sep: str = ",") -> list[str]:
@@ -36,6 +36,7 @@ def read_first_line(path: Path, limit: int = 1 << 20, encoding: str = "utf-8") -
         raw = fh.readline(limit)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
+    raw = raw.split(b"\r", 1)[0]  # a file with CR-only line ends
     try:
         return raw.decode(encoding).rstrip("\r\n")
     except UnicodeDecodeError:
@@ -51,6 +52,32 @@ def last_line(path: Path, block: int = 1 << 16) -> tuple[str, bool]:
     ends_with_newline = tail.endswith((b"\n", b"\r"))
     lines = [ln for ln in tail.splitlines() if ln.strip()]
     return (lines[-1].decode("latin-1") if lines else ""), ends_with_newline
+
+
+def require_terminated(source: Path | bytes, path: Path) -> None:
+    """Refuse a table whose last line has no line break: a file cut while being copied or written
+    otherwise reads with its last value changed (a cut inside the field) and no word said.
+
+    Raises
+    ------
+    FormatError
+        Naming the file and quoting the start of the unterminated last line.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        tail = bytes(source[-256:])
+    else:
+        size = os.path.getsize(source)
+        with open(source, "rb") as fh:
+            fh.seek(max(0, size - 256))
+            tail = fh.read()
+    if not tail.strip() or tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.splitlines()[-1].decode("latin-1")[:80]
+    raise FormatError(
+        f"the last line ({last!r}) has no line break: the file looks truncated. If it is complete, end it "
+        "with a line break",
+        path=path, field="last row",
+    )
 
 
 def read_numeric_csv(
@@ -98,6 +125,7 @@ def read_numeric_csv(
         null_values=["", "NA", "NaN", "nan", "null"],
         strings_can_be_null=True,
     )
+    require_terminated(source, path)
     src = pa.BufferReader(source) if isinstance(source, (bytes, bytearray)) else str(source)
     try:
         table = pacsv.read_csv(src, read_options=read_opts, parse_options=parse_opts, convert_options=convert_opts)

@@ -66,6 +66,11 @@ def _scaling(path: Path, t: dict, channel: str):
                 raise FormatError(
                     f"channel {channel!r}: slot {default!r} lacks its multiplier/offset tags", path=path, field="JPK encoder"
                 ) from exc
+            except (TypeError, ValueError):
+                raise FormatError(
+                    f"channel {channel!r}: slot {str(default)[:40]!r} multiplier/offset tags are not numbers",
+                    path=path, field="JPK encoder",
+                ) from None
     raise FormatError(f"channel {channel!r}: default slot {default!r} not found among {nslots} slots", path=path, field="JPK slots")
 
 

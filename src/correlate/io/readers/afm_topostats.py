@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import FormatError
 from .._registry import ReaderSpec
+from ._hdf5 import read_dataset
 from ._image_common import build_image, file_size, parse_overrides, pick_index
 
 __all__ = ["read_topostats", "READERS"]
@@ -60,7 +61,7 @@ def read_topostats(path, **overrides):
                 key = "image" if "image" in images else images[0]
             else:
                 key = images[pick_index(path, ov.channel, images, "channel")]
-            values = np.asarray(h5[key][()], dtype=np.float64)
+            values = np.asarray(read_dataset(h5[key], path, key), dtype=np.float64)
             scale = h5.get("pixel_to_nm_scaling")
             scale = None if scale is None else float(np.asarray(scale[()]).ravel()[0])
             version = h5.get("topostats_file_version")

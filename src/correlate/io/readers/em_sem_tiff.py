@@ -6,8 +6,9 @@ FEI / Thermo (tag 34682 ``FEI_HELIOS`` or 34680 ``FEI_SFEG``)
     The databar is stored as extra rows below the image: rows beyond ``Image.ResolutionY`` are
     cropped and the count is cross-checked against ``PrivateFei.DatabarHeight``.
 Zeiss SmartSEM (tag 34118 ``CZ_SEM``)
-    Pixel size ``ap_image_pixel_size`` when present, else ``ap_width / ncols`` (cross-checked with
-    ``CZ_SEM[''][3] * 1024 / ncols``, metres). ``ap_pixel_size`` is **not** used: it refers to a
+    Pixel size at full precision: ``CZ_SEM[''][3] * 1024 / ncols`` (metres) cross-checked with
+    ``ap_width / ncols``. ``ap_image_pixel_size`` is a 4-digit display value (2615 nm for
+    2614.51 nm): it is used only where it disagrees with both by more than its rounding. ``ap_pixel_size`` is **not** used: it refers to a
     1024-px-wide store and is wrong for other widths. The data zone is burned into the image, so it
     is found from intensity: the first row in the lower half with >= 95 % of pixels <= 10 (a black
     rule) followed by a bright row (mean > 200); rows from there down are cropped. Palette
@@ -72,6 +73,8 @@ def detect_zeiss_data_zone(plane: np.ndarray, dark: float = 10, dark_fraction: f
 def _fei_calibration(path: Path, meta: dict, ncols: int, notes: list[str]):
     raw: dict = {}
     scan = meta.get("Scan") or {}
+    if not isinstance(scan, dict):
+        raise FormatError("the FEI metadata section [Scan] is not a key = value section", path=path, field="Scan")
     pw, ph = scan.get("PixelWidth"), scan.get("PixelHeight")
     raw.update({"Scan.PixelWidth_m": pw, "Scan.PixelHeight_m": ph, "Scan.HorFieldsize_m": scan.get("HorFieldsize")})
     if isinstance(pw, (int, float)) and pw > 0:
@@ -111,8 +114,14 @@ def _zeiss_calibration(path: Path, meta: dict, ncols: int, notes: list[str]):
     from_width = w[0] * to_nm_factor(w[1], path=path, field="ap_width") / ncols if w is not None and w[0] > 0 else None
     v = _zeiss_value(meta, "ap_image_pixel_size")
     if v is not None and v[0] > 0:
-        px = v[0] * to_nm_factor(v[1], path=path, field="ap_image_pixel_size")
-        src = "ap_image_pixel_size"
+        shown = v[0] * to_nm_factor(v[1], path=path, field="ap_image_pixel_size")
+        full = from_cz if from_cz is not None else from_width
+        if full is not None and abs(full - shown) <= 1e-3 * shown:
+            # ap_image_pixel_size is a 4-digit display value; the same size at full precision
+            px, src = full, ("CZ_SEM[''][3] x 1024 / ncols" if full is from_cz else "ap_width / ncols") + (
+                f" (ap_image_pixel_size {shown:g} nm is its rounded display value)")
+        else:
+            px, src = shown, "ap_image_pixel_size"
     elif from_cz is not None and from_width is not None:
         rel = abs(from_cz - from_width) / from_width
         if rel <= 0.01:

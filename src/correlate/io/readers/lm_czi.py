@@ -28,6 +28,7 @@ import numpy as np
 
 from ...errors import FormatError
 from .._registry import ReaderSpec
+from ._lazy import guarded_loader
 from ._image_common import (
     build_image,
     file_size,
@@ -227,7 +228,7 @@ def read_czi(path, **overrides):
         zs = []
         for z in range(n_z):
             plane = {**plane0, "C": c0 + c, "Z": z0 + z}
-            arr = da.from_delayed(dask.delayed(_load_plane)(str(path), plane, scene, roi), shape=(h, w, ns),
+            arr = da.from_delayed(dask.delayed(guarded_loader(_load_plane, path))(str(path), plane, scene, roi), shape=(h, w, ns),
                                   dtype=probe_dtype)
             zs.append(arr)
         planes.append(da.stack(zs, axis=0))

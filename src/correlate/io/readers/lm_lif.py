@@ -19,6 +19,7 @@ import numpy as np
 
 from ...errors import FormatError
 from .._registry import ReaderSpec
+from ._lazy import guarded_loader
 from ._image_common import build_image, file_size, parse_overrides, pick_index, require_bytes
 
 __all__ = ["read_lif", "READERS"]
@@ -162,7 +163,7 @@ def read_lif(path, **overrides):
     # the axes picked by an index (length-1 axes, frame=, channel=) are selected while reading
     fixed = {d: int(v) for d, v in zip(dims, sel) if not isinstance(v, slice)}
     kept_shape = tuple(n for n, v in zip(shape, sel) if isinstance(v, slice))
-    data = da.from_delayed(dask.delayed(_load)(str(path), si, fixed), shape=kept_shape, dtype=dtype)
+    data = da.from_delayed(dask.delayed(guarded_loader(_load, path))(str(path), si, fixed), shape=kept_shape, dtype=dtype)
     order = [keep.index(a) for a in ("c", "z", "y", "x") if a in keep]
     data = data.transpose(order)
     out_dims = tuple(a for a in ("c", "z", "y", "x") if a in keep)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ...errors import FormatError
 from .._registry import ReaderSpec
+from ._lazy import guarded_loader
 from ._image_common import (
     AxisLayout,
     build_image,
@@ -258,7 +259,7 @@ def read_obf(path, **overrides):
     lay = obf_layout(s["size"], s["length"], s["offset"], s["labels"], s["exps"], s["scales"],
                      samples_per_pixel=s["spp"], frame=ov.frame, channel=ov.channel, path=path)
     shape = tuple(int(v) for v in reversed(s["size"])) + ((s["spp"],) if s["spp"] > 1 else ())
-    data = da.from_delayed(dask.delayed(_load)(str(path), si, shape, s["dtype"]), shape=shape, dtype=s["dtype"])
+    data = da.from_delayed(dask.delayed(guarded_loader(_load, path))(str(path), si, shape, s["dtype"]), shape=shape, dtype=s["dtype"])
     data = data[tuple(lay.index)].transpose(lay.order)
     return build_image(
         data,

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ...errors import FormatError, UnitError
 from .._registry import ReaderSpec
+from ._hdf5 import hdf5_file, read_dataset
 from ._smlm_common import (
     check_options,
     finish,
@@ -73,11 +74,7 @@ def read_decode(path: str | Path, *, pixel_size_nm: Any = None, channel: Any = N
     path = Path(path)
     check_options(path, options)
     notes: list[str] = []
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FormatError(f"not a readable HDF5 file ({exc}); the file may be truncated", path=path) from None
-    with f:
+    with hdf5_file(path, "DECODE HDF5") as f:
         if "data" not in f or "xyz" not in f["data"]:
             raise FormatError("not a DECODE file: dataset 'data/xyz' is missing", path=path, field="data/xyz")
         meta = dict(f["meta"].attrs) if "meta" in f else {}
@@ -119,7 +116,7 @@ def read_decode(path: str | Path, *, pixel_size_nm: Any = None, channel: Any = N
             if ds.shape is None:  # h5py.Empty: an all-NaN column DECODE did not store
                 notes.append(f"data/{name} is empty (h5py.Empty) and left out")
                 return None
-            return ds[()]
+            return read_dataset(ds, path, f"data/{name}")
 
         xyz = get("xyz")
         if xyz is None or xyz.ndim != 2 or xyz.shape[1] not in (2, 3):

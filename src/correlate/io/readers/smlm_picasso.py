@@ -23,6 +23,7 @@ import pandas as pd
 
 from ...errors import FormatError
 from .._registry import ReaderSpec
+from ._hdf5 import hdf5_file, read_dataset
 from ._smlm_common import check_options, finish, hdf5_has, require_pixel_size
 
 __all__ = ["read_picasso", "read_picasso_metadata", "READERS"]
@@ -48,9 +49,21 @@ def read_picasso_metadata(path: str | Path) -> list[dict]:
     path = Path(path)
     if path.stat().st_size > YAML_MAX_BYTES:
         raise FormatError(f"sidecar is larger than {YAML_MAX_BYTES} bytes", path=path)
+    class NoAliasLoader(yaml.SafeLoader):
+        """Safe loading without aliases: an alias bomb expands to gigabytes from a few lines."""
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.events.AliasEvent):
+                event = self.peek_event()
+                raise FormatError(
+                    f"YAML alias '*{str(event.anchor)[:40]}' at line {event.start_mark.line + 1}: aliases are not "
+                    "accepted in a Picasso sidecar", path=path,
+                )
+            return super().compose_node(parent, index)
+
     try:
         with open(path, encoding="utf-8") as fh:
-            docs = [d for d in yaml.safe_load_all(fh) if d is not None]
+            docs = [d for d in yaml.load_all(fh, Loader=NoAliasLoader) if d is not None]
     except yaml.YAMLError as exc:
         raise FormatError(f"cannot parse the YAML sidecar safely: {str(exc).splitlines()[0]}", path=path) from None
     except UnicodeDecodeError as exc:
@@ -123,20 +136,13 @@ def read_picasso(path: str | Path, *, pixel_size_nm: float | None = None, channe
             path=side,
             field="Pixelsize",
         )
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FormatError(f"not a readable HDF5 file ({exc}); the file may be truncated", path=path) from None
-    with f:
+    with hdf5_file(path, "Picasso HDF5") as f:
         if "locs" not in f or not isinstance(f["locs"], h5py.Dataset):
             raise FormatError("not a Picasso file: dataset 'locs' is missing", path=path, field="locs")
         ds = f["locs"]
         if ds.dtype.names is None:
             raise FormatError("dataset 'locs' must be a structured (compound) table", path=path, field="locs")
-        try:
-            locs = ds[()]
-        except (OSError, ValueError) as exc:
-            raise FormatError(f"cannot read dataset 'locs': {exc}; the file may be truncated", path=path, field="locs") from None
+        locs = read_dataset(ds, path, "locs")
     names = locs.dtype.names
     for req in ("x", "y", "frame"):
         if req not in names:

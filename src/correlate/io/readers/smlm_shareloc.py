@@ -184,6 +184,21 @@ def _decode_text(buf: bytes, fmt: dict, path: Path) -> pd.DataFrame:
     return df
 
 
+#: Largest ratio of a member's declared size to its compressed size (localization tables compress
+#: a few times; a bomb declares a thousand).
+MAX_ZIP_EXPANSION = 100
+
+
+def _check_member(member: zipfile.ZipInfo, path: Path) -> None:
+    """Refuse a member whose declared size is out of proportion to its compressed size."""
+    if member.file_size > MAX_ZIP_EXPANSION * max(member.compress_size, 1) + (1 << 20):
+        raise FormatError(
+            f"member {member.filename[:80]!r} declares {member.file_size} bytes from {member.compress_size} compressed; "
+            f"refusing an expansion over {MAX_ZIP_EXPANSION}x",
+            path=path, field=member.filename[:80],
+        )
+
+
 def read_smlm(path: str | Path, *, pixel_size_nm: float | None = None, channel: Any = None, **options: Any):
     """Read a ShareLoc ``.smlm`` archive into Localizations (nm, 0-based frames).
 
@@ -260,6 +275,7 @@ def read_smlm(path: str | Path, *, pixel_size_nm: float | None = None, channel: 
                         f"{rows} rows x {row_bytes} bytes = {rows * row_bytes}; truncated or inconsistent",
                         path=path,
                     )
+                _check_member(member, path)
                 try:
                     buf = z.read(member)
                 except (zipfile.BadZipFile, EOFError, OSError) as exc:
@@ -267,6 +283,7 @@ def read_smlm(path: str | Path, *, pixel_size_nm: float | None = None, channel: 
                 df = _decode_binary(buf, headers, dtypes, shapes, rows, info.get("offset") or {}, info, path, notes)
                 units = _units_of(fmt, headers, manifest)
             elif mode == "text":
+                _check_member(member, path)
                 buf = z.read(member)
                 df = _decode_text(buf, fmt, path)
                 units = _units_of(fmt, list(df.columns), manifest)

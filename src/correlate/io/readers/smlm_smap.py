@@ -23,6 +23,7 @@ import pandas as pd
 
 from ...errors import FormatError
 from .._registry import ReaderSpec
+from ._hdf5 import hdf5_file, read_dataset
 from ._smlm_common import check_options, finish, hdf5_has
 
 __all__ = ["read_smap", "READERS"]
@@ -65,12 +66,8 @@ def read_smap(path: str | Path, *, pixel_size_nm: float | None = None, channel: 
         head = fh.read(128)
     if head.startswith(b"MATLAB 5.0") or (head.startswith(b"MATLAB") and b"7.3" not in head[:20]):
         raise FormatError("a MATLAB v5/v7 .mat file; only v7.3 (HDF5) SMAP files are read (save with -v7.3)", path=path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise FormatError(f"not a readable MATLAB v7.3/HDF5 file ({exc}); the file may be truncated", path=path) from None
     notes: list[str] = []
-    with f:
+    with hdf5_file(path, "MATLAB v7.3/HDF5") as f:
         if "saveloc/loc" not in f or not isinstance(f["saveloc/loc"], h5py.Group):
             raise FormatError("not a SMAP file: group 'saveloc/loc' is missing", path=path, field="saveloc/loc")
         loc = f["saveloc/loc"]
@@ -88,7 +85,7 @@ def read_smap(path: str | Path, *, pixel_size_nm: float | None = None, channel: 
             if int(np.prod(shape)) != n or (len(shape) == 2 and min(shape) != 1 and n):
                 notes.append(f"field '{name}' has shape {shape}, not (1, {n}); skipped")
                 continue
-            cols[_CANONICAL.get(name, name)] = np.asarray(ds[()]).ravel()
+            cols[_CANONICAL.get(name, name)] = read_dataset(ds, path, f"saveloc/loc/{name}").ravel()
         cam = None
         info = "saveloc/file/info/cam_pixelsize_um"
         if info in f and isinstance(f[info], h5py.Dataset) and f[info].dtype.kind == "f":
