@@ -183,3 +183,21 @@ def test_tracked_rapidstorm_one_row_per_localization(tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     with pytest.raises(FormatError, match="line 6"):
         cio.read(bad)
+
+
+def test_zeiss_pixel_size_at_full_precision():
+    from correlate.io.readers.em_sem_tiff import _zeiss_calibration
+
+    ncols = 2048
+    true_nm = 2614.51
+    meta = {
+        "ap_image_pixel_size": ("Image Pixel Size", 2.615, "µm"),
+        "ap_width": ("Width", true_nm * ncols / 1000.0, "µm"),
+        "": (0, 0, 0, true_nm * 1e-9 * ncols / 1024, 1.0),
+    }
+    px, _, _ = _zeiss_calibration(Path("z.tif"), meta, ncols, [])
+    assert abs(px["x"] - true_nm) < 1e-6
+    meta[""] = (0, 0, 0, 1e-9, 1.0)  # a disagreeing full-precision field: the display value is kept
+    meta.pop("ap_width")
+    px, _, _ = _zeiss_calibration(Path("z.tif"), meta, ncols, [])
+    assert px["x"] == pytest.approx(2615.0)
