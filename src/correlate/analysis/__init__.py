@@ -8,8 +8,8 @@ The work lives in private modules named after what they do; their public names a
 here. Lengths are nm throughout.
 """
 
-# -- particle analysis (helper F) ----------------------------------------------------------------
 from ._assign import assign_localizations, persistent_clusters
+from ._clusters import ClusterOptions, ClusterResult, cluster_localizations, estimate_eps
 from ._colocalization import cbc
 from ._molecules import (
     calibrate_blinking,
@@ -32,6 +32,8 @@ from ._segment import (
 from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
 
 __all__ = [
+    "ClusterOptions",
+    "ClusterResult",
     "ParticleAnalysis",
     "Segmentation",
     "analyze_particles",
@@ -39,9 +41,11 @@ __all__ = [
     "calibrate_blinking",
     "calibrate_isolated",
     "cbc",
+    "cluster_localizations",
     "count_molecules",
     "count_sites",
     "emitter_sites",
+    "estimate_eps",
     "feret_diameters",
     "group_blinks",
     "level_afm",
@@ -59,7 +63,6 @@ __all__ = [
     "to_xarray",
 ]
 
-# -- rendering and overlays (helper G): add imports and names below this line --------------------
 from ..render import composite, render, render_gaussian, render_histogram
 
 __all__ += ["composite", "render", "render_gaussian", "render_histogram"]
