@@ -1,0 +1,184 @@
+"""AFM particle heights from an apex fit on the levelled, unsmoothed height map.
+
+The maximum of a smoothed map underestimates a sphere's apex (smoothing a cap of curvature
+radius ``Rc`` by a Gaussian of sigma ``s`` lowers it by about ``s^2 / Rc``), and the maximum of
+the raw map is biased upwards by the noise. A tip-dilated sphere of radius ``Rs`` is, near its top,
+a sphere cap of radius ``Rs + r_tip`` whose apex is the sphere's top, so a least-squares
+quadratic ``h = c0 + c1 dx + c2 dy + c3 dx^2 + c4 dx dy + c5 dy^2`` over the top of each particle
+reads the height without either bias.
+
+Window: a disc of radius ``window_fraction`` times the particle's equivalent radius ``r``
+(at least enough for ``min_pixels`` pixels, at most the whole particle), centred on the apex and
+re-centred on the fitted apex. Fitting a quadratic to a sphere cap over a disc of radius
+``f Rc`` leaves an error of about ``f^4 Rc / 48`` on the apex (the quartic term of the cap): for
+``f = 0.4`` that is 0.05 % of the cap radius (0.1 nm for a 150 nm sphere). Pixels are chosen by
+position, not by height, so the noise does not bias which pixels take part.
+
+Per particle the method is recorded: ``"apex"`` (concave fit, stationary point inside the
+window: its value), ``"centre"`` (the fit is not concave or its stationary point lies outside the
+window, as on a flat top: the fitted value at the window centre), ``"max"`` (fewer pixels than
+the fit needs: the largest pixel height, biased upwards by the noise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["apex_heights"]
+
+_N_PAR = 6
+
+
+def _label_argmax(values: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
+    """Flat index of the largest value of each label 1..n (-1 where absent)."""
+    flat = lab.ravel()
+    pix = np.flatnonzero(flat)
+    if pix.size == 0:
+        return np.full(n, -1, np.int64)
+    lp = flat[pix]
+    order = np.lexsort((values.ravel()[pix], lp))
+    lp_sorted = lp[order]
+    last = np.flatnonzero(np.r_[lp_sorted[1:] != lp_sorted[:-1], True])
+    out = np.full(n + 1, -1, np.int64)
+    out[lp_sorted[last]] = pix[order[last]]
+    return out[1:]
+
+
+def _design(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(dx), dx, dy, dx * dx, dx * dy, dy * dy])
+
+
+def _normal_equations(X: np.ndarray, h: np.ndarray, lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label X^T X (n, 6, 6) and X^T h (n, 6) by bincount (label values 1..n)."""
+    M = np.zeros((n + 1, _N_PAR, _N_PAR))
+    for i in range(_N_PAR):  # 21 products, not a loop over pixels or particles
+        for j in range(i, _N_PAR):
+            s = np.bincount(lab, weights=X[i] * X[j], minlength=n + 1)
+            M[:, i, j] = s
+            M[:, j, i] = s
+    v = np.stack([np.bincount(lab, weights=X[i] * h, minlength=n + 1) for i in range(_N_PAR)], axis=1)
+    return M[1:], v[1:]
+
+
+def _solve(M: np.ndarray, v: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    beta = np.full(v.shape, np.nan)
+    if ok.any():
+        Mi = M[ok]
+        cond_ok = np.linalg.cond(Mi) < 1e10
+        idx = np.flatnonzero(ok)[cond_ok]
+        if idx.size:
+            beta[idx] = np.linalg.solve(M[idx], v[idx][..., None])[..., 0]
+    return beta
+
+
+def apex_heights(
+    height: np.ndarray,
+    labels: np.ndarray,
+    *,
+    locate: np.ndarray | None = None,
+    window_fraction: float = 0.4,
+    min_pixels: int = 12,
+    n_iter: int = 3,
+) -> dict[str, np.ndarray]:
+    """Apex height of every label of an AFM height map by a local quadratic fit.
+
+    Parameters
+    ----------
+    height
+        (H, W) levelled, unsmoothed height above the substrate (nm).
+    labels
+        (H, W) int label image (0 background, 1..N particles).
+    locate
+        (H, W) map whose per-label maximum gives the first window centre (e.g. a lightly
+        smoothed height); default a Gaussian of 1 px of ``height``.
+    window_fraction
+        Fit window radius as a fraction of each particle's equivalent radius.
+    min_pixels
+        Least number of pixels in a window (it grows to reach it, up to the whole particle);
+        below ``6`` pixels no fit is made.
+    n_iter
+        Re-centring iterations.
+
+    Returns
+    -------
+    dict
+        (N,) arrays indexed by label - 1: ``height_nm`` (apex height, nm), ``height_err_nm``
+        (standard error of the fitted apex, nm; NaN where not fitted), ``x_px``, ``y_px``
+        (apex position, pixel indices), ``n_pixels`` (pixels in the final window),
+        ``method`` (``"apex"``, ``"centre"`` or ``"max"``).
+    """
+    from scipy import ndimage as ndi
+
+    h = np.asarray(height, float)
+    lab = np.asarray(labels).astype(np.int64, copy=False)
+    n = int(lab.max()) if lab.size else 0
+    empty = np.zeros(0)
+    if n == 0:
+        return {"height_nm": empty, "height_err_nm": empty, "x_px": empty, "y_px": empty,
+                "n_pixels": np.zeros(0, np.int64), "method": np.zeros(0, "<U6")}
+    loc = ndi.gaussian_filter(h, 1.0) if locate is None else np.asarray(locate, float)
+    w = h.shape[1]
+    pix = np.flatnonzero(lab.ravel())
+    lp = lab.ravel()[pix]
+    hp = h.ravel()[pix]
+    py, px = np.divmod(pix, w)
+    py = py.astype(float)
+    px = px.astype(float)
+    area = np.bincount(lp, minlength=n + 1)[1:].astype(float)
+    r_eq = np.sqrt(area / np.pi)
+    r_min = np.sqrt(float(min_pixels) / np.pi) + 0.5
+    rho = np.minimum(np.maximum(float(window_fraction) * r_eq, r_min), r_eq + 1.0)
+    am = _label_argmax(loc, lab, n)
+    cy, cx = np.divmod(np.maximum(am, 0), w)
+    cy = cy.astype(float)
+    cx = cx.astype(float)
+    pmax = np.full(n + 1, -np.inf)
+    np.maximum.at(pmax, lp, hp)
+    pmax = pmax[1:]
+    apex = pmax.copy()
+    err = np.full(n, np.nan)
+    method = np.full(n, "max", "<U6")
+    n_pix = np.zeros(n, np.int64)
+    for it in range(max(1, int(n_iter))):
+        dx = px - cx[lp - 1]
+        dy = py - cy[lp - 1]
+        sel = dx * dx + dy * dy <= rho[lp - 1] ** 2
+        ls, dxs, dys, hs = lp[sel], dx[sel], dy[sel], hp[sel]
+        X = _design(dxs, dys)
+        M, v = _normal_equations(X, hs, ls, n)
+        n_pix = np.bincount(ls, minlength=n + 1)[1:]
+        beta = _solve(M, v, n_pix >= _N_PAR + 1)
+        fitted = np.isfinite(beta).all(axis=1)
+        # stationary point of the quadratic: A s = -g with the Hessian A
+        a11, a12, a22 = 2 * beta[:, 3], beta[:, 4], 2 * beta[:, 5]
+        det = a11 * a22 - a12 * a12
+        concave = fitted & (det > 0) & (a11 < 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sx = -(a22 * beta[:, 1] - a12 * beta[:, 2]) / det
+            sy = -(-a12 * beta[:, 1] + a11 * beta[:, 2]) / det
+        inside = concave & (sx * sx + sy * sy <= rho**2)
+        val_apex = beta[:, 0] + 0.5 * (beta[:, 1] * sx + beta[:, 2] * sy)
+        apex = np.where(inside, val_apex, np.where(fitted, beta[:, 0], pmax))
+        method = np.where(inside, "apex", np.where(fitted, "centre", "max"))
+        last = it == max(1, int(n_iter)) - 1
+        if not last:
+            move = np.where(inside, 1.0, 0.0)
+            cx = cx + move * np.nan_to_num(sx)
+            cy = cy + move * np.nan_to_num(sy)
+            if np.all(np.nan_to_num(sx[inside]) ** 2 + np.nan_to_num(sy[inside]) ** 2 < 0.01):
+                last = True
+        if last:
+            pred = np.einsum("kp,pk->p", X, beta[ls - 1])
+            rss = np.bincount(ls, weights=(hs - pred) ** 2, minlength=n + 1)[1:]
+            dof = np.maximum(n_pix - _N_PAR, 1)
+            s2 = rss / dof
+            cov00 = np.full(n, np.nan)
+            if fitted.any():
+                cov00[fitted] = np.linalg.inv(M[fitted])[:, 0, 0]
+            err = np.where(fitted, np.sqrt(s2 * cov00), np.nan)
+            if inside.any():
+                cx = np.where(inside, cx + np.nan_to_num(sx), cx)
+                cy = np.where(inside, cy + np.nan_to_num(sy), cy)
+            break
+    return {"height_nm": apex, "height_err_nm": err, "x_px": cx, "y_px": cy, "n_pixels": n_pix,
+            "method": method}
