@@ -124,3 +124,51 @@ def objects_at(
         j2 = np.asarray(j2).reshape(k, kk)
         matched |= (d2 <= reach[np.minimum(j2, idx.size - 1)]).any(axis=1)
     return hit, matched
+
+
+def structure_exclusions(scene, structure: str, fiducials: Any = None, *, from_landmarks: bool = True,
+                         segmentation: dict | None = None) -> tuple[dict, dict]:
+    """Segmentation keyword arguments with ``exclude_at`` filled from the scene and the user.
+
+    Parameters
+    ----------
+    scene
+        The Scene holding ``structure``.
+    structure
+        Name of the EM or AFM image.
+    fiducials
+        User positions (K, 2) nm or a table with x, y, in the structure's own frame.
+    from_landmarks
+        Add the landmarks of every stored registration whose source or target is ``structure``.
+    segmentation
+        The user's segmentation keyword arguments (an ``exclude_at`` there is kept too).
+
+    Returns
+    -------
+    (keyword arguments for :func:`segment_particles`, a record of where the positions came from)
+    """
+    kw = dict(segmentation or {})
+    own = as_positions(kw.pop("exclude_at", None))
+    user = as_positions(fiducials, field="fiducials")
+    lm, sets = landmark_positions(scene, structure) if from_landmarks else (np.zeros((0, 2)), [])
+    pos = np.vstack([lm, user, own])
+    record = {"n_landmark_positions": int(len(lm)), "landmark_sets": sets,
+              "n_user_positions": int(len(user) + len(own))}
+    kw["exclude_at"] = pos
+    return kw, record
+
+
+def exclusion_notes(structure: str, record: dict, seg) -> list[str]:
+    """Notes for the analysis summary: no fiducial positions known (AFM), positions without object."""
+    notes: list[str] = []
+    n_pos = int(record.get("n_landmark_positions", 0)) + int(record.get("n_user_positions", 0))
+    modality = seg.info.get("modality")
+    if n_pos == 0 and modality == "afm" and not seg.info.get("fiducial_height_ratio"):
+        notes.append(f"no fiducial positions known for {structure!r} (no stored landmarks of a registration "
+                     "of it, no fiducials= given): every object, gold beads too, is measured as a particle; "
+                     "register it first or pass fiducials=")
+    unmatched = int(seg.info.get("n_exclude_at_unmatched", 0))
+    if n_pos and unmatched:
+        notes.append(f"{unmatched} of {n_pos} fiducial positions fell on no object of {structure!r} "
+                     "(below the threshold, filtered by size, or outside the image)")
+    return notes
