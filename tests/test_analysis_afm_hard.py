@@ -242,14 +242,18 @@ def test_analyze_particles_excludes_landmarked_and_user_fiducials(tmp_path):
     plain = analyze_particles(scene, "afm", labels=[], store=False)
     assert any("no fiducial positions known" in n for n in plain.summary["notes"])
     n_all = len(plain.table)
-    # the landmarks of a registration of the AFM image (AFM frame = source), with detection error
-    lm = Landmarks(source=gold_afm + rng.normal(0, 2.0, gold_afm.shape), target=f[["x", "y"]].to_numpy(),
-                   source_cov=np.full(len(f), 4.0), target_cov=np.full(len(f), 4.0),
-                   source_system="afm", target_system="world")
+    # the landmarks of a registration of the AFM image (AFM frame = source), with detection
+    # error, plus one pair the fit rejected that sits on a particle (a bead detector's mistake)
+    part = plain.table.loc[~plain.table["edge"], ["x", "y"]].to_numpy()[:1]
+    src = np.vstack([gold_afm + rng.normal(0, 2.0, gold_afm.shape), part])
+    dst = np.vstack([f[["x", "y"]].to_numpy(), [[0.0, 0.0]]])
+    lm = Landmarks(source=src, target=dst, source_cov=np.full(len(src), 4.0), target_cov=np.full(len(src), 4.0),
+                   used=np.r_[np.ones(len(f), bool), False], source_system="afm", target_system="world")
     scene.add_landmarks(lm)
     res = analyze_particles(scene, "afm", labels=[], store=False)
     fs = res.summary["fiducials"]
     assert fs["landmark_sets"] == ["afm__world"] and fs["n_landmark_positions"] == len(f)
+    assert fs["n_outlier_landmarks_ignored"] == 1
     assert fs["n_excluded_at_positions"] == n_gold_objects
     assert len(res.table) == n_all - n_gold_objects
     assert not any("no fiducial positions known" in n for n in res.summary["notes"])

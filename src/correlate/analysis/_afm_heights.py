@@ -30,18 +30,26 @@ _N_PAR = 6
 
 
 def _label_argmax(values: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
-    """Flat index of the largest value of each label 1..n (-1 where absent)."""
+    """Flat index of the largest value of each label 1..n (first in raster order on ties; -1
+    where absent)."""
     flat = lab.ravel()
+    v = values.ravel()
     pix = np.flatnonzero(flat)
-    if pix.size == 0:
-        return np.full(n, -1, np.int64)
-    lp = flat[pix]
-    order = np.lexsort((values.ravel()[pix], lp))
-    lp_sorted = lp[order]
-    last = np.flatnonzero(np.r_[lp_sorted[1:] != lp_sorted[:-1], True])
-    out = np.full(n + 1, -1, np.int64)
-    out[lp_sorted[last]] = pix[order[last]]
-    return out[1:]
+    mx = _label_max(v[pix], flat[pix], n)
+    mx[0] = np.inf
+    cand = pix[v[pix] >= mx[flat[pix]]]
+    out = np.full(n + 1, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(out, flat[cand], cand)
+    out = out[1:]
+    out[out == np.iinfo(np.int64).max] = -1
+    return out
+
+
+def _label_max(v: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
+    """(n + 1,) maximum of ``v`` per label value (-inf where absent)."""
+    out = np.full(n + 1, -np.inf)
+    np.maximum.at(out, lab, v)
+    return out
 
 
 def _design(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -132,9 +140,10 @@ def apex_heights(
     cy, cx = np.divmod(np.maximum(am, 0), w)
     cy = cy.astype(float)
     cx = cx.astype(float)
-    pmax = np.full(n + 1, -np.inf)
-    np.maximum.at(pmax, lp, hp)
-    pmax = pmax[1:]
+    pmax = _label_max(hp, lp, n)[1:]
+    # the window may move by up to its radius per iteration: keep the pixels it can reach
+    near = (px - cx[lp - 1]) ** 2 + (py - cy[lp - 1]) ** 2 <= (3.0 * rho[lp - 1]) ** 2
+    lp, hp, px, py = lp[near], hp[near], px[near], py[near]
     apex = pmax.copy()
     err = np.full(n, np.nan)
     method = np.full(n, "max", "<U6")

@@ -42,23 +42,31 @@ def as_positions(positions: Any, *, field: str = "exclude_at") -> np.ndarray:
     return arr
 
 
-def landmark_positions(scene, element: str) -> tuple[np.ndarray, list[str]]:
-    """Positions (nm, ``element``'s own frame) of every stored landmark of a registration whose
-    source or target is ``element``; and the landmark sets they came from (``"a__b"``)."""
+def landmark_positions(scene, element: str, *, used_only: bool = True) -> tuple[np.ndarray, list[str], int]:
+    """Positions (nm, ``element``'s own frame) of the stored landmarks of every registration
+    whose source or target is ``element``.
+
+    With ``used_only`` the pairs the fit rejected as outliers are left out: an outlier may pair
+    a particle that a bead detector took for a bead. Returns (positions (K, 2), the landmark
+    sets they came from ``"a__b"``, the number of outlier pairs left out).
+    """
     pts: list[np.ndarray] = []
     sets: list[str] = []
+    n_out = 0
     if not hasattr(scene, "landmark_pairs"):
-        return np.zeros((0, 2)), sets
+        return np.zeros((0, 2)), sets, 0
     for a, b in scene.landmark_pairs():
         if element not in (a, b):
             continue
         lm = scene.get_landmarks(a, b)
+        keep = np.asarray(lm.used, bool) if used_only else np.ones(len(lm.source), bool)
+        n_out += int((~keep).sum()) * ((a == element) + (b == element))
         if a == element:
-            pts.append(np.asarray(lm.source, float)[:, :2])
+            pts.append(np.asarray(lm.source, float)[keep, :2])
         if b == element:
-            pts.append(np.asarray(lm.target, float)[:, :2])
+            pts.append(np.asarray(lm.target, float)[keep, :2])
         sets.append(f"{a}__{b}")
-    return (np.vstack(pts) if pts else np.zeros((0, 2))), sets
+    return (np.vstack(pts) if pts else np.zeros((0, 2))), sets, n_out
 
 
 def objects_at(
@@ -139,7 +147,8 @@ def structure_exclusions(scene, structure: str, fiducials: Any = None, *, from_l
     fiducials
         User positions (K, 2) nm or a table with x, y, in the structure's own frame.
     from_landmarks
-        Add the landmarks of every stored registration whose source or target is ``structure``.
+        Add the landmarks (pairs used by the fit) of every stored registration whose source or
+        target is ``structure``.
     segmentation
         The user's segmentation keyword arguments (an ``exclude_at`` there is kept too).
 
@@ -150,9 +159,9 @@ def structure_exclusions(scene, structure: str, fiducials: Any = None, *, from_l
     kw = dict(segmentation or {})
     own = as_positions(kw.pop("exclude_at", None))
     user = as_positions(fiducials, field="fiducials")
-    lm, sets = landmark_positions(scene, structure) if from_landmarks else (np.zeros((0, 2)), [])
+    lm, sets, n_out = landmark_positions(scene, structure) if from_landmarks else (np.zeros((0, 2)), [], 0)
     pos = np.vstack([lm, user, own])
-    record = {"n_landmark_positions": int(len(lm)), "landmark_sets": sets,
+    record = {"n_landmark_positions": int(len(lm)), "landmark_sets": sets, "n_outlier_landmarks_ignored": n_out,
               "n_user_positions": int(len(user) + len(own))}
     kw["exclude_at"] = pos
     return kw, record

@@ -178,6 +178,7 @@ def measure_particles(
     from ._segment import Segmentation
 
     edge_lab = None
+    locate = None
     if isinstance(labels, Segmentation):
         seg = labels
         meas = seg.core
@@ -189,6 +190,7 @@ def measure_particles(
         if intensity is None and modality == "afm":
             src = seg.height if seg.height is not None else seg.signal
             intensity = np.asarray(src.values, float)
+            locate = np.asarray(seg.signal.values, float)
         edge_lab = full
     elif hasattr(labels, "dims"):
         meas = np.asarray(labels.values)
@@ -249,7 +251,7 @@ def measure_particles(
         if height_method == "apex":
             from ._afm_heights import apex_heights
 
-            ap = apex_heights(h, meas, window_fraction=apex_window, min_pixels=apex_min_pixels)
+            ap = apex_heights(h, meas, locate=locate, window_fraction=apex_window, min_pixels=apex_min_pixels)
             df["height_max_nm"] = ap["height_nm"][idx - 1]
             err = ap["height_err_nm"][idx - 1]
             meth = ap["method"][idx - 1]

@@ -186,8 +186,8 @@ def analyze_particles(
     fiducials, fiducials_from_landmarks
         Fiducial positions (K, 2) nm, or a table with x, y, in the structure's own frame, whose
         objects are left out of the particles; with ``fiducials_from_landmarks`` (default) also
-        the landmarks of every stored registration of the structure (the fiducials paired for
-        it). ``summary["fiducials"]`` records how many came from where.
+        the landmarks of every stored registration of the structure (the pairs its fit used).
+        ``summary["fiducials"]`` records how many came from where.
     store
         Write the label image (``<structure>/labels/<label_name>``) and the table
         (``table_name``) into the scene; default: when the scene is writable.
