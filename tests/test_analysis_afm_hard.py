@@ -16,6 +16,7 @@ from scipy.spatial import cKDTree
 from correlate.analysis import analyze_particles, segment_afm, segment_em
 from correlate.analysis._afm_heights import apex_heights
 from correlate.elements import Landmarks, make_image
+from correlate.errors import ElementError
 
 
 def _dilated_sphere(r2: np.ndarray, d: float, tip: float) -> np.ndarray:
@@ -50,8 +51,11 @@ def _hard_map(rng: np.random.Generator, *, n_part: int = 14, n_gold: int = 3, fi
             dia.append(d)
     assert len(cen) == n_part + n_gold
     h = np.zeros((n, n))
-    for c, d in zip(cen, dia):
-        h = np.maximum(h, _dilated_sphere((X - c[0]) ** 2 + (Y - c[1]) ** 2, d, tip))
+    for c, d in zip(cen, dia):  # each sphere in its own box
+        k = int(np.ceil((0.5 * d + tip) / px)) + 1
+        j, i = np.rint((c - origin) / px).astype(int)
+        box = (slice(max(i - k, 0), i + k + 1), slice(max(j - k, 0), j + k + 1))
+        h[box] = np.maximum(h[box], _dilated_sphere((X[box] - c[0]) ** 2 + (Y[box] - c[1]) ** 2, d, tip))
     tilt = rng.uniform(-0.01, 0.01, 2)
     h += rng.uniform(-20, 20) + tilt[0] * X + tilt[1] * Y
     h += rng.normal(0.0, rng.uniform(0.1, 0.4), (n, 1))  # scan-line offsets
@@ -289,5 +293,26 @@ def test_em_honours_positions_besides_the_contrast_rule():
     assert sorted(seg2.fiducials["reason"]) == ["contrast", "position"]
     d, _ = cKDTree(np.array(parts)[:, :2]).query(seg2.measure()[["x", "y"]].to_numpy())
     assert np.all(d < 3.0)
-    with pytest.raises(Exception, match="positions"):
+    with pytest.raises(ElementError, match="positions"):
         segment_em(img, exclude_at=np.zeros((2, 4)))
+
+
+def test_registration_landmarks_exclude_the_gold_of_a_registered_afm_image(tmp_path):
+    """The whole path: register the AFM image onto the EM, then its particle analysis leaves out
+    exactly the beads the registration paired."""
+    from correlate.datasets import SampleConfig, simulate_sample
+    from correlate.registration import register_scene
+
+    s = simulate_sample(SampleConfig.small(seed=2, n_particles=30, make_sim=False, make_smlm=False))
+    scene = s.to_scene(tmp_path / "s.ome.zarr", transforms="none")
+    reg, _ = register_scene(scene, "afm", "em")
+    res = analyze_particles(scene, "afm", labels=[], store=False)
+    gold = s.truth.fiducials[["x_afm", "y_afm"]].dropna().to_numpy()
+    fs = res.summary["fiducials"]
+    assert fs["landmark_sets"] == ["afm__em"]
+    assert fs["n_landmark_positions"] == int(reg.landmarks.used.sum())
+    assert fs["n_excluded_at_positions"] == fs["n_landmark_positions"] - fs["n_positions_without_object"]
+    d_gold = cKDTree(gold).query(res.table[["x", "y"]].to_numpy())[0]
+    r_gold = 0.5 * s.config.fiducial_diameter_nm + s.config.afm_tip_radius_nm
+    n_paired_gold = int((cKDTree(reg.landmarks.source[reg.landmarks.used]).query(gold)[0] < r_gold).sum())
+    assert (d_gold < r_gold).sum() == len(gold) - n_paired_gold

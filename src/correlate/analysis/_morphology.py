@@ -215,9 +215,14 @@ def measure_particles(
         cols += ["height_max_nm", "height_mean_nm", "volume_nm3"]
         if height_method == "apex":
             cols += ["height_err_nm"]
+    if height_method not in ("apex", "max"):
+        raise ValueError(f"height_method must be 'apex' or 'max', got {height_method!r}")
     if n == 0:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "particle_id" else ("bool" if c == "edge" else "float64"))
-                             for c in cols})
+        out = pd.DataFrame({c: pd.Series(dtype="int64" if c == "particle_id" else ("bool" if c == "edge" else "float64"))
+                            for c in cols})
+        if modality == "afm":
+            out.attrs["height_fit"] = {"method": height_method, "n_particles": 0}
+        return out
     props = regionprops_table(meas, properties=("label", "area", "centroid", "eccentricity", "perimeter_crofton"))
     lab_ids = np.asarray(props["label"], np.int64)
     scale = np.ones(n + 1) if length_scale is None else np.asarray(length_scale, float)
@@ -260,11 +265,9 @@ def measure_particles(
                 **{f"n_{m}": int((meth == m).sum()) for m in ("apex", "centre", "max")},
                 "median_window_pixels": float(np.median(ap["n_pixels"][idx - 1])) if idx.size else float("nan"),
             }
-        elif height_method == "max":
+        else:
             df["height_max_nm"] = np.asarray(ndi.maximum(h, meas, idx), float)
             df.attrs["height_fit"] = {"method": "max"}
-        else:
-            raise ValueError(f"height_method must be 'apex' or 'max', got {height_method!r}")
         df["height_mean_nm"] = np.asarray(ndi.mean(h, meas, idx), float)
         df["volume_nm3"] = np.asarray(ndi.sum_labels(np.clip(h, 0, None), meas, idx), float) * px_d["x"] * px_d["y"]
         if height_method == "apex":
