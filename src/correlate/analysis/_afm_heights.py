@@ -26,7 +26,6 @@ import numpy as np
 
 __all__ = ["apex_heights"]
 
-_N_PAR = 6
 
 
 def _label_argmax(values: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
@@ -52,19 +51,24 @@ def _label_max(v: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _design(dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    return np.stack([np.ones_like(dx), dx, dy, dx * dx, dx * dy, dy * dy])
+def _design(u: np.ndarray, v: np.ndarray, quartic: bool) -> np.ndarray:
+    """Columns 1, u, v, u^2, uv, v^2 (and (u^2 + v^2)^2) of window-normalised offsets."""
+    cols = [np.ones_like(u), u, v, u * u, u * v, v * v]
+    if quartic:
+        cols.append((u * u + v * v) ** 2)
+    return np.stack(cols)
 
 
 def _normal_equations(X: np.ndarray, h: np.ndarray, lab: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-label X^T X (n, 6, 6) and X^T h (n, 6) by bincount (label values 1..n)."""
-    M = np.zeros((n + 1, _N_PAR, _N_PAR))
-    for i in range(_N_PAR):  # 21 products, not a loop over pixels or particles
-        for j in range(i, _N_PAR):
+    """Per-label X^T X (n, p, p) and X^T h (n, p) by bincount (label values 1..n)."""
+    p = X.shape[0]
+    M = np.zeros((n + 1, p, p))
+    for i in range(p):  # p (p + 1) / 2 products, not a loop over pixels or particles
+        for j in range(i, p):
             s = np.bincount(lab, weights=X[i] * X[j], minlength=n + 1)
             M[:, i, j] = s
             M[:, j, i] = s
-    v = np.stack([np.bincount(lab, weights=X[i] * h, minlength=n + 1) for i in range(_N_PAR)], axis=1)
+    v = np.stack([np.bincount(lab, weights=X[i] * h, minlength=n + 1) for i in range(p)], axis=1)
     return M[1:], v[1:]
 
 
@@ -87,6 +91,7 @@ def apex_heights(
     window_fraction: float = 0.4,
     min_pixels: int = 12,
     n_iter: int = 3,
+    quartic: bool = False,
 ) -> dict[str, np.ndarray]:
     """Apex height of every label of an AFM height map by a local quadratic fit.
 
@@ -106,6 +111,9 @@ def apex_heights(
         below ``6`` pixels no fit is made.
     n_iter
         Re-centring iterations.
+    quartic
+        Add a radial quartic term ``c6 r^4`` (the leading deviation of a sphere cap or an
+        ellipsoid top from a paraboloid) to the fit.
 
     Returns
     -------
@@ -144,50 +152,45 @@ def apex_heights(
     # the window may move by up to its radius per iteration: keep the pixels it can reach
     near = (px - cx[lp - 1]) ** 2 + (py - cy[lp - 1]) ** 2 <= (3.0 * rho[lp - 1]) ** 2
     lp, hp, px, py = lp[near], hp[near], px[near], py[near]
-    apex = pmax.copy()
-    err = np.full(n, np.nan)
-    method = np.full(n, "max", "<U6")
-    n_pix = np.zeros(n, np.int64)
+    n_par = 7 if quartic else 6
+    rho_p = rho[lp - 1]
     for it in range(max(1, int(n_iter))):
-        dx = px - cx[lp - 1]
-        dy = py - cy[lp - 1]
-        sel = dx * dx + dy * dy <= rho[lp - 1] ** 2
-        ls, dxs, dys, hs = lp[sel], dx[sel], dy[sel], hp[sel]
-        X = _design(dxs, dys)
-        M, v = _normal_equations(X, hs, ls, n)
+        # offsets in units of the window radius (conditioning; the apex value is unchanged)
+        u = (px - cx[lp - 1]) / rho_p
+        v = (py - cy[lp - 1]) / rho_p
+        sel = u * u + v * v <= 1.0
+        ls, hs = lp[sel], hp[sel]
+        X = _design(u[sel], v[sel], quartic)
+        M, rhs = _normal_equations(X, hs, ls, n)
         n_pix = np.bincount(ls, minlength=n + 1)[1:]
-        beta = _solve(M, v, n_pix >= _N_PAR + 1)
+        beta = _solve(M, rhs, n_pix >= n_par + 1)
         fitted = np.isfinite(beta).all(axis=1)
-        # stationary point of the quadratic: A s = -g with the Hessian A
+        # stationary point of the quadratic part: A s = -g with the Hessian A (window units)
         a11, a12, a22 = 2 * beta[:, 3], beta[:, 4], 2 * beta[:, 5]
         det = a11 * a22 - a12 * a12
         concave = fitted & (det > 0) & (a11 < 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            sx = -(a22 * beta[:, 1] - a12 * beta[:, 2]) / det
-            sy = -(-a12 * beta[:, 1] + a11 * beta[:, 2]) / det
-        inside = concave & (sx * sx + sy * sy <= rho**2)
-        val_apex = beta[:, 0] + 0.5 * (beta[:, 1] * sx + beta[:, 2] * sy)
-        apex = np.where(inside, val_apex, np.where(fitted, beta[:, 0], pmax))
+            su = -(a22 * beta[:, 1] - a12 * beta[:, 2]) / det
+            sv = -(-a12 * beta[:, 1] + a11 * beta[:, 2]) / det
+        inside = concave & (su * su + sv * sv <= 1.0)
+        su = np.where(inside, su, 0.0)
+        sv = np.where(inside, sv, 0.0)
+        val = beta[:, 0] + 0.5 * (beta[:, 1] * su + beta[:, 2] * sv)
+        if quartic:
+            val = val + beta[:, 6] * (su * su + sv * sv) ** 2
+        apex = np.where(inside, val, np.where(fitted, beta[:, 0], pmax))
         method = np.where(inside, "apex", np.where(fitted, "centre", "max"))
-        last = it == max(1, int(n_iter)) - 1
-        if not last:
-            move = np.where(inside, 1.0, 0.0)
-            cx = cx + move * np.nan_to_num(sx)
-            cy = cy + move * np.nan_to_num(sy)
-            if np.all(np.nan_to_num(sx[inside]) ** 2 + np.nan_to_num(sy[inside]) ** 2 < 0.01):
-                last = True
-        if last:
-            pred = np.einsum("kp,pk->p", X, beta[ls - 1])
-            rss = np.bincount(ls, weights=(hs - pred) ** 2, minlength=n + 1)[1:]
-            dof = np.maximum(n_pix - _N_PAR, 1)
-            s2 = rss / dof
-            cov00 = np.full(n, np.nan)
-            if fitted.any():
-                cov00[fitted] = np.linalg.inv(M[fitted])[:, 0, 0]
-            err = np.where(fitted, np.sqrt(s2 * cov00), np.nan)
-            if inside.any():
-                cx = np.where(inside, cx + np.nan_to_num(sx), cx)
-                cy = np.where(inside, cy + np.nan_to_num(sy), cy)
+        cx = cx + su * rho
+        cy = cy + sv * rho
+        if it == max(1, int(n_iter)) - 1 or np.all(su * su + sv * sv < (0.05 / np.maximum(rho, 1.0)) ** 2):
             break
+    # standard error of the intercept of the last fit (its window centre is the apex to first order)
+    pred = np.einsum("kp,pk->p", X, np.nan_to_num(beta[ls - 1]))
+    rss = np.bincount(ls, weights=(hs - pred) ** 2, minlength=n + 1)[1:]
+    s2 = rss / np.maximum(n_pix - n_par, 1)
+    cov00 = np.full(n, np.nan)
+    if fitted.any():
+        cov00[fitted] = np.linalg.inv(M[fitted])[:, 0, 0]
+    err = np.where(fitted, np.sqrt(s2 * cov00), np.nan)
     return {"height_nm": apex, "height_err_nm": err, "x_px": cx, "y_px": cy, "n_pixels": n_pix,
             "method": method}
