@@ -168,11 +168,14 @@ def test_apex_heights_on_exact_caps_flat_tops_and_tiny_labels():
     lab[150:152, 5:7] = 6
     h[150:152, 5:7] = [[1.0, 2.0], [3.0, 4.0]]
     r = apex_heights(h, lab)
+    r4 = apex_heights(h, lab, quartic=True, window_fraction=0.6)
     for k, (top, Rc, cx, cy) in enumerate(cases):
         assert r["method"][k] == "apex"
         # noise-free: only the quartic term of the cap, <= (0.4)^4 Rc / 48 (module docstring)
         assert abs(r["height_nm"][k] - top) <= 0.4**4 * Rc / 48 * 2 + 1e-6, (k, r["height_nm"][k], top)
         assert abs(r["x_px"][k] - cx) < 0.05 and abs(r["y_px"][k] - cy) < 0.05
+        # with the quartic term a wider window is as exact
+        assert abs(r4["height_nm"][k] - top) <= 0.4**4 * Rc / 48 * 2 + 1e-6, (k, r4["height_nm"][k], top)
     assert r["method"][4] == "centre" and r["height_nm"][4] == pytest.approx(7.0)
     assert r["method"][5] == "max" and r["height_nm"][5] == 4.0 and np.isnan(r["height_err_nm"][5])
 

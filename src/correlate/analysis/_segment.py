@@ -632,3 +632,12 @@ def segment_particles(image, *, modality: str | None = None, **kwargs) -> Segmen
     if mod in ("em", None, "lm", "sim", "sted"):
         return segment_em(image, **kwargs)
     raise ElementError(f"cannot segment particles in a {mod!r} image; expected 'em' or 'afm'", field=str(image.name))
+
+
+def __getattr__(name: str):
+    # the AFM half lives in _segment_afm; the old import path keeps working
+    if name in ("segment_afm", "level_afm"):
+        from . import _segment_afm
+
+        return getattr(_segment_afm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
