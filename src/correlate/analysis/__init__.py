@@ -22,13 +22,8 @@ from ._molecules import (
 )
 from ._morphology import feret_diameters, measure_particles, size_summary
 from ._particles import ParticleAnalysis, analyze_particles, particles, to_xarray
-from ._segment import (
-    Segmentation,
-    level_afm,
-    segment_afm,
-    segment_em,
-    segment_particles,
-)
+from ._segment import Segmentation, segment_em, segment_particles
+from ._segment_afm import level_afm, segment_afm
 from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
 
 __all__ = [

@@ -137,6 +137,9 @@ def measure_particles(
     origin_nm: tuple[float, float] | None = None,
     modality: str | None = None,
     length_scale: np.ndarray | None = None,
+    height_method: str = "apex",
+    apex_window: float = 0.4,
+    apex_min_pixels: int = 12,
 ) -> pd.DataFrame:
     """Morphology of every labelled particle, in nm.
 
@@ -146,9 +149,16 @@ def measure_particles(
         A :class:`Segmentation`, a label DataArray (y, x) with nm coordinates, or a 2-D int array
         (then give ``pixel_size_nm`` and ``origin_nm`` = (x0, y0) of pixel (0, 0)'s centre).
     intensity
-        Height map (nm) for AFM measures; default the Segmentation's signal for AFM.
+        Levelled, unsmoothed height map (nm) for AFM measures; default the Segmentation's
+        ``height`` (its ``signal`` for a Segmentation without one).
     length_scale
         (N + 1,) per-label factor from the measured region to the physical edge (index = label).
+    height_method
+        AFM ``height_max_nm``: ``"apex"`` (a quadratic fit to the top of each particle, see
+        :func:`~correlate.analysis._afm_heights.apex_heights`) or ``"max"`` (the largest pixel,
+        biased upwards by the noise).
+    apex_window, apex_min_pixels
+        Apex fit window: radius as a fraction of the equivalent radius, least number of pixels.
 
     Returns
     -------
@@ -157,7 +167,10 @@ def measure_particles(
         ``area_nm2``, ``equivalent_diameter_nm``, ``feret_min_nm``, ``feret_max_nm``,
         ``circularity`` (4 pi A / P^2, Crofton perimeter, capped at 1), ``eccentricity``,
         ``edge`` (touches the image border); for AFM also ``height_max_nm``, ``height_mean_nm``
-        and ``volume_nm3`` (sum of heights above the substrate times pixel area).
+        and ``volume_nm3`` (sum of heights above the substrate times pixel area), and with
+        ``height_method="apex"`` ``height_err_nm`` (standard error of the apex fit, NaN where no
+        fit was possible). ``df.attrs["height_fit"]`` records the method, window and how many
+        particles each apex rule measured.
     """
     from scipy import ndimage as ndi
     from skimage.measure import regionprops_table
@@ -165,6 +178,7 @@ def measure_particles(
     from ._segment import Segmentation
 
     edge_lab = None
+    locate = None
     if isinstance(labels, Segmentation):
         seg = labels
         meas = seg.core
@@ -174,7 +188,9 @@ def measure_particles(
         modality = modality or seg.labels.attrs.get("modality")
         length_scale = seg.length_scale if length_scale is None else length_scale
         if intensity is None and modality == "afm":
-            intensity = np.asarray(seg.signal.values, float)
+            src = seg.height if seg.height is not None else seg.signal
+            intensity = np.asarray(src.values, float)
+            locate = np.asarray(seg.signal.values, float)
         edge_lab = full
     elif hasattr(labels, "dims"):
         meas = np.asarray(labels.values)
@@ -197,9 +213,16 @@ def measure_particles(
             "circularity", "eccentricity", "edge"]
     if modality == "afm":
         cols += ["height_max_nm", "height_mean_nm", "volume_nm3"]
+        if height_method == "apex":
+            cols += ["height_err_nm"]
+    if height_method not in ("apex", "max"):
+        raise ValueError(f"height_method must be 'apex' or 'max', got {height_method!r}")
     if n == 0:
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "particle_id" else ("bool" if c == "edge" else "float64"))
-                             for c in cols})
+        out = pd.DataFrame({c: pd.Series(dtype="int64" if c == "particle_id" else ("bool" if c == "edge" else "float64"))
+                            for c in cols})
+        if modality == "afm":
+            out.attrs["height_fit"] = {"method": height_method, "n_particles": 0}
+        return out
     props = regionprops_table(meas, properties=("label", "area", "centroid", "eccentricity", "perimeter_crofton"))
     lab_ids = np.asarray(props["label"], np.int64)
     scale = np.ones(n + 1) if length_scale is None else np.asarray(length_scale, float)
@@ -230,9 +253,25 @@ def measure_particles(
             raise ValueError("AFM morphology needs the levelled height map (intensity=)")
         h = np.asarray(getattr(intensity, "values", intensity), float)
         idx = lab_ids
-        df["height_max_nm"] = np.asarray(ndi.maximum(h, meas, idx), float)
+        if height_method == "apex":
+            from ._afm_heights import apex_heights
+
+            ap = apex_heights(h, meas, locate=locate, window_fraction=apex_window, min_pixels=apex_min_pixels)
+            df["height_max_nm"] = ap["height_nm"][idx - 1]
+            err = ap["height_err_nm"][idx - 1]
+            meth = ap["method"][idx - 1]
+            df.attrs["height_fit"] = {
+                "method": "apex", "window_fraction": float(apex_window), "min_pixels": int(apex_min_pixels),
+                **{f"n_{m}": int((meth == m).sum()) for m in ("apex", "centre", "max")},
+                "median_window_pixels": float(np.median(ap["n_pixels"][idx - 1])) if idx.size else float("nan"),
+            }
+        else:
+            df["height_max_nm"] = np.asarray(ndi.maximum(h, meas, idx), float)
+            df.attrs["height_fit"] = {"method": "max"}
         df["height_mean_nm"] = np.asarray(ndi.mean(h, meas, idx), float)
         df["volume_nm3"] = np.asarray(ndi.sum_labels(np.clip(h, 0, None), meas, idx), float) * px_d["x"] * px_d["y"]
+        if height_method == "apex":
+            df["height_err_nm"] = err
     return df
 
 

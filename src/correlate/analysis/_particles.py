@@ -132,6 +132,8 @@ def analyze_particles(
     tau_d1_frames: float | Mapping[str, float] | None = None,
     cbc_radius_nm: float | None = None,
     cbc_steps: int = 10,
+    fiducials: Any = None,
+    fiducials_from_landmarks: bool = True,
     store: bool | None = None,
     table_name: str = "particles",
     label_name: str = "particles",
@@ -181,6 +183,11 @@ def analyze_particles(
         Add ``n_qpaint_L`` from dark times (meaningful for DNA-PAINT-like data only).
     cbc_radius_nm, cbc_steps
         CBC radius (default: the median particle diameter, at least 50 nm) and steps.
+    fiducials, fiducials_from_landmarks
+        Fiducial positions (K, 2) nm, or a table with x, y, in the structure's own frame, whose
+        objects are left out of the particles; with ``fiducials_from_landmarks`` (default) also
+        the landmarks of every stored registration of the structure (the pairs its fit used).
+        ``summary["fiducials"]`` records how many came from where.
     store
         Write the label image (``<structure>/labels/<label_name>``) and the table
         (``table_name``) into the scene; default: when the scene is writable.
@@ -196,6 +203,7 @@ def analyze_particles(
     from ..elements import pixel_size as _pixel_size
     from ._assign import assign_localizations, persistent_clusters
     from ._colocalization import cbc
+    from ._fiducial_exclusion import exclusion_notes, structure_exclusions
     from ._molecules import (
         _event_precision,
         _event_table,
@@ -234,10 +242,12 @@ def analyze_particles(
     modality = img.attrs.get("modality")
     if modality not in ("em", "afm"):
         warnings.warn(f"structure {structure!r} has modality {modality!r}; segmenting it as EM", stacklevel=2)
-    seg = segment_particles(img.compute() if hasattr(img.data, "compute") else img, **dict(segmentation or {}))
+    seg_kw, fid_src = structure_exclusions(scene, structure, fiducials, from_landmarks=fiducials_from_landmarks,
+                                           segmentation=segmentation)
+    seg = segment_particles(img.compute() if hasattr(img.data, "compute") else img, **seg_kw)
     morph = seg.measure()
     n_part = len(morph)
-    notes: list[str] = []
+    notes: list[str] = exclusion_notes(structure, fid_src, seg)
     if n_part == 0:
         notes.append(f"no particles found in {structure!r} (noise {seg.info.get('noise', float('nan')):.3g}, "
                      f"threshold {seg.info.get('detection_threshold', seg.info.get('threshold_nm', float('nan'))):.3g})")
@@ -255,6 +265,9 @@ def analyze_particles(
         "n_particles": int(n_part),
         "n_edge": int(table["edge"].sum()) if n_part else 0,
         "n_fiducials_excluded": len(seg.fiducials),
+        "fiducials": {**fid_src, "n_excluded_at_positions": int(seg.info.get("n_fiducials_at_positions", 0)),
+                      "n_positions_without_object": int(seg.info.get("n_exclude_at_unmatched", 0))},
+        "height_fit": morph.attrs.get("height_fit"),
         "size": size_summary(table.loc[~table["edge"], "equivalent_diameter_nm"]) if n_part else size_summary([]),
         "labels": {},
     }

@@ -32,7 +32,18 @@ Levelling (``level="plane"``, ``"line"`` or ``"plane+line"``): a least-squares p
 median of each scan line, both over background pixels only (particles masked, iterated); heights
 are then above the substrate. Particles are pixels higher than ``threshold_nm`` (default
 ``max(1 nm, k_sigma * noise)``), split by watershed as above. AFM sizes are tip-broadened; heights
-are not (for particles wider than the tip).
+are not (for particles wider than the tip): they come from an apex fit on the levelled, unsmoothed
+map (:mod:`correlate.analysis._afm_heights`), kept in ``Segmentation.height``.
+
+Fiducials (both modalities)
+---------------------------
+An object is a fiducial because it is one: ``exclude_at`` gives positions (nm, the image's own
+frame) of known fiducials, typically the landmarks a registration of this image paired, or the
+user's; an object containing such a position, or whose centroid lies within its equivalent radius
+(plus one pixel) of it, is reported in ``Segmentation.fiducials`` and not labelled. Shape alone
+does not tell gold from hard particles in AFM (silica, polymer and metal-core particles keep their
+height as gold does); the height / width rule is available only on request
+(``fiducial_height_ratio``). EM keeps its contrast rule (gold attenuates far more per nm).
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from ..elements import origin as _origin
 from ..elements import pixel_size as _pixel_size
 from ..errors import ElementError
 
-__all__ = ["Segmentation", "level_afm", "segment_afm", "segment_em", "segment_particles"]
+__all__ = ["Segmentation", "segment_em", "segment_particles"]
 
 
 @dataclass
@@ -69,9 +80,16 @@ class Segmentation:
     length_scale
         (N + 1,) factor per label from the measured core region to the model edge (index 0 unused).
     fiducials
-        DataFrame fiducial_id, x, y (nm, image space), diameter_nm of objects recognised as gold.
+        DataFrame fiducial_id, x, y (nm, image space), diameter_nm, reason ("position": at a given
+        fiducial position; "contrast" (EM) or "shape" (AFM, opt-in): by appearance) of the objects
+        taken for fiducials and left out of the labels.
     info
         Parameters and diagnostics (noise, thresholds, modality).
+    peak
+        (N + 1,) peak signal per label (index 0 unused).
+    height
+        AFM: xarray.DataArray float32, the levelled unsmoothed height (nm) heights are measured
+        on; None for EM.
     """
 
     labels: Any
@@ -81,6 +99,7 @@ class Segmentation:
     fiducials: pd.DataFrame
     info: dict = field(default_factory=dict)
     peak: np.ndarray | None = None
+    height: Any = None
 
     @property
     def n_particles(self) -> int:
@@ -298,6 +317,7 @@ def segment_em(
     psf_sigma_nm: float | None = None,
     exclude_fiducials: bool = True,
     fiducial_ratio: float = 3.0,
+    exclude_at: np.ndarray | None = None,
 ) -> Segmentation:
     """Segment particles in an EM micrograph (see the module docstring for the method).
 
@@ -334,6 +354,10 @@ def segment_em(
         ``image.attrs["psf_sigma_nm"]`` if present, else 0 (only our smoothing is corrected).
     exclude_fiducials, fiducial_ratio
         Recognise gold beads (attenuation per nm > ratio x median) and drop them from the labels.
+    exclude_at
+        (K, 2) positions (x, y nm, this image's frame) of known fiducials (e.g. the landmarks of a
+        registration of this image): objects holding one are fiducials too (``reason``
+        "position"), whatever their contrast. Ignored with ``exclude_fiducials=False``.
 
     Returns
     -------
@@ -498,14 +522,17 @@ def segment_em(
             med_mu = np.nanmedian(mu[~is_fid])
             is_fid = np.isfinite(mu) & (mu > fiducial_ratio * med_mu)
     x0 = _origin(img)
-    fids = pd.DataFrame(
-        {
-            "fiducial_id": np.arange(int(is_fid.sum()), dtype=np.int64),
-            "x": x0["x"] + cx[is_fid] * px,
-            "y": x0["y"] + cy[is_fid] * px,
-            "diameter_nm": diam_nm[is_fid],
-        }
-    )
+    at_pos = np.zeros(n0, bool)
+    if exclude_fiducials:
+        from ._fiducial_exclusion import as_positions, objects_at
+
+        pos = as_positions(exclude_at)
+        at_pos, matched = objects_at(pos, basins, cx, cy, np.where(np.isfinite(R), R, r_f),
+                                     origin_nm=x0, pixel_nm=px_d)
+        info.update(n_exclude_at=len(pos), n_exclude_at_unmatched=int((~matched).sum()))
+    by_contrast = is_fid & ~at_pos
+    is_fid = is_fid | at_pos
+    fids = _fiducial_table(x0, px_d, cx, cy, diam_nm, at_pos, by_contrast, "contrast")
     # significance: the (noise-averaged) peak estimate must clear the detection threshold
     keep = valid & ~is_fid & (diam_nm >= float(min_diameter_nm)) & (peak >= thr)
     if max_diameter_nm is not None:
@@ -524,6 +551,7 @@ def segment_em(
         blur_sigma_nm=blur_px * px,
         n_candidates=int(n0),
         n_fiducials=int(is_fid.sum()),
+        n_fiducials_at_positions=int(at_pos.sum()),
     )
     sig_da = _as_signal(sm, img, "em", "log-contrast" if contrast == "log" else "relative")
     edge = _edge_ids(full_r)
@@ -566,150 +594,22 @@ def _empty_segmentation(img, sm, info) -> Segmentation:
         signal=_as_signal(sm, img, info["modality"], "nm" if info["modality"] == "afm" else "log-contrast"),
         core=lab.copy(),
         length_scale=np.ones(1),
-        fiducials=pd.DataFrame({"fiducial_id": np.zeros(0, np.int64), "x": [], "y": [], "diameter_nm": []}),
+        fiducials=pd.DataFrame({"fiducial_id": np.zeros(0, np.int64), "x": np.zeros(0), "y": np.zeros(0),
+                                "diameter_nm": np.zeros(0), "reason": np.zeros(0, object)}),
         info=info,
         peak=np.zeros(1),
     )
 
 
-# --------------------------------------------------------------------------------------------
-def level_afm(
-    height: np.ndarray,
-    *,
-    method: Literal["plane", "line", "plane+line", "none"] = "plane+line",
-    mask: np.ndarray | None = None,
-) -> np.ndarray:
-    """Level an AFM height map (nm): subtract a least-squares plane and/or the median of each
-    scan line (row), computed over pixels not in ``mask`` (particles). Returns float64 nm."""
-    h = np.asarray(height, dtype=float)
-    bgm = np.ones(h.shape, bool) if mask is None else ~mask
-    if bgm.sum() < 3:
-        bgm = np.ones(h.shape, bool)
-    out = h.copy()
-    if method in ("plane", "plane+line"):
-        yy, xx = np.indices(h.shape)
-        A = np.column_stack([np.ones(bgm.sum()), xx[bgm], yy[bgm]])
-        coef, *_ = np.linalg.lstsq(A, out[bgm], rcond=None)
-        out = out - (coef[0] + coef[1] * xx + coef[2] * yy)
-    if method in ("line", "plane+line"):
-        m = np.where(bgm, out, np.nan)
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            med = np.nanmedian(m, axis=1)
-        med = np.where(np.isfinite(med), med, np.nanmedian(med) if np.isfinite(med).any() else 0.0)
-        out = out - med[:, None]
-    elif method not in ("plane", "none"):
-        raise ValueError(f"level must be 'plane', 'line', 'plane+line' or 'none', got {method!r}")
-    return out
-
-
-def segment_afm(
-    image,
-    *,
-    level: Literal["plane", "line", "plane+line", "none"] = "plane+line",
-    threshold_nm: float | None = None,
-    k_sigma: float = 5.0,
-    smooth_nm: float | None = None,
-    min_diameter_nm: float = 10.0,
-    max_diameter_nm: float | None = None,
-    split_touching: bool = True,
-    min_separation_nm: float | None = None,
-    exclude_fiducials: bool = True,
-    fiducial_height_ratio: float | None = 0.5,
-) -> Segmentation:
-    """Segment particles in an AFM height map (value unit nm).
-
-    Parameters
-    ----------
-    image
-        Image element (y, x); values are heights in nm (``attrs['value_unit']`` 'nm').
-    level
-        Background levelling (see :func:`level_afm`), iterated with particles masked.
-    threshold_nm
-        Height (nm) above the levelled substrate that makes a particle pixel; default
-        ``max(1 nm, k_sigma * noise)``.
-    smooth_nm
-        Gaussian smoothing (nm) for detection and for the maximum height; default 0.75 px.
-    min_diameter_nm, max_diameter_nm
-        Size filter on the equivalent diameter of the thresholded region (tip-broadened).
-    exclude_fiducials, fiducial_height_ratio
-        AFM cannot tell gold from particles by contrast, but by shape: hard gold spheres keep
-        their height (height / tip-broadened width ~ 0.6 and more), while soft vesicles flatten
-        on the substrate (~ 0.3). Objects whose height / equivalent width exceeds
-        ``fiducial_height_ratio`` are reported as fiducials and not labelled; set
-        ``exclude_fiducials=False`` for hard particles.
-
-    Returns
-    -------
-    Segmentation
-        ``signal`` is the levelled height (nm).
-    """
-    from scipy import ndimage as ndi
-
-    img = _image_2d(image)
-    unit = str(img.attrs.get("value_unit", "nm") or "nm")
-    from ..units import to_nm_factor
-
-    fac = to_nm_factor(unit) if unit not in ("", "nm") else 1.0
-    px_d = _pixel_size(img)
-    px = float(np.sqrt(px_d["x"] * px_d["y"]))
-    raw = np.asarray(img.values, dtype=float) * fac
-    if not np.isfinite(raw).all():
-        raw = np.where(np.isfinite(raw), raw, np.nanmedian(raw))
-    smooth_px = 0.75 if smooth_nm is None else float(smooth_nm) / px
-    mask = None
-    h = raw
-    for _ in range(3):
-        h = level_afm(raw, method=level, mask=mask)
-        sm = ndi.gaussian_filter(h, smooth_px) if smooth_px > 0 else h
-        noise = float(1.4826 * np.median(np.abs(h[~mask] - np.median(h[~mask])))) if mask is not None else _robust_sigma(h)
-        thr = float(threshold_nm) if threshold_nm is not None else max(1.0, k_sigma * noise)
-        mask = ndi.binary_dilation(sm > 0.5 * thr, iterations=2)
-    det = ndi.binary_fill_holes(ndi.binary_opening(sm > thr, iterations=1))
-    info: dict[str, Any] = {"modality": "afm", "noise_nm": noise, "threshold_nm": thr, "level": level,
-                            "smooth_px": smooth_px, "shape_model": "flat"}
-    min_sep_px = (float(min_separation_nm) if min_separation_nm else 0.5 * float(min_diameter_nm)) / px
-    if split_touching:
-        lab = _watershed_split(det, min_sep_px)
-    else:
-        lab, _ = ndi.label(det)
-        lab = lab.astype(np.int32)
-    n0 = int(lab.max())
-    if n0 == 0:
-        return _empty_segmentation(img, h, info)
-    idx = np.arange(1, n0 + 1)
-    area = np.bincount(lab.ravel(), minlength=n0 + 1)[1:]
-    d_nm = 2 * np.sqrt(area / np.pi) * px
-    peak = _label_max(sm, lab, n0)[1:]
-    keep = d_nm >= float(min_diameter_nm)
-    if max_diameter_nm is not None:
-        keep &= d_nm <= float(max_diameter_nm)
-    is_fid = np.zeros(n0, bool)
-    if exclude_fiducials and fiducial_height_ratio:
-        is_fid = peak / np.maximum(d_nm, 1e-9) > float(fiducial_height_ratio)
-    cy = np.asarray(ndi.mean(np.indices(lab.shape)[0], lab, idx), float)
-    cx = np.asarray(ndi.mean(np.indices(lab.shape)[1], lab, idx), float)
-    x0 = _origin(img)
-    fids = pd.DataFrame({"fiducial_id": np.arange(int(is_fid.sum()), dtype=np.int64),
-                         "x": x0["x"] + cx[is_fid] * px, "y": x0["y"] + cy[is_fid] * px,
-                         "diameter_nm": d_nm[is_fid]})
-    keep &= ~is_fid
-    keep_l = np.concatenate([[False], keep])
-    lab = _relabel(np.where(keep_l[lab], lab, 0), keep_l)
-    n = int(keep.sum())
-    info.update(n_candidates=n0, n_fiducials=int(is_fid.sum()))
-    edge = _edge_ids(lab)
-    return Segmentation(
-        labels=_as_labels_array(lab, img, n=n, edge_ids=edge, modality="afm", extra={}),
-        signal=_as_signal(sm, img, "afm", "nm"),
-        core=lab.copy(),
-        length_scale=np.ones(n + 1),
-        fiducials=fids,
-        info=info,
-        peak=np.concatenate([[0.0], peak[keep]]),
-    )
+def _fiducial_table(x0: dict, px: dict, cx: np.ndarray, cy: np.ndarray, d_nm: np.ndarray,
+                    at_pos: np.ndarray, other: np.ndarray, other_reason: str = "shape") -> pd.DataFrame:
+    """Fiducials found among the objects (pixel centroids): x, y, diameter_nm, reason."""
+    sel = at_pos | other
+    return pd.DataFrame({
+        "fiducial_id": np.arange(int(sel.sum()), dtype=np.int64),
+        "x": x0["x"] + cx[sel] * px["x"], "y": x0["y"] + cy[sel] * px["y"], "diameter_nm": d_nm[sel],
+        "reason": np.where(at_pos[sel], "position", other_reason).astype(object),
+    })
 
 
 def segment_particles(image, *, modality: str | None = None, **kwargs) -> Segmentation:
@@ -726,7 +626,18 @@ def segment_particles(image, *, modality: str | None = None, **kwargs) -> Segmen
     """
     mod = modality or image.attrs.get("modality")
     if mod == "afm":
+        from ._segment_afm import segment_afm
+
         return segment_afm(image, **kwargs)
     if mod in ("em", None, "lm", "sim", "sted"):
         return segment_em(image, **kwargs)
     raise ElementError(f"cannot segment particles in a {mod!r} image; expected 'em' or 'afm'", field=str(image.name))
+
+
+def __getattr__(name: str):
+    # the AFM half lives in _segment_afm; the old import path keeps working
+    if name in ("segment_afm", "level_afm"):
+        from . import _segment_afm
+
+        return getattr(_segment_afm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
