@@ -71,8 +71,13 @@ class Pairing:
         return len(self.source_index)
 
 
-def _assign(tr: Transform, xs, ys, cs, ct, si, ti, gate_level):
-    """Gated Hungarian assignment with Mahalanobis costs."""
+def _assign(tr: Transform, xs, ys, cs, ct, si, ti, gate_level, density: float = 0.0):
+    """Gated Hungarian assignment with Mahalanobis costs.
+
+    The gate is the chi-square quantile at ``gate_level``; in 2-D it tightens (down to the 1 %
+    quantile) where a chance neighbour is likelier than a true pair that far out: where
+    ``exp(-d2 / 2) / (2 pi sqrt|C|)`` falls below the ``density`` (nm^-2) of detections.
+    """
     from scipy.optimize import linear_sum_assignment
     from scipy.stats import chi2
 
@@ -91,8 +96,12 @@ def _assign(tr: Transform, xs, ys, cs, ct, si, ti, gate_level):
     diff = ys[None, :, :] - pred[:, None, :]
     d2 = np.einsum("nmi,nmij,nmj->nm", diff, np.linalg.inv(cov), diff)
     g = chi2.ppf(1 - gate_level, d)
+    gate = np.full(d2.shape, g)
+    if d == 2 and density > 0:
+        lr = -2.0 * np.log(2 * np.pi * np.sqrt(np.linalg.det(cov)) * density)
+        gate = np.clip(lr, chi2.ppf(0.99, d), g)
     big = 1e6 * g
-    cost = np.where(d2 <= g, d2, big)
+    cost = np.where(d2 <= gate, d2, big)
     r, c = linear_sum_assignment(cost)
     ok = cost[r, c] < big
     return r[ok], c[ok], model_var
@@ -307,7 +316,8 @@ def pair_points(
     diag["chosen"] = "mirrored" if mirrored else "proper"
     diag["method"] = method
     tr = _lift(tr2, d, xs, ys, si, ti, mirrored)
-    r, c, model_var = _assign(tr, xs, ys, cs, ct, si, ti, gate_level)
+    dens_pair = max(density, _pose.point_density(tr2.apply(x2)))
+    r, c, model_var = _assign(tr, xs, ys, cs, ct, si, ti, gate_level, dens_pair)
     if len(r) < min_pairs:
         raise RegistrationError(
             f"no consistent pairing: only {len(r)} pairs pass the Mahalanobis gate (need {min_pairs})",

@@ -176,7 +176,7 @@ def refine(coarse: Transform, xs, ys, tree, gate: float, noise: tuple[float, flo
     """Re-fit on mutual nearest neighbours within a gate that shrinks to the inliers' own scatter.
 
     Similarity (of the given handedness) first, affine once there are 6 or more pairs. The gate
-    is ``k_sigma * s`` (``s`` the per-axis residual scatter, corrected for the fitted parameters),
+    is ``k_sigma * s`` (``s`` the robust per-axis residual scatter, corrected for the fitted parameters),
     at least ``k_sigma`` times the stated noise (``noise`` = per-axis source, target standard
     deviations, nm; the source's mapped at the pose's scale) and ``min_gate``, at most ``gate``
     (nm). Returns (transform, source idx, target idx, gate, s).
@@ -195,7 +195,9 @@ def refine(coarse: Transform, xs, ys, tree, gate: float, noise: tuple[float, flo
         tr = Affine.from_parts(a, t - a @ c)
         res = ys[ti] - tr.apply(xs[si])
         p = 6 if model == "affine" else 4
-        s = float(np.sqrt(np.sum(res**2) / max(2 * len(si) - p, 1)))
+        # robust per-axis scatter: median |r| of a 2-D normal is sqrt(2 ln 2) sigma
+        k = len(si)
+        s = float(np.median(np.linalg.norm(res, axis=1)) / np.sqrt(2 * np.log(2)) * np.sqrt(2 * k / max(2 * k - p, 1)))
         stated = float(np.hypot(noise[1], scale_of(a[:2, :2]) * noise[0]))
         g_new = min(gate, max(k_sigma * s, k_sigma * stated, min_gate))
         done = np.isclose(g_new, g, rtol=1e-3) and r > 1
