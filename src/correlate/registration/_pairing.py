@@ -74,7 +74,7 @@ class Pairing:
 def _assign(tr: Transform, xs, ys, cs, ct, si, ti, gate_level, density: float = 0.0):
     """Gated Hungarian assignment with Mahalanobis costs.
 
-    The gate is the chi-square quantile at ``gate_level``; in 2-D it tightens (down to the 1 %
+    The gate is the chi-square quantile at ``gate_level``; in 2-D it tightens (down to the 0.1 %
     quantile) where a chance neighbour is likelier than a true pair that far out: where
     ``exp(-d2 / 2) / (2 pi sqrt|C|)`` falls below the ``density`` (nm^-2) of detections.
     """
@@ -99,7 +99,7 @@ def _assign(tr: Transform, xs, ys, cs, ct, si, ti, gate_level, density: float = 
     gate = np.full(d2.shape, g)
     if d == 2 and density > 0:
         lr = -2.0 * np.log(2 * np.pi * np.sqrt(np.linalg.det(cov)) * density)
-        gate = np.clip(lr, chi2.ppf(0.99, d), g)
+        gate = np.clip(lr, chi2.ppf(0.999, d), g)
     big = 1e6 * g
     cost = np.where(d2 <= gate, d2, big)
     r, c = linear_sum_assignment(cost)
@@ -299,7 +299,9 @@ def pair_points(
         tri_s, tri_t = _pose.triangles(x2), _pose.triangles(y2)
         t6, wt, lt, ft = _pose.all_orders(_pose.as_complex(y2), tri_t)
         et = ft * sig_t / lt
-        okt = np.isfinite(wt) & (et <= ctx["max_shape_noise"])
+        # a canonical source key has |w| <= 1 and |1 - w| <= 1: other vertex orders never match
+        reach = 1.0 + shape_tolerance + 0.2
+        okt = np.isfinite(wt) & (et <= ctx["max_shape_noise"]) & (np.abs(wt) <= reach) & (np.abs(1 - wt) <= reach)
         keys = (t6[okt], wt[okt], et[okt])
         diag.update({"n_triangles_moving": int(len(tri_s)), "n_triangles_fixed": int(len(tri_t))})
         for name, mir in (("proper", False), ("mirrored", True)):

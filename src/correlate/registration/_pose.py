@@ -114,21 +114,35 @@ def all_orders(pc: np.ndarray, tri: np.ndarray):
 def match_shapes(ws, es, wt, et, tol: float, k_sigma: float = 3.5, max_pairs: int = 200_000):
     """Pairs (i, j) of source and target shapes with |ws_i - wt_j| <= tol + k * sqrt(es_i^2 + et_j^2).
 
-    ``es``, ``et``: per-component standard deviation of each shape key (dimensionless).
+    ``es``, ``et``: per-component standard deviation of each shape key (dimensionless). The
+    search runs per class of noise (so that a few noisy triangles do not widen every query).
     Returns the index arrays and the distance in units of the allowed radius, best first, at most
     ``max_pairs``.
     """
     from scipy.spatial import cKDTree
 
+    empty = np.zeros(0, int), np.zeros(0, int), np.zeros(0)
     if len(ws) == 0 or len(wt) == 0:
-        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
-    r = tol + k_sigma * (es.max() + et.max())
+        return empty
+    edges = np.array([0.0, 0.003, 0.01, 0.03, np.inf])
+    cs_, ct_ = np.digitize(es, edges[1:-1]), np.digitize(et, edges[1:-1])
     ks = np.column_stack([ws.real, ws.imag])
     kt = np.column_stack([wt.real, wt.imag])
-    sp = cKDTree(ks).sparse_distance_matrix(cKDTree(kt), r, output_type="ndarray")
-    i, j, dist = sp["i"], sp["j"], sp["v"]
-    allowed = tol + k_sigma * np.sqrt(es[i] ** 2 + et[j] ** 2)
-    q = dist / allowed
+    parts_i, parts_j = [], []
+    for a in np.unique(cs_):
+        ia = np.flatnonzero(cs_ == a)
+        ta = cKDTree(ks[ia])
+        for b in np.unique(ct_):
+            jb = np.flatnonzero(ct_ == b)
+            r = tol + k_sigma * (es[ia].max() + et[jb].max())
+            sp = ta.sparse_distance_matrix(cKDTree(kt[jb]), r, output_type="ndarray")
+            parts_i.append(ia[sp["i"]])
+            parts_j.append(jb[sp["j"]])
+    i, j = np.concatenate(parts_i), np.concatenate(parts_j)
+    if len(i) == 0:
+        return empty
+    dist = np.abs(ws[i] - wt[j])
+    q = dist / (tol + k_sigma * np.sqrt(es[i] ** 2 + et[j] ** 2))
     ok = q <= 1.0
     i, j, q = i[ok], j[ok], q[ok]
     order = np.argsort(q, kind="stable")[:max_pairs]
