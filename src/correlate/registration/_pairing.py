@@ -378,13 +378,13 @@ def _choose(results, allow_mirror, n, m, lo, hi, diag, notes):
     win = min(passing, key=lambda r: (r["log10_chance"], -len(r["si"])))
     lose = q if win is p else p
     if win is q and not allow_mirror:
-        if not p["passes"]:
+        if not (p["passes"] and len(p["si"]) >= 0.9 * len(q["si"])):
             raise RegistrationError(
                 f"the fiducials pair up only as a mirror image: mirrored pose {said(q)}, proper pose {said(p)}; "
-                f"{counts}",
+                f"{counts}; allow the mirror (drop --no-mirror)",
                 field="fiducials", stage="pairing", hint="allow the mirror (drop --no-mirror)", diagnostics=diag,
             )
-        notes.append(f"mirror not allowed: kept the proper pose ({said(p)}) over the mirrored one ({said(q)})")
+        notes.append(f"mirror not allowed: kept the proper pose ({said(p)}) over the as likely mirrored one ({said(q)})")
         win, lose = p, q
     elif lose["passes"] and allow_mirror and len(lose["si"]) >= 0.9 * len(win["si"]):
         raise RegistrationError(

@@ -206,6 +206,9 @@ def refine(coarse: Transform, xs, ys, tree, gate: float, noise: tuple[float, flo
         w = np.ones(len(si))
         c = _weighted_centroid(xs[si], w)
         a, t, _ = _closed_form(model, xs[si], ys[ti], w, c, reflection=mirrored)
+        if model == "affine" and (np.linalg.det(a) < 0) != mirrored:  # an affine may flip: keep the handedness
+            model = "similarity"
+            a, t, _ = _closed_form(model, xs[si], ys[ti], w, c, reflection=mirrored)
         tr = Affine.from_parts(a, t - a @ c)
         res = ys[ti] - tr.apply(xs[si])
         p = 6 if model == "affine" else 4
