@@ -123,7 +123,9 @@ def _scale_range(scale_range, prior, d: int):
 
 def _pose_entry(tr: Transform | None, si, g: float, s: float, coarse_count: int, h: int) -> dict[str, Any]:
     if tr is None:
-        return {"n_hypotheses": int(h), "inliers": 0, "coarse_inliers": int(coarse_count)}
+        nan = float("nan")
+        return {"n_hypotheses": int(h), "inliers": 0, "coarse_inliers": int(coarse_count), "gate_nm": float(g),
+                "scatter_nm": nan, "scale": nan, "rotation_deg": nan}
     a = tr.matrix[:2, :2]
     return {
         "n_hypotheses": int(h),
@@ -204,7 +206,7 @@ def pair_points(
     gate_level: float = 1e-4,
     shape_tolerance: float = 0.02,
     chance_level: float = 0.01,
-    max_hypotheses: int = 50_000,
+    max_hypotheses: int = 20_000,
     seed: int = 0,
 ) -> Pairing:
     """Find correspondences between two fiducial sets without manual clicks, in any pose.
