@@ -170,23 +170,29 @@ def _search(x2, y2, tree, mirrored: bool, tri_s, target_keys, ctx) -> dict[str, 
         a = np.array([[zr.real, -zr.imag], [zr.imag, zr.real]]) @ np.diag(flip)
         coarse = Affine.from_parts(a, [br.real, br.imag])
         tr, si, ti, g, s = _pose.refine(coarse, x2, y2, tree, ctx["gate"], ctx["noise"], ctx["min_gate"], mirrored)
-        key = (len(si), -(s if np.isfinite(s) else np.inf))
-        if best is None or key > best[0]:
+        key = _log_chance(len(si), n, ctx["density"], g)
+        if best is None or key < best[0]:
             best = (key, tr, si, ti, g, s, int(c_full[r]))
     _, out["tr"], out["si"], out["ti"], out["g"], out["s"], out["coarse"] = best
     return out
 
 
-def _judge(res: dict[str, Any], n: int, density: float, h_total: int, ctx) -> None:
-    """Add the chance threshold, expectation and log10 chance probability to a search result."""
+def _log_chance(k: int, n: int, density: float, gate: float) -> float:
+    """Natural log of the probability that one hypothesis reaches ``k`` inliers by chance."""
     from scipy.stats import binom
 
+    if k <= _FREE:
+        return 0.0
+    p = float(min(1.0, density * np.pi * gate**2))
+    return float(binom.logsf(k - _FREE - 1, max(n - _FREE, 0), p))
+
+
+def _judge(res: dict[str, Any], n: int, density: float, h_total: int, ctx) -> None:
+    """Add the chance threshold, expectation and log10 chance probability to a search result."""
     need, lam = _pose.chance_needed(n, density, res["g"], h_total, _FREE, ctx["chance_level"])
     need = max(need, ctx["min_pairs"])
     k = len(res["si"])
-    nf = max(n - _FREE, 0)
-    p = float(min(1.0, density * np.pi * res["g"] ** 2))
-    logp = float(binom.logsf(k - _FREE - 1, nf, p)) if k > _FREE else 0.0
+    logp = _log_chance(k, n, density, res["g"])
     res["needed"], res["chance_expected"] = int(need), float(lam)
     res["log10_chance"] = min(0.0, (logp + np.log(max(h_total, 1))) / np.log(10))
     res["passes"] = res["tr"] is not None and k >= need
@@ -291,7 +297,8 @@ def pair_points(
     })
     ctx = {"sig_s": sig_s, "gate": gate, "noise": (sig_s, sig_t), "min_gate": min_gate, "lo": lo, "hi": hi, "shape_tolerance": shape_tolerance,
            "max_shape_noise": 0.1, "max_hypotheses": int(max_hypotheses), "rng": np.random.default_rng(seed),
-           "subset": 24, "n_full": 256, "n_refine": 8, "chance_level": chance_level, "min_pairs": min_pairs}
+           "subset": 24, "n_full": 256, "n_refine": 8, "chance_level": chance_level, "min_pairs": min_pairs,
+           "density": density}
     notes: list[str] = []
     chosen = None
     if prior is not None:
