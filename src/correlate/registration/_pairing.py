@@ -295,10 +295,12 @@ def pair_points(
         "noise_moving_nm": sig_s, "noise_fixed_nm": sig_t, "fixed_density_per_um2": density * 1e6,
         "shape_tolerance": float(shape_tolerance), "chance_level": float(chance_level),
     })
-    ctx = {"sig_s": sig_s, "gate": gate, "noise": (sig_s, sig_t), "min_gate": min_gate, "lo": lo, "hi": hi, "shape_tolerance": shape_tolerance,
-           "max_shape_noise": 0.1, "max_hypotheses": int(max_hypotheses), "rng": np.random.default_rng(seed),
-           "subset": 24, "n_full": 256, "n_refine": 8, "chance_level": chance_level, "min_pairs": min_pairs,
-           "density": density}
+    ctx = {
+        "sig_s": sig_s, "noise": (sig_s, sig_t), "gate": gate, "min_gate": min_gate, "lo": lo, "hi": hi,
+        "shape_tolerance": shape_tolerance, "max_shape_noise": 0.1, "max_hypotheses": int(max_hypotheses),
+        "rng": np.random.default_rng(seed), "subset": 24, "n_full": 256, "n_refine": 8,
+        "chance_level": chance_level, "min_pairs": min_pairs, "density": density,
+    }
     notes: list[str] = []
     chosen = None
     if prior is not None:
