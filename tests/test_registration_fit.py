@@ -240,8 +240,11 @@ def test_pairing_failures_say_why():
     with pytest.raises(RegistrationError, match="at least 3 needed"):
         pair_points(a[:2], b)
     mirrored = a * [-1, 1] + 300
-    with pytest.raises(RegistrationError, match="mirror"):
-        pair_points(a, mirrored)
+    p = pair_points(a, mirrored)  # a mirror is found and reported, not refused
+    assert p.mirrored and len(p) == 10 and np.all(p.source_index == p.target_index)
+    with pytest.raises(RegistrationError, match="mirror") as exc:
+        pair_points(a, mirrored, allow_mirror=False)
+    assert exc.value.stage == "pairing" and "no-mirror" in exc.value.hint
 
 
 def test_bigwarp_csv_round_trip_and_fit(tmp_path):

@@ -1,8 +1,8 @@
 """Fiducial-based registration with predicted error.
 
 Detection (beads / gold in images, persistent emitters in SMLM tables) with a covariance per
-fiducial; pairing without clicks (RANSAC over similarity hypotheses, then a gated Hungarian
-assignment); weighted fits (translation, rigid, similarity, affine, smoothing thin-plate spline);
+fiducial; pairing without clicks in any pose (triangle-shape similarity hypotheses for both
+handednesses, accepted against chance, then a gated Hungarian assignment); weighted fits (translation, rigid, similarity, affine, smoothing thin-plate spline);
 error (FRE, first-order predicted TRE anywhere, leave-one-out, chi-square model choice, outlier
 flags); BigWarp / matrix / NGFF export; optional SimpleITK intensity refinement.
 

@@ -158,8 +158,12 @@ def _weighted_centroid(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     return (w[:, None] * x).sum(0) / w.sum()
 
 
-def _closed_form(model: str, x: np.ndarray, y: np.ndarray, w: np.ndarray, c: np.ndarray):
-    """Seed: weighted closed form with scalar weights. Returns (A, t, reflection_flag)."""
+def _closed_form(model: str, x: np.ndarray, y: np.ndarray, w: np.ndarray, c: np.ndarray, reflection: bool | None = False):
+    """Seed: weighted closed form with scalar weights. Returns (A, t, reflection_flag).
+
+    ``reflection``: rigid/similarity only; False forces det A > 0, True det A < 0, None takes
+    whichever handedness fits best (the unconstrained Procrustes solution).
+    """
     d = x.shape[1]
     wn = w / w.sum()
     q = x - c
@@ -171,13 +175,14 @@ def _closed_form(model: str, x: np.ndarray, y: np.ndarray, w: np.ndarray, c: np.
         sw = np.sqrt(wn)[:, None]
         sol, *_ = np.linalg.lstsq(sw * q, sw * qy, rcond=None)
         return sol.T, my, False
-    # Umeyama with the reflection guard.
+    # Umeyama with the handedness guard.
     cov = (wn[:, None, None] * qy[:, :, None] * q[:, None, :]).sum(0)
     u, s, vt = np.linalg.svd(cov)
     sign = np.sign(np.linalg.det(u) * np.linalg.det(vt))
     sv = np.ones(d)
-    if sign < 0:
+    if reflection is not None and (sign < 0) != bool(reflection):
         sv[-1] = -1
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt) * np.prod(sv))
     r = u @ np.diag(sv) @ vt
     scale = 1.0
     if model == "similarity":
@@ -434,6 +439,7 @@ def fit_model(
     smoothing: float | str = "loo",
     noise_scale: float | None = None,
     check_reflection: bool = True,
+    reflection: bool = False,
     max_iter: int = 30,
 ) -> Fit:
     """Fit ``model`` mapping moving ``source`` fiducials onto fixed ``target`` fiducials.
@@ -454,8 +460,14 @@ def fit_model(
         Multiply the stated covariances by this factor in the TRE prediction; default 1 (or the
         residual-based estimate when the covariances are unknown).
     check_reflection
-        Raise :class:`~correlate.errors.RegistrationError` if the pairs fit a mirror image
-        (significantly better than any proper rotation); never silently fixed.
+        With ``reflection=False``: raise :class:`~correlate.errors.RegistrationError` if the pairs
+        fit a mirror image (significantly better than any proper rotation); never silently fixed.
+        ``check_reflection=False`` (refits of an already decided fit: leave-one-out, outlier
+        flags) neither checks nor constrains: rigid/similarity take the handedness that fits best.
+    reflection
+        True when pairing found the frames mirrored: rigid/similarity are fitted as improper
+        transforms (weighted Umeyama with det -1, then Gauss-Newton, which keeps the sign) and an
+        affine fit may have det A < 0.
 
     Returns
     -------
@@ -480,8 +492,11 @@ def fit_model(
         from ._tps import fit_tps
 
         return fit_tps(x, y, cx, cy, smoothing=smoothing, noise_known=known, noise_scale=noise_scale)
-    fit = _fit_linear(model, x, y, cx, cy, max_iter=max_iter)
-    if check_reflection and model in ("rigid", "similarity", "affine"):
+    handed = True if reflection else (False if check_reflection else None)
+    fit = _fit_linear(model, x, y, cx, cy, max_iter=max_iter, reflection=handed)
+    if reflection and model in ("rigid", "similarity"):
+        fit.notes.append(f"{model} fitted as a reflection (det A < 0): pairing found the frames mirrored")
+    if check_reflection and not reflection and model in ("rigid", "similarity", "affine"):
         _check_reflection(model, x, y, cx, cy, fit, max_iter)
     if not known:
         s2 = fit.chi2 / fit.dof if fit.dof > 0 else float("nan")
@@ -498,12 +513,12 @@ def fit_model(
     return fit
 
 
-def _fit_linear(model, x, y, cx, cy, max_iter=30) -> Fit:
+def _fit_linear(model, x, y, cx, cy, max_iter=30, reflection: bool | None = False) -> Fit:
     n, d = x.shape
     cyf = cy + _COV_FLOOR * np.eye(d)
     w = 1.0 / np.maximum(np.trace(cx + cyf, axis1=1, axis2=2) / d, 1e-12)
     c = _weighted_centroid(x, w)
-    a, t, _ = _closed_form(model, x, y, w, c)
+    a, t, _ = _closed_form(model, x, y, w, c, reflection)
     p = n_params(model, d)
     for _ in range(max_iter):
         cres = cyf + np.einsum("ij,njk,lk->nil", a, cx, a)

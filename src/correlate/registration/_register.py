@@ -48,12 +48,14 @@ def register_points(
     *,
     model: str = "auto",
     prior: Transform | None = None,
-    scale_range: tuple[float, float] = (0.9, 1.1),
+    scale_range: tuple[float, float] | None = None,
+    allow_mirror: bool = True,
     alpha: float = 0.01,
     reject_outliers: bool = True,
     moving_name: str = "moving",
     fixed_name: str = "fixed",
     gate_nm: float | None = None,
+    **pairing_kwargs,
 ) -> Registration:
     """Pair two fiducial tables automatically and fit the moving -> fixed transform.
 
@@ -65,36 +67,49 @@ def register_points(
     model
         ``"auto"`` (simplest adequate model) or a model name.
     prior
-        Approximate moving -> fixed transform (e.g. from metadata), tried before RANSAC.
+        Approximate moving -> fixed transform (e.g. from metadata), tried before the pose search.
     scale_range
-        Allowed scale factor between the frames (pairing).
+        Allowed scale factor fixed/moving (pairing); None: around the prior's scale, else a
+        wide default (see :func:`pair_points`).
+    allow_mirror
+        Accept frames that match only as a mirror image; the fit is then a reflection and
+        ``Registration.mirrored`` is True.
+    pairing_kwargs
+        Further options of :func:`pair_points` (``shape_tolerance``, ``chance_level``, ...).
 
     Returns
     -------
     Registration
-        With ``landmarks`` (source = moving, target = fixed) and pairing notes.
+        With ``landmarks`` (source = moving, target = fixed), pairing notes and ``pairing``
+        (method, counts, ``mirrored``, ``diagnostics``).
     """
     from ._pairing import pair_points
 
     d = 3 if ("z" in moving.columns and "z" in fixed.columns) else 2
     xs, cs = fiducial_arrays(moving, d)
     ys, ct = fiducial_arrays(fixed, d)
-    pairing = pair_points(xs, ys, cs, ct, prior=prior, scale_range=scale_range, gate_nm=gate_nm)
+    pairing = pair_points(
+        xs, ys, cs, ct, prior=prior, scale_range=scale_range, allow_mirror=allow_mirror, gate_nm=gate_nm,
+        **pairing_kwargs,
+    )
     ids = np.array([f"{i}:{j}" for i, j in zip(pairing.source_index, pairing.target_index)], dtype=object)
     lm = Landmarks(
         xs[pairing.source_index], ys[pairing.target_index], cs[pairing.source_index], ct[pairing.target_index],
         ids=ids, source_system=moving_name, target_system=fixed_name,
     )
-    reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers)
+    reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers, reflection=pairing.mirrored)
+    reg.mirrored = bool(pairing.mirrored)
     reg.notes += pairing.notes
     reg.pairing = {
         "method": pairing.method,
+        "mirrored": bool(pairing.mirrored),
         "n_hypotheses": int(pairing.n_hypotheses),
         "n_detected_moving": len(xs),
         "n_detected_fixed": len(ys),
         "n_pairs": len(pairing),
         "moving_index": pairing.source_index.tolist(),
         "fixed_index": pairing.target_index.tolist(),
+        "diagnostics": pairing.diagnostics,
     }
     return reg
 
@@ -168,6 +183,7 @@ def registration_record(reg: Registration, *, moving: str, fixed: str, field: np
         "moving": moving,
         "fixed": fixed,
         "model": fit.model,
+        "mirrored": bool(getattr(reg, "mirrored", False)),
         "reason": reg.reason,
         "transform": fit.transform.to_ngff(input=moving, output=fixed),
         "parameters": _parameters(fit),

@@ -62,6 +62,7 @@ class Registration:
     notes: list[str] = field(default_factory=list)
     pairing: dict[str, Any] = field(default_factory=dict)
     fiducials: dict[str, Any] = field(default_factory=dict)
+    mirrored: bool = False
 
     @property
     def model(self) -> str:
@@ -181,6 +182,7 @@ def select_model(
     models: Sequence[str] = MODELS,
     *,
     alpha: float = 0.01,
+    reflection: bool = False,
 ) -> tuple[Fit, list[dict[str, Any]], str, np.ndarray]:
     """Fit every candidate model and choose the simplest adequate one.
 
@@ -206,7 +208,7 @@ def select_model(
             errors[m] = f"needs more than {min_pairs(m, d)} pairs"
             continue
         try:
-            f = fit_model(x, target, m, source_cov, target_cov)
+            f = fit_model(x, target, m, source_cov, target_cov, reflection=reflection)
         except RegistrationError as exc:
             if "mirror" in str(exc) or "reflection" in str(exc):
                 raise
@@ -376,6 +378,7 @@ def fit_landmarks(
     alpha: float = 0.01,
     reject_outliers: bool = True,
     outlier_level: float = 1e-3,
+    reflection: bool = False,
 ) -> Registration:
     """Flag outliers, fit (and with ``model="auto"`` choose) a model on paired fiducials.
 
@@ -390,6 +393,9 @@ def fit_landmarks(
         Chi-square p-value at or above which a model is adequate.
     reject_outliers
         Flag outliers by normalised leave-one-out residual before fitting.
+    reflection
+        The frames are mirrored (pairing found it): fit improper rigid/similarity transforms
+        and allow an affine with det < 0 (see :func:`fit_model`).
 
     Returns
     -------
@@ -409,9 +415,9 @@ def fit_landmarks(
     sc = lm.source_cov[use] if covs_known else None
     tc = lm.target_cov[use] if covs_known else None
     if model == "auto":
-        fit, cands, reason, loo = select_model(lm.source[use], lm.target[use], sc, tc, alpha=alpha)
+        fit, cands, reason, loo = select_model(lm.source[use], lm.target[use], sc, tc, alpha=alpha, reflection=reflection)
     else:
-        fit = fit_model(lm.source[use], lm.target[use], model, sc, tc)
+        fit = fit_model(lm.source[use], lm.target[use], model, sc, tc, reflection=reflection)
         loo = loo_residuals(fit)
         loo_rms = float(np.sqrt(np.nanmean(np.sum(loo**2, axis=1))))
         calibrate_error(fit, loo)
