@@ -229,6 +229,11 @@ class Fit:
         (:func:`~correlate.registration._tps.tps_kriging_var`: ~0 at the fiducials, growing
         between them and outside their hull). Set by :func:`fit_landmarks` /
         :func:`select_model` by maximum likelihood from the leave-one-out errors; 0 otherwise.
+    excess_fle_nm
+        Per-axis standard deviation (nm) of the systematic per-fiducial error (both sides
+        combined) added as ``excess_fle_nm^2 I`` to every residual covariance ``res_cov``, and so
+        carried into ``param_cov`` and the predicted TRE; 0.0 if none is needed
+        (see :mod:`correlate.registration._excess`).
     tps
         For ``model="tps"``: ``{"smoothing": lambda, "weights": (N,)}``.
     """
@@ -250,6 +255,7 @@ class Fit:
     noise_known: bool = True
     model_var: float = 0.0
     model_scale: float = 0.0
+    excess_fle_nm: float = 0.0
     tps: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -322,6 +328,7 @@ class Fit:
             "noise_scale": float(self.noise_scale),
             "model_var_nm2": float(self.model_var),
             "model_scale_nm2": float(self.model_scale),
+            "excess_fle_nm": float(self.excess_fle_nm),
             "transform": self.transform.to_ngff(),
         }
         if self.model == "tps":
@@ -363,6 +370,7 @@ class Fit:
             noise_scale=_num(d.get("noise_scale", 1.0)),
             model_var=_num(d.get("model_var_nm2", 0.0), 0.0),
             model_scale=_num(d.get("model_scale_nm2", 0.0), 0.0),
+            excess_fle_nm=_num(d.get("excess_fle_nm", 0.0), 0.0),
             tps=tps,
         )
 
@@ -378,6 +386,7 @@ class Fit:
             "noise_scale": self.noise_scale,
             "model_var_nm2": self.model_var,
             "model_scale_nm2": self.model_scale,
+            "excess_fle_nm": self.excess_fle_nm,
         }
 
 
@@ -435,6 +444,7 @@ def fit_model(
     noise_scale: float | None = None,
     check_reflection: bool = True,
     max_iter: int = 30,
+    excess_fle_nm: float | str = 0.0,
 ) -> Fit:
     """Fit ``model`` mapping moving ``source`` fiducials onto fixed ``target`` fiducials.
 
@@ -456,6 +466,13 @@ def fit_model(
     check_reflection
         Raise :class:`~correlate.errors.RegistrationError` if the pairs fit a mirror image
         (significantly better than any proper rotation); never silently fixed.
+    excess_fle_nm
+        Systematic per-fiducial error (per-axis standard deviation, nm, both sides combined)
+        added as ``excess_fle_nm^2 I`` to every pair's covariance; ``"estimate"`` solves
+        ``chi2/dof = 1`` on this model's own residuals (linear models; see
+        :func:`~correlate.registration._excess.paule_mandel`). Default 0: the stated
+        covariances as they are. With unknown covariances a number makes ``excess_fle_nm^2 I``
+        the (known) noise.
 
     Returns
     -------
@@ -473,14 +490,30 @@ def fit_model(
         raise RegistrationError(
             f"a {d}-D {model} fit needs at least {need} fiducial pairs, got {n}", field="landmarks"
         )
+    s2, estimate = _excess_arg(excess_fle_nm, model, known)
+    if not known and s2 > 0:
+        cx, cy, known = np.zeros((n, d, d)), np.zeros((n, d, d)), True
     if not known:
         cx = np.zeros((n, d, d))
         cy = np.broadcast_to(np.eye(d), (n, d, d)).copy()
     if model == "tps":
+        from ._excess import add_excess
         from ._tps import fit_tps
 
-        return fit_tps(x, y, cx, cy, smoothing=smoothing, noise_known=known, noise_scale=noise_scale)
-    fit = _fit_linear(model, x, y, cx, cy, max_iter=max_iter)
+        fit = fit_tps(x, y, cx, add_excess(cy, s2), smoothing=smoothing, noise_known=known, noise_scale=noise_scale)
+        fit.excess_fle_nm = float(np.sqrt(s2))
+        return fit
+    if estimate:
+        from ._excess import paule_mandel
+
+        s2, fit = paule_mandel(model, x, y, cx, cy, max_iter=max_iter)
+        fit.notes.append(f"excess fiducial error {np.sqrt(s2):.3g} nm per axis (chi2/dof = 1 on the {model} residuals)")
+    else:
+        from ._excess import add_excess
+
+        fit = _fit_linear(model, x, y, cx, add_excess(cy, s2), max_iter=max_iter)
+    fit.excess_fle_nm = float(np.sqrt(s2))
+    cy = cy + s2 * np.eye(d)
     if check_reflection and model in ("rigid", "similarity", "affine"):
         _check_reflection(model, x, y, cx, cy, fit, max_iter)
     if not known:
@@ -496,6 +529,30 @@ def fit_model(
         fit.noise_scale = float(noise_scale)
         fit.param_cov = fit.param_cov * fit.noise_scale
     return fit
+
+
+def _excess_arg(value, model: str, known: bool) -> tuple[float, bool]:
+    """(excess variance nm^2, estimate?) from ``fit_model``'s ``excess_fle_nm``."""
+    if isinstance(value, str):
+        if value != "estimate":
+            raise RegistrationError(f"excess_fle_nm must be a number (nm) or 'estimate', got {value!r}", field="excess_fle_nm")
+        if model == "tps":
+            raise RegistrationError(
+                "excess_fle_nm='estimate' needs a linear model; for a spline the excess comes from "
+                "select_model / fit_landmarks (the deformation test), or give a number",
+                field="excess_fle_nm", stage="fit", hint="excess_fle_nm=<nm>",
+            )
+        if not known:
+            raise RegistrationError(
+                "excess_fle_nm='estimate' needs stated fiducial covariances: without them the residuals "
+                "set the whole noise level and no excess can be told apart",
+                field="excess_fle_nm", stage="fit", hint="excess_fle_nm=<nm>",
+            )
+        return 0.0, True
+    v = float(value)
+    if not (np.isfinite(v) and v >= 0):
+        raise RegistrationError(f"excess_fle_nm must be finite and >= 0 nm, got {value!r}", field="excess_fle_nm")
+    return v * v, False
 
 
 def _fit_linear(model, x, y, cx, cy, max_iter=30) -> Fit:
