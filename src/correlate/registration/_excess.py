@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import RegistrationError
 
-__all__ = ["add_excess", "deformation_reml", "paule_mandel", "robust_excess"]
+__all__ = ["add_excess", "affine_kriging_var", "deformation_reml", "paule_mandel", "robust_excess"]
 
 
 def add_excess(cov: np.ndarray, s2: float) -> np.ndarray:
@@ -233,3 +233,45 @@ def deformation_reml(x, y, res_cov, *, s2_fixed: float | None = None) -> dict[st
         "lr": lr,
         "pvalue": float(0.5 * chi2.sf(lr, 1)) if lr > 0 else 1.0,
     }
+
+
+def affine_kriging_var(centers, weights, points) -> np.ndarray:
+    """Variance factor of a smooth deformation that an affine fit does not follow, at ``points``.
+
+    For a random deformation ``g`` with the thin-plate generalised covariance (as in
+    :func:`deformation_reml`), the error that a weighted affine fit to ``g(X)`` leaves at ``p``,
+    ``g(p) - l(p)^T g(X)`` with ``l(p)`` the affine smoother row, has variance
+    ``theta * kappa(p)``, ``kappa(p) = l^T Phi l - 2 l^T phi(p)`` (``l`` reproduces affine
+    functions, so the generalised covariance applies). Small near the fiducials' centroid and
+    growing outside their hull.
+
+    Parameters
+    ----------
+    centers
+        (N, D) fiducials (nm); ``weights`` (N,) their relative weights.
+    points
+        (M, D) positions (nm) in the moving frame.
+
+    Returns
+    -------
+    numpy.ndarray
+        (M,) ``kappa`` (dimensionless, >= 0).
+    """
+    from ._tps import _frame, _kernel_u
+
+    c = np.asarray(centers, float)
+    n, d = c.shape
+    x0, L = _frame(c)
+    u = (c - x0) / L
+    w = np.asarray(weights, float)
+    p = np.hstack([u, np.ones((n, 1))])
+    g = np.linalg.solve(p.T @ (w[:, None] * p), (w[:, None] * p).T)  # (D+1, N)
+    phi = _kernel_u(np.linalg.norm(u[:, None] - u[None], axis=-1), d)
+    pts = (np.atleast_2d(np.asarray(points, float)) - x0) / L
+    out = np.empty(len(pts))
+    for a in range(0, len(pts), 4096):  # bounded memory for TRE maps
+        q = pts[a : a + 4096]
+        lp = np.hstack([q, np.ones((len(q), 1))]) @ g
+        k = _kernel_u(np.linalg.norm(q[:, None] - u[None], axis=-1), d)
+        out[a : a + 4096] = np.einsum("mn,mn->m", lp, lp @ phi) - 2 * np.einsum("mn,mn->m", lp, k)
+    return np.clip(out, 0.0, None)

@@ -224,11 +224,15 @@ class Fit:
         for a deformation the model does not follow (the leave-one-out excess over the noise,
         when significant; set by :func:`fit_landmarks` / :func:`select_model`). 0 for a TPS.
     model_scale
-        TPS only: scale ``theta`` (nm^2) of the spline's interpolation (model) error, added as
-        ``theta * kappa(p) * I`` with ``kappa`` the spline's kriging variance
+        Scale ``theta`` (nm^2) of a smooth deformation's error, added as ``theta * kappa(p) * I``.
+        TPS: ``kappa`` is the spline's kriging variance
         (:func:`~correlate.registration._tps.tps_kriging_var`: ~0 at the fiducials, growing
-        between them and outside their hull). Set by :func:`fit_landmarks` /
-        :func:`select_model` by maximum likelihood from the leave-one-out errors; 0 otherwise.
+        between them and outside their hull), ``theta`` the maximum-likelihood fit of the
+        leave-one-out errors. Linear models: ``kappa`` is what an affine fit leaves of such a
+        deformation (:func:`~correlate.registration._excess.affine_kriging_var`), ``theta`` the
+        REML estimate of :func:`~correlate.registration._excess.deformation_reml` (a deformation
+        too weak to call for a spline still moves the targets). Set by :func:`fit_landmarks` /
+        :func:`select_model`; 0 otherwise.
     excess_fle_nm
         Per-axis standard deviation (nm) of the systematic per-fiducial error (both sides
         combined) added as ``excess_fle_nm^2 I`` to every residual covariance ``res_cov``, and so
@@ -298,6 +302,12 @@ class Fit:
         else:
             j = model_jacobian(self.model, self.linear, self.center, p)
             cov = np.einsum("mip,pq,mjq->mij", j, self.param_cov, j)
+            if self.model_scale > 0:
+                from ._excess import affine_kriging_var
+
+                w = 1.0 / (np.trace(self.res_cov, axis1=1, axis2=2) / self.ndim)
+                kap = affine_kriging_var(self.source, w / w.mean(), p)
+                cov = cov + (self.model_scale * kap)[:, None, None] * np.eye(self.ndim)
         if self.model_var > 0:
             cov = cov + self.model_var * np.eye(self.ndim)
         if target_cov is not None:
@@ -338,6 +348,9 @@ class Fit:
             d["weights"] = np.asarray(self.tps["weights"]).tolist()
         else:
             d["param_cov"] = self.param_cov.tolist()
+            if self.model_scale > 0:
+                d["source_nm"] = self.source.tolist()
+                d["residual_cov_nm2"] = self.res_cov.tolist()
         return d
 
     @classmethod

@@ -137,11 +137,13 @@ def choose(source, target, source_cov, target_cov, models: Sequence[str], *, alp
         "excess_linear_nm": s_lin,
         "method": f"chi2/dof = 1 on the {ref_model} residuals" if estimated else "given",
     }
-    tps = _tps_candidate(x, y, cx, cy, ref, models, s2, estimated, alpha, errors) if ref is not None else None
+    reml = deformation_test(x, y, cx, cy, ref, None if estimated else s2) if ref is not None else None
+    if reml is not None:
+        info["deformation"] = reml
+    tps = _tps_candidate(x, y, cx, cy, models, reml, errors)
     if tps is not None:
         fits["tps"] = tps[0]
         cands.append(tps[1])
-        info["deformation"] = tps[2]
     if not cands:
         raise RegistrationError(
             f"no model can be fitted to {n} fiducial pairs: " + "; ".join(f"{k}: {v}" for k, v in errors.items()),
@@ -151,28 +153,44 @@ def choose(source, target, source_cov, target_cov, models: Sequence[str], *, alp
     if chosen["model"] == "tps":
         info["excess_fle_nm"] = fits["tps"].excess_fle_nm
         info["method"] = "REML with a smooth deformation component" if estimated else "given"
+    else:
+        set_deformation_error(fits[chosen["model"]], reml)
     return _finish(chosen, cands, fits, reason, info)
 
 
-def _tps_candidate(x, y, cx, cy, ref: Fit, models, s2: float, estimated: bool, alpha: float, errors):
+def deformation_test(x, y, cx, cy, ref: Fit, s2_fixed: float | None) -> dict[str, float] | None:
+    """REML smooth-deformation test on the stated residual covariances of the ``ref`` fit's
+    linear part (see :func:`~correlate.registration._excess.deformation_reml`); None if N is
+    too small."""
     from ._excess import deformation_reml
 
-    n, d = x.shape
-    if "tps" not in models or n < min_pairs("tps", d) + 2:
-        return None
     a = ref.linear
-    res0 = cy + np.einsum("ij,njk,lk->nil", a, cx, a)
-    reml = deformation_reml(x, y, res0, s2_fixed=None if estimated else s2)
-    if not np.isfinite(reml["pvalue"]):
+    reml = deformation_reml(x, y, cy + np.einsum("ij,njk,lk->nil", a, cx, a), s2_fixed=s2_fixed)
+    return {k: float(v) for k, v in reml.items()} if np.isfinite(reml["pvalue"]) else None
+
+
+def set_deformation_error(fit: Fit, reml: dict[str, float] | None) -> None:
+    """A linear fit keeps the REML deformation scale as ``model_scale`` (its targets move with a
+    deformation the model does not follow, even one too weak to call for a spline)."""
+    if fit.model == "tps" or reml is None or not reml["theta"] > 0:
+        return
+    fit.model_scale = float(reml["theta"])
+    fit.notes.append(
+        f"smooth deformation not followed by the {fit.model} fit: theta * kappa(p) added to the predicted TRE "
+        f"(theta = {reml['theta']:.3g} nm^2, REML; deformation test p = {reml['pvalue']:.2g})"
+    )
+
+
+def _tps_candidate(x, y, cx, cy, models, reml, errors):
+    n, d = x.shape
+    if "tps" not in models or n < min_pairs("tps", d) + 2 or reml is None:
         return None
-    s2t = reml["s2"] if estimated else s2
-    f = _fit_or_reason(x, y, "tps", cx, cy, float(np.sqrt(s2t)), errors)
+    f = _fit_or_reason(x, y, "tps", cx, cy, float(np.sqrt(reml["s2"])), errors)
     if f is None:
         return None
     e = loo_residuals(f)
     cand = _candidate("tps", f, e, reml["pvalue"], "REML deformation vs white excess")
-    cand["dof"] = f.dof
-    return f, cand, {k: float(v) for k, v in reml.items()}
+    return f, cand
 
 
 def _decide(cands, fits, ref_model, s_lin: float, estimated: bool, alpha: float):

@@ -392,19 +392,27 @@ def _fit_requested(model: str, x, y, sc, tc, excess_fle_nm: float | None) -> tup
         info = {"excess_fle_nm": 0.0, "source": "not separable",
                 "method": "none: without stated covariances the residuals set the whole noise level"}
         return fit_model(x, y, model, sc, tc), info
-    if model != "tps":
-        fit = fit_model(x, y, model, sc, tc, excess_fle_nm="estimate")
-        return fit, {"excess_fle_nm": fit.excess_fle_nm, "source": "estimated",
-                     "method": f"chi2/dof = 1 on the {model} residuals"}
-    from ._excess import deformation_reml
     from ._fit import _prepare
+    from ._model_choice import deformation_test, set_deformation_error
 
     xx, yy, cx, cy, _ = _prepare(x, y, sc, tc)
-    aff = fit_model(xx, yy, "affine", cx, cy, check_reflection=False)
-    a = aff.linear
-    reml = deformation_reml(xx, yy, cy + np.einsum("ij,njk,lk->nil", a, cx, a))
-    s2 = reml["s2"] if np.isfinite(reml["s2"]) else 0.0
-    fit = fit_model(x, y, "tps", sc, tc, excess_fle_nm=float(np.sqrt(s2)))
-    return fit, {"excess_fle_nm": fit.excess_fle_nm, "source": "estimated",
-                 "method": "REML with a smooth deformation component", "deformation": reml}
+    try:
+        ref = fit_model(xx, yy, "affine" if model == "tps" else model, cx, cy, check_reflection=False)
+        reml = deformation_test(xx, yy, cx, cy, ref, None)
+    except RegistrationError:
+        reml = None
+    if model != "tps":
+        fit = fit_model(x, y, model, sc, tc, excess_fle_nm="estimate")
+        set_deformation_error(fit, reml)
+        info = {"excess_fle_nm": fit.excess_fle_nm, "source": "estimated",
+                "method": f"chi2/dof = 1 on the {model} residuals"}
+    else:
+        s2 = reml["s2"] if reml is not None else 0.0
+        fit = fit_model(x, y, "tps", sc, tc, excess_fle_nm=float(np.sqrt(s2)))
+        info = {"excess_fle_nm": fit.excess_fle_nm, "source": "estimated",
+                "method": "REML with a smooth deformation component" if reml is not None
+                else "none: too few pairs for the deformation test"}
+    if reml is not None:
+        info["deformation"] = reml
+    return fit, info
 
