@@ -117,6 +117,7 @@ class Registration:
             lines.append(
                 f"  {c['model']:<11} chi2 {c['chi2']:10.1f} dof {c['dof']:6.1f} p {c['pvalue']:9.3g} "
                 f"FRE {c['fre_rms_nm']:7.2f} nm LOO {c['loo_rms_nm']:7.2f} nm"
+                + (f"  ({c['test']})" if c.get("test") else "")
             )
         return "\n".join(lines)
 
