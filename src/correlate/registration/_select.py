@@ -331,7 +331,8 @@ def fit_landmarks(
     model
         ``"auto"`` or one of ``translation, rigid, similarity, affine, tps``.
     alpha
-        Chi-square p-value at or above which a model is adequate.
+        Level of the model-choice tests: a simpler model is adequate when the test of the extra
+        parameters has ``p >= alpha``; a TPS needs the deformation test at ``p < alpha``.
     reject_outliers
         Flag outliers by normalised leave-one-out residual before fitting.
     excess_fle_nm
