@@ -51,6 +51,30 @@ def add_excess(cov: np.ndarray, s2: float) -> np.ndarray:
     return cov + float(s2) * np.eye(d)
 
 
+def excess_arg(value, model: str, known: bool) -> tuple[float, bool]:
+    """(excess variance nm^2, estimate?) from ``fit_model``'s ``excess_fle_nm``."""
+    if isinstance(value, str):
+        if value != "estimate":
+            raise RegistrationError(f"excess_fle_nm must be a number (nm) or 'estimate', got {value!r}", field="excess_fle_nm")
+        if model == "tps":
+            raise RegistrationError(
+                "excess_fle_nm='estimate' needs a linear model; for a spline the excess comes from "
+                "select_model / fit_landmarks (the deformation test), or give a number",
+                field="excess_fle_nm", stage="fit", hint="excess_fle_nm=<nm>",
+            )
+        if not known:
+            raise RegistrationError(
+                "excess_fle_nm='estimate' needs stated fiducial covariances: without them the residuals "
+                "set the whole noise level and no excess can be told apart",
+                field="excess_fle_nm", stage="fit", hint="excess_fle_nm=<nm>",
+            )
+        return 0.0, True
+    v = float(value)
+    if not (np.isfinite(v) and v >= 0):
+        raise RegistrationError(f"excess_fle_nm must be finite and >= 0 nm, got {value!r}", field="excess_fle_nm")
+    return v * v, False
+
+
 def _solve_decreasing(f, hi: float, rtol: float = 1e-3) -> float:
     """Root in (0, hi] of a decreasing ``f`` with ``f(0) > 0``; extends ``hi`` if needed."""
     from scipy.optimize import brentq

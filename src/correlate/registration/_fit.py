@@ -503,7 +503,9 @@ def fit_model(
         raise RegistrationError(
             f"a {d}-D {model} fit needs at least {need} fiducial pairs, got {n}", field="landmarks"
         )
-    s2, estimate = _excess_arg(excess_fle_nm, model, known)
+    from ._excess import excess_arg
+
+    s2, estimate = excess_arg(excess_fle_nm, model, known)
     if not known and s2 > 0:
         cx, cy, known = np.zeros((n, d, d)), np.zeros((n, d, d)), True
     if not known:
@@ -542,30 +544,6 @@ def fit_model(
         fit.noise_scale = float(noise_scale)
         fit.param_cov = fit.param_cov * fit.noise_scale
     return fit
-
-
-def _excess_arg(value, model: str, known: bool) -> tuple[float, bool]:
-    """(excess variance nm^2, estimate?) from ``fit_model``'s ``excess_fle_nm``."""
-    if isinstance(value, str):
-        if value != "estimate":
-            raise RegistrationError(f"excess_fle_nm must be a number (nm) or 'estimate', got {value!r}", field="excess_fle_nm")
-        if model == "tps":
-            raise RegistrationError(
-                "excess_fle_nm='estimate' needs a linear model; for a spline the excess comes from "
-                "select_model / fit_landmarks (the deformation test), or give a number",
-                field="excess_fle_nm", stage="fit", hint="excess_fle_nm=<nm>",
-            )
-        if not known:
-            raise RegistrationError(
-                "excess_fle_nm='estimate' needs stated fiducial covariances: without them the residuals "
-                "set the whole noise level and no excess can be told apart",
-                field="excess_fle_nm", stage="fit", hint="excess_fle_nm=<nm>",
-            )
-        return 0.0, True
-    v = float(value)
-    if not (np.isfinite(v) and v >= 0):
-        raise RegistrationError(f"excess_fle_nm must be finite and >= 0 nm, got {value!r}", field="excess_fle_nm")
-    return v * v, False
 
 
 def _fit_linear(model, x, y, cx, cy, max_iter=30) -> Fit:
