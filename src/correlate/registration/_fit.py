@@ -229,11 +229,20 @@ class Fit:
         for a deformation the model does not follow (the leave-one-out excess over the noise,
         when significant; set by :func:`fit_landmarks` / :func:`select_model`). 0 for a TPS.
     model_scale
-        TPS only: scale ``theta`` (nm^2) of the spline's interpolation (model) error, added as
-        ``theta * kappa(p) * I`` with ``kappa`` the spline's kriging variance
+        Scale ``theta`` (nm^2) of a smooth deformation's error, added as ``theta * kappa(p) * I``.
+        TPS: ``kappa`` is the spline's kriging variance
         (:func:`~correlate.registration._tps.tps_kriging_var`: ~0 at the fiducials, growing
-        between them and outside their hull). Set by :func:`fit_landmarks` /
-        :func:`select_model` by maximum likelihood from the leave-one-out errors; 0 otherwise.
+        between them and outside their hull), ``theta`` the maximum-likelihood fit of the
+        leave-one-out errors. Linear models: ``kappa`` is what an affine fit leaves of such a
+        deformation (:func:`~correlate.registration._excess.affine_kriging_var`), ``theta`` the
+        REML estimate of :func:`~correlate.registration._excess.deformation_reml` (a deformation
+        too weak to call for a spline still moves the targets). Set by :func:`fit_landmarks` /
+        :func:`select_model`; 0 otherwise.
+    excess_fle_nm
+        Per-axis standard deviation (nm) of the systematic per-fiducial error (both sides
+        combined) added as ``excess_fle_nm^2 I`` to every residual covariance ``res_cov``, and so
+        carried into ``param_cov`` and the predicted TRE; 0.0 if none is needed
+        (see :mod:`correlate.registration._excess`).
     tps
         For ``model="tps"``: ``{"smoothing": lambda, "weights": (N,)}``.
     """
@@ -255,6 +264,7 @@ class Fit:
     noise_known: bool = True
     model_var: float = 0.0
     model_scale: float = 0.0
+    excess_fle_nm: float = 0.0
     tps: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -297,6 +307,12 @@ class Fit:
         else:
             j = model_jacobian(self.model, self.linear, self.center, p)
             cov = np.einsum("mip,pq,mjq->mij", j, self.param_cov, j)
+            if self.model_scale > 0:
+                from ._excess import affine_kriging_var
+
+                w = 1.0 / (np.trace(self.res_cov, axis1=1, axis2=2) / self.ndim)
+                kap = affine_kriging_var(self.source, w / w.mean(), p)
+                cov = cov + (self.model_scale * kap)[:, None, None] * np.eye(self.ndim)
         if self.model_var > 0:
             cov = cov + self.model_var * np.eye(self.ndim)
         if target_cov is not None:
@@ -327,6 +343,7 @@ class Fit:
             "noise_scale": float(self.noise_scale),
             "model_var_nm2": float(self.model_var),
             "model_scale_nm2": float(self.model_scale),
+            "excess_fle_nm": float(self.excess_fle_nm),
             "transform": self.transform.to_ngff(),
         }
         if self.model == "tps":
@@ -336,6 +353,9 @@ class Fit:
             d["weights"] = np.asarray(self.tps["weights"]).tolist()
         else:
             d["param_cov"] = self.param_cov.tolist()
+            if self.model_scale > 0:
+                d["source_nm"] = self.source.tolist()
+                d["residual_cov_nm2"] = self.res_cov.tolist()
         return d
 
     @classmethod
@@ -368,6 +388,7 @@ class Fit:
             noise_scale=_num(d.get("noise_scale", 1.0)),
             model_var=_num(d.get("model_var_nm2", 0.0), 0.0),
             model_scale=_num(d.get("model_scale_nm2", 0.0), 0.0),
+            excess_fle_nm=_num(d.get("excess_fle_nm", 0.0), 0.0),
             tps=tps,
         )
 
@@ -383,6 +404,7 @@ class Fit:
             "noise_scale": self.noise_scale,
             "model_var_nm2": self.model_var,
             "model_scale_nm2": self.model_scale,
+            "excess_fle_nm": self.excess_fle_nm,
         }
 
 
@@ -441,6 +463,7 @@ def fit_model(
     check_reflection: bool = True,
     reflection: bool = False,
     max_iter: int = 30,
+    excess_fle_nm: float | str = 0.0,
 ) -> Fit:
     """Fit ``model`` mapping moving ``source`` fiducials onto fixed ``target`` fiducials.
 
@@ -468,6 +491,13 @@ def fit_model(
         True when pairing found the frames mirrored: rigid/similarity are fitted as improper
         transforms (weighted Umeyama with det -1, then Gauss-Newton, which keeps the sign) and an
         affine fit may have det A < 0.
+    excess_fle_nm
+        Systematic per-fiducial error (per-axis standard deviation, nm, both sides combined)
+        added as ``excess_fle_nm^2 I`` to every pair's covariance; ``"estimate"`` solves
+        ``chi2/dof = 1`` on this model's own residuals (linear models; see
+        :func:`~correlate.registration._excess.paule_mandel`). Default 0: the stated
+        covariances as they are. With unknown covariances a number makes ``excess_fle_nm^2 I``
+        the (known) noise.
 
     Returns
     -------
@@ -485,15 +515,33 @@ def fit_model(
         raise RegistrationError(
             f"a {d}-D {model} fit needs at least {need} fiducial pairs, got {n}", field="landmarks"
         )
+    from ._excess import excess_arg
+
+    s2, estimate = excess_arg(excess_fle_nm, model, known)
+    if not known and s2 > 0:
+        cx, cy, known = np.zeros((n, d, d)), np.zeros((n, d, d)), True
     if not known:
         cx = np.zeros((n, d, d))
         cy = np.broadcast_to(np.eye(d), (n, d, d)).copy()
     if model == "tps":
+        from ._excess import add_excess
         from ._tps import fit_tps
 
-        return fit_tps(x, y, cx, cy, smoothing=smoothing, noise_known=known, noise_scale=noise_scale)
+        fit = fit_tps(x, y, cx, add_excess(cy, s2), smoothing=smoothing, noise_known=known, noise_scale=noise_scale)
+        fit.excess_fle_nm = float(np.sqrt(s2))
+        return fit
     handed = True if reflection else (False if check_reflection else None)
-    fit = _fit_linear(model, x, y, cx, cy, max_iter=max_iter, reflection=handed)
+    if estimate:
+        from ._excess import paule_mandel
+
+        s2, fit = paule_mandel(model, x, y, cx, cy, max_iter=max_iter, reflection=handed)
+        fit.notes.append(f"excess fiducial error {np.sqrt(s2):.3g} nm per axis (chi2/dof = 1 on the {model} residuals)")
+    else:
+        from ._excess import add_excess
+
+        fit = _fit_linear(model, x, y, cx, add_excess(cy, s2), max_iter=max_iter, reflection=handed)
+    fit.excess_fle_nm = float(np.sqrt(s2))
+    cy = cy + s2 * np.eye(d)
     if reflection and model in ("rigid", "similarity"):
         fit.notes.append(f"{model} fitted as a reflection (det A < 0): pairing found the frames mirrored")
     if check_reflection and not reflection and model in ("rigid", "similarity", "affine"):

@@ -200,6 +200,7 @@ def registration_record(reg: Registration, *, moving: str, fixed: str, field: np
         "pvalue": fit.pvalue,
         "alpha": reg.alpha,
         "noise_scale": fit.noise_scale,
+        "excess_fle_nm": fit.excess_fle_nm,
         "predicted_tre_field": tre_field,
         "predicted_tre_hull": tre_hull,
         "candidates": reg.candidates,

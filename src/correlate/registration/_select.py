@@ -1,4 +1,11 @@
-"""Outlier flagging and the choice of the simplest adequate model (chi-square goodness of fit)."""
+"""Outlier flagging, the choice of the simplest adequate model and the TRE calibration.
+
+Outliers are flagged by their normalised leave-one-out residual under total noise: the stated
+covariance plus a robustly estimated common excess (:func:`~correlate.registration._excess.robust_excess`),
+and the statistics are divided by their median over the chi-square median, so that neither an
+excess common to all beads nor a misstated noise level reads as outliers. The model choice is in
+:mod:`correlate.registration._model_choice`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import numpy as np
 from ..elements import Landmarks
 from ..errors import RegistrationError
 from ._error import loo_residuals
-from ._fit import MODELS, Fit, fit_model, min_pairs
+from ._fit import LINEAR_MODELS, MODELS, Fit, fit_model, min_pairs
 
 __all__ = [
     "Registration",
@@ -50,6 +57,10 @@ class Registration:
         Ids of the pairs flagged as outliers.
     loo
         (N_used, D) leave-one-out error vectors of the chosen model (nm).
+    excess
+        What the error model estimated: ``excess_fle_nm`` (nm per axis), its ``source``
+        (``"estimated"`` | ``"user"``), the ``method`` and, where tested, the smooth-deformation
+        test (``deformation``: REML ``pvalue``, ``lr``, ``theta``, ``s2``).
     """
 
     fit: Fit
@@ -59,6 +70,7 @@ class Registration:
     outliers: list
     loo: np.ndarray
     alpha: float = 0.01
+    excess: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     pairing: dict[str, Any] = field(default_factory=dict)
     fiducials: dict[str, Any] = field(default_factory=dict)
@@ -99,11 +111,14 @@ class Registration:
             + (f": ids {list(self.outliers)})" if self.outliers else ")"),
             f"model: {self.model} - {self.reason}",
             f"FRE (RMS residual): {self.fit.fre_rms:.2f} nm; leave-one-out RMS: {self.loo_rms:.2f} nm",
+            f"excess fiducial error: {self.fit.excess_fle_nm:.2f} nm per axis"
+            + (f" ({self.excess.get('source')}: {self.excess.get('method')})" if self.excess else ""),
         ]
         for c in self.candidates:
             lines.append(
                 f"  {c['model']:<11} chi2 {c['chi2']:10.1f} dof {c['dof']:6.1f} p {c['pvalue']:9.3g} "
                 f"FRE {c['fre_rms_nm']:7.2f} nm LOO {c['loo_rms_nm']:7.2f} nm"
+                + (f"  ({c['test']})" if c.get("test") else "")
             )
         return "\n".join(lines)
 
@@ -123,11 +138,14 @@ def _normalised_loo(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
 
 
 def flag_outliers(
-    source, target, source_cov, target_cov, model: str = "auto", *, level: float = 1e-3, max_fraction: float = 0.2
+    source, target, source_cov, target_cov, model: str = "auto", *, level: float = 1e-3, max_fraction: float = 0.2,
+    excess_fle_nm: float | None = None,
 ) -> np.ndarray:
     """Iteratively flag outlier pairs by their normalised leave-one-out residual.
 
-    The statistic ``t_i = e_i^T (C_i + Sigma_TRE,i)^-1 e_i`` of the worst pair is compared with
+    ``C_i`` is the stated residual covariance plus ``s^2 I``, the common excess (``excess_fle_nm``
+    or, when None, the robust estimate of :func:`~correlate.registration._excess.robust_excess`
+    on the pairs still in). The statistic ``t_i = e_i^T (C_i + Sigma_TRE,i)^-1 e_i`` of the worst pair is compared with
     the chi-square(D) quantile at ``1 - level / N`` after dividing all ``t`` by their median over
     the chi-square median (robust to a global misstatement of the fiducial noise); the worst pair
     is dropped and the fit repeated, at most ``max_fraction`` of the pairs.
@@ -149,11 +167,10 @@ def flag_outliers(
         idx = np.flatnonzero(keep)
         if len(idx) - 1 < min_pairs(model, d) + 2:
             break
+        xi, yi, sci, tci = x[idx], np.asarray(target, float)[idx], _sub(source_cov, idx), _sub(target_cov, idx)
         try:
-            f = fit_model(
-                x[idx], np.asarray(target)[idx], model, _sub(source_cov, idx), _sub(target_cov, idx),
-                check_reflection=False,
-            )
+            s = _robust_excess_nm(model, xi, yi, sci, tci, excess_fle_nm)
+            f = fit_model(xi, yi, model, sci, tci, check_reflection=False, excess_fle_nm=s)
         except RegistrationError:
             break
         t, _ = _normalised_loo(f)
@@ -165,6 +182,20 @@ def flag_outliers(
             break
         keep[idx[worst]] = False
     return keep
+
+
+def _robust_excess_nm(model: str, x, y, source_cov, target_cov, given: float | None) -> float:
+    """Excess (nm) used while flagging: the given one, or the robust estimate (0 without covariances)."""
+    from ._excess import robust_excess
+    from ._fit import _prepare
+
+    if given is not None:
+        return float(given)
+    x, y, cx, cy, known = _prepare(x, y, source_cov, target_cov)
+    if not known:
+        return 0.0
+    lin = model if model in LINEAR_MODELS else "affine"
+    return float(np.sqrt(robust_excess(lin, x, y, cx, cy)))
 
 
 def _sub(cov, idx):
@@ -183,124 +214,36 @@ def select_model(
     *,
     alpha: float = 0.01,
     reflection: bool = False,
+    excess_fle_nm: float | None = None,
 ) -> tuple[Fit, list[dict[str, Any]], str, np.ndarray]:
     """Fit every candidate model and choose the simplest adequate one.
 
-    The candidates are tried from the simplest (translation < rigid < similarity < affine <
-    tps); the first whose chi-square goodness-of-fit p-value is at least ``alpha`` wins. A
-    non-rigid (TPS) choice must also lower the leave-one-out error below the best linear model,
-    else that linear model is kept. If no model is adequate, the one with the lowest
-    leave-one-out error is chosen and its predicted TRE is inflated by the excess ``chi2/dof``.
+    With stated covariances (see :mod:`correlate.registration._model_choice`):
+
+    1. The excess fiducial error ``s`` (systematic per-bead error, nm per axis) is estimated on
+       the most flexible linear candidate (affine) by ``chi2(s)/dof = 1``
+       (:func:`~correlate.registration._excess.paule_mandel`), or taken from ``excess_fle_nm``.
+    2. Every linear model is fitted with the total noise ``C_i + s^2 I``; from the simplest, the
+       first whose extra-parameter test against the reference passes (``p >= alpha``; an F test
+       when ``s`` was estimated, chi-square of the chi2 difference when the noise is taken as
+       stated) is chosen.
+    3. A TPS replaces it only when the affine residuals are spatially correlated beyond noise +
+       excess (REML likelihood-ratio test of a smooth deformation,
+       :func:`~correlate.registration._excess.deformation_reml`, ``p < alpha``) and the spline
+       lowers the leave-one-out error below every linear model; its excess is the REML one.
+
     Without stated covariances the choice is by leave-one-out error alone (the simplest model
-    within 10 % of the lowest).
+    within 10 % of the lowest) and no excess is separated from the noise.
 
     Returns
     -------
     (fit, candidates, reason, loo)
     """
-    x = np.asarray(source, float)
-    n, d = x.shape
-    fits: dict[str, Fit] = {}
-    cands: list[dict[str, Any]] = []
-    errors: dict[str, str] = {}
-    for m in models:
-        if n < min_pairs(m, d) + (1 if m != "tps" else 2):
-            errors[m] = f"needs more than {min_pairs(m, d)} pairs"
-            continue
-        try:
-            f = fit_model(x, target, m, source_cov, target_cov, reflection=reflection)
-        except RegistrationError as exc:
-            if "mirror" in str(exc) or "reflection" in str(exc):
-                raise
-            errors[m] = str(exc)
-            continue
-        if not (f.dof > 0):
-            errors[m] = "no residual degrees of freedom"
-            continue
-        e = loo_residuals(f)
-        loo = float(np.sqrt(np.nanmean(np.sum(e**2, axis=1))))
-        fits[m] = f
-        cands.append(
-            {
-                "model": m,
-                "chi2": f.chi2,
-                "dof": f.dof,
-                "pvalue": f.pvalue,
-                "fre_rms_nm": f.fre_rms,
-                "loo_rms_nm": loo,
-                "accepted": False,
-                "_loo": e,
-            }
-        )
-    if not cands:
-        raise RegistrationError(
-            f"no model can be fitted to {n} fiducial pairs: "
-            + "; ".join(f"{k}: {v}" for k, v in errors.items()),
-            field="landmarks",
-        )
-    known = next(iter(fits.values())).noise_known
-    chosen = None
-    if known:
-        rejected = []
-        for c in cands:
-            if c["pvalue"] >= alpha:
-                chosen = c
-                break
-            rejected.append(f"{c['model']} p={c['pvalue']:.2g}" if np.isfinite(c["pvalue"]) else f"{c['model']} (no dof)")
-        if chosen is not None:
-            reason = (
-                f"simplest model consistent with the fiducial noise (chi-square {chosen['chi2']:.1f} on "
-                f"{chosen['dof']:.1f} dof, p = {chosen['pvalue']:.2g} >= {alpha})"
-            )
-            if rejected:
-                reason += "; rejected: " + ", ".join(rejected)
+    from ._model_choice import choose
 
-        else:
-            chosen = min(cands, key=lambda c: c["loo_rms_nm"])
-            f = fits[chosen["model"]]
-            tested = [c for c in cands if np.isfinite(c["pvalue"])]
-            untested = [c["model"] for c in cands if not np.isfinite(c["pvalue"])]
-            reason = (
-                f"no {'model' if not untested else 'testable model'} is consistent with the stated fiducial "
-                f"noise (best p = {np.nanmax([c['pvalue'] for c in tested]):.2g} < {alpha})"
-                if tested else "no model can be tested against the stated fiducial noise"
-            )
-            if untested:
-                reason += (
-                    f"; {', '.join(untested)} (almost) interpolates the fiducials (< 1 residual degree of "
-                    "freedom: no chi-square test, its FRE is ~0 by construction)"
-                )
-            reason += "; chose the lowest leave-one-out error"
-            if f.model != "tps":
-                inflate = max(1.0, f.chi2 / f.dof)
-                _inflate(f, inflate)
-                reason += f"; predicted TRE inflated by sqrt(chi2/dof) = {np.sqrt(inflate):.2f}"
-        if chosen["model"] == "tps":
-            lin = [c for c in cands if c["model"] != "tps"]
-            if lin:
-                best_lin = min(lin, key=lambda c: c["loo_rms_nm"])
-                if best_lin["loo_rms_nm"] <= chosen["loo_rms_nm"]:
-                    f = fits[best_lin["model"]]
-                    if f.pvalue < alpha:
-                        _inflate(f, max(1.0, f.chi2 / f.dof))
-                    reason = (
-                        f"non-rigid TPS did not lower the leave-one-out error "
-                        f"({chosen['loo_rms_nm']:.2f} vs {best_lin['loo_rms_nm']:.2f} nm); kept {best_lin['model']}"
-                    )
-                    chosen = best_lin
-    else:
-        best = min(c["loo_rms_nm"] for c in cands)
-        chosen = next(c for c in cands if c["loo_rms_nm"] <= 1.1 * best)
-        reason = (
-            "fiducial covariances unknown: simplest model whose leave-one-out error is within 10 % of "
-            f"the lowest ({chosen['loo_rms_nm']:.2f} vs {best:.2f} nm)"
-        )
-    chosen["accepted"] = True
-    loo = chosen["_loo"]
-    calibrate_error(fits[chosen["model"]], loo)
-    for c in cands:
-        c.pop("_loo")
-    return fits[chosen["model"]], cands, reason, loo
+    fit, cands, reason, loo, _info = choose(source, target, source_cov, target_cov, models, alpha=alpha,
+                                            excess_fle_nm=excess_fle_nm, reflection=reflection)
+    return fit, cands, reason, loo
 
 
 def loo_excess_pvalue(fit: Fit, loo: np.ndarray) -> float:
@@ -379,6 +322,7 @@ def fit_landmarks(
     reject_outliers: bool = True,
     outlier_level: float = 1e-3,
     reflection: bool = False,
+    excess_fle_nm: float | None = None,
 ) -> Registration:
     """Flag outliers, fit (and with ``model="auto"`` choose) a model on paired fiducials.
 
@@ -390,12 +334,18 @@ def fit_landmarks(
     model
         ``"auto"`` or one of ``translation, rigid, similarity, affine, tps``.
     alpha
-        Chi-square p-value at or above which a model is adequate.
+        Level of the model-choice tests: a simpler model is adequate when the test of the extra
+        parameters has ``p >= alpha``; a TPS needs the deformation test at ``p < alpha``.
     reject_outliers
         Flag outliers by normalised leave-one-out residual before fitting.
     reflection
         The frames are mirrored (pairing found it): fit improper rigid/similarity transforms
         and allow an affine with det < 0 (see :func:`fit_model`).
+    excess_fle_nm
+        Systematic per-fiducial error (per-axis standard deviation, nm, both sides combined)
+        added to every pair's stated covariance. None (default): estimated from the data
+        (:mod:`correlate.registration._excess`); what was estimated is in
+        ``Registration.excess`` and ``Fit.excess_fle_nm``.
 
     Returns
     -------
@@ -408,16 +358,20 @@ def fit_landmarks(
     if reject_outliers and len(idx) >= 5:
         flag_model = "auto" if model == "auto" else model
         keep = flag_outliers(
-            lm.source[idx], lm.target[idx], lm.source_cov[idx], lm.target_cov[idx], flag_model, level=outlier_level
+            lm.source[idx], lm.target[idx], lm.source_cov[idx], lm.target_cov[idx], flag_model, level=outlier_level,
+            excess_fle_nm=excess_fle_nm,
         )
     use = idx[keep]
     covs_known = bool(np.any(lm.source_cov != 0) or np.any(lm.target_cov != 0))
     sc = lm.source_cov[use] if covs_known else None
     tc = lm.target_cov[use] if covs_known else None
     if model == "auto":
-        fit, cands, reason, loo = select_model(lm.source[use], lm.target[use], sc, tc, alpha=alpha, reflection=reflection)
+        from ._model_choice import choose
+
+        fit, cands, reason, loo, info = choose(lm.source[use], lm.target[use], sc, tc, MODELS, alpha=alpha,
+                                               excess_fle_nm=excess_fle_nm, reflection=reflection)
     else:
-        fit = fit_model(lm.source[use], lm.target[use], model, sc, tc, reflection=reflection)
+        fit, info = _fit_requested(model, lm.source[use], lm.target[use], sc, tc, excess_fle_nm, reflection)
         loo = loo_residuals(fit)
         loo_rms = float(np.sqrt(np.nanmean(np.sum(loo**2, axis=1))))
         calibrate_error(fit, loo)
@@ -431,5 +385,43 @@ def fit_landmarks(
         source_system=lm.source_system, target_system=lm.target_system, attrs=dict(lm.attrs),
     )
     outliers = [x.item() if hasattr(x, "item") else x for x in lm.ids[idx[~keep]]]
-    return Registration(fit=fit, landmarks=out, candidates=cands, reason=reason, outliers=outliers, loo=loo, alpha=alpha)
+    return Registration(fit=fit, landmarks=out, candidates=cands, reason=reason, outliers=outliers, loo=loo, alpha=alpha,
+                        excess=info)
+
+
+def _fit_requested(model: str, x, y, sc, tc, excess_fle_nm: float | None,
+                   reflection: bool = False) -> tuple[Fit, dict[str, Any]]:
+    """A user-chosen model; the excess is estimated on its own residuals (linear: chi2/dof = 1;
+    TPS: REML with a smooth deformation component) unless given."""
+    known = sc is not None or tc is not None
+    if excess_fle_nm is not None:
+        info = {"excess_fle_nm": float(excess_fle_nm), "source": "user", "method": "given"}
+        return fit_model(x, y, model, sc, tc, excess_fle_nm=float(excess_fle_nm), reflection=reflection), info
+    if not known:
+        info = {"excess_fle_nm": 0.0, "source": "not separable",
+                "method": "none: without stated covariances the residuals set the whole noise level"}
+        return fit_model(x, y, model, sc, tc, reflection=reflection), info
+    from ._fit import _prepare
+    from ._model_choice import deformation_test, set_deformation_error
+
+    xx, yy, cx, cy, _ = _prepare(x, y, sc, tc)
+    try:
+        ref = fit_model(xx, yy, "affine" if model == "tps" else model, cx, cy, check_reflection=False)
+        reml = deformation_test(xx, yy, cx, cy, ref, None)
+    except RegistrationError:
+        reml = None
+    if model != "tps":
+        fit = fit_model(x, y, model, sc, tc, excess_fle_nm="estimate", reflection=reflection)
+        set_deformation_error(fit, reml)
+        info = {"excess_fle_nm": fit.excess_fle_nm, "source": "estimated",
+                "method": f"chi2/dof = 1 on the {model} residuals"}
+    else:
+        s2 = reml["s2"] if reml is not None else 0.0
+        fit = fit_model(x, y, "tps", sc, tc, excess_fle_nm=float(np.sqrt(s2)), reflection=reflection)
+        info = {"excess_fle_nm": fit.excess_fle_nm, "source": "estimated",
+                "method": "REML with a smooth deformation component" if reml is not None
+                else "none: too few pairs for the deformation test"}
+    if reml is not None:
+        info["deformation"] = reml
+    return fit, info
 
