@@ -200,7 +200,10 @@ def test_no_fiducials_in_smlm_is_a_detection_error(tmp_path):
 
 
 def test_no_gold_in_em_is_a_detection_error(tmp_path):
-    s = random_acquisition(4, kind="smlm", em_gold_mu=0.0)
+    # gold invisible in EM (zero attenuation) and no particles: the EM holds no compact objects at
+    # all, while the SMLM run shows its beads clearly
+    s = random_acquisition(4, kind="smlm", em_gold_mu=0.0, n_particles=0, n_touching_pairs=0, n_edge_particles=0,
+                           fiducial_presence=0.9, fiducial_bleach=False, n_spurious_fiducials=0)
     scene = _scene(tmp_path, s, "antibody")
     from correlate.registration import register_scene
 

@@ -185,8 +185,13 @@ class Sample:
         t = self.truth.transforms.get("smlm")
         if t is not None:
             lines.append(f"  smlm -> world: {'linear' if t.is_linear else 'non-linear'} "
-                         f"(distortion {cfg.distortion_nm:g} nm), drift {'on' if cfg.drift else 'off'}, "
-                         f"chromatic {'on' if cfg.chromatic else 'off'}")
+                         f"(distortion {cfg.distortion_nm:g} nm{', mirrored' if cfg.smlm_mirror else ''}), "
+                         f"drift {'on' if cfg.drift else 'off'}, chromatic {'on' if cfg.chromatic else 'off'}")
+        f = self.truth.fiducials
+        if len(f):
+            lines.append(f"  beads: {cfg.fiducial_diameter_nm:g} nm, systematic {cfg.fiducial_systematic_nm:g} nm, "
+                         f"seen by SMLM {int(f['seen_smlm'].sum())}, by SIM {int(f['seen_sim'].sum())}, "
+                         f"spurious spots {cfg.n_spurious_fiducials} per light modality")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
