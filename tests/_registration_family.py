@@ -37,7 +37,8 @@ _SIM_ATTRS = ("simulated", "seed", "labels")
 
 def user_elements(sample, names) -> dict[str, Any]:
     """The sample's elements as a user's files would give them: no ``true_*`` columns, no
-    simulator attrs (the SIM keeps ``resolution_nm`` only where the config writes it)."""
+    simulator attrs, no run length (the SIM keeps ``resolution_nm`` only where the config
+    writes it)."""
     out = {}
     els = sample.elements()
     for name in names:
@@ -47,7 +48,7 @@ def user_elements(sample, names) -> dict[str, Any]:
             el.attrs = {k: v for k, v in el.attrs.items() if k not in _SIM_ATTRS}
         else:
             keep = [c for c in el.columns if not c.startswith("true_")]
-            attrs = dict(el.attrs)
+            attrs = {k: v for k, v in el.attrs.items() if k != "n_frames"}  # a CSV does not say
             el = el[keep].copy()
             el.attrs = attrs
         out[name] = el
