@@ -30,7 +30,8 @@ ACQUISITION_RANGES: dict[str, Any] = {
     "camera_pixel_nm": (65.0, 160.0),
     "smlm_psf_sigma_nm": (100.0, 160.0),
     "fiducial_photons": (3000.0, 30000.0),
-    "sim_fiducial_brightness": (20.0, 200.0),
+    # molecule equivalents: from ~3x to ~30x a particle of median size with its ~20 antibodies
+    "sim_fiducial_brightness": (60.0, 600.0),
     "em_dose": (40.0, 400.0),
 }
 
