@@ -60,8 +60,9 @@ def render_afm(cfg: SampleConfig, rng: np.random.Generator, afm_t: Transform, pa
     """Height map (nm, float32) of the AFM region in its own frame.
 
     Soft particles are resting ellipsoids of height ``afm_flattening * d`` with the volume of the
-    sphere, hard ones (column ``hard``) spheres; gold beads are rigid spheres. The map is dilated by a spherical tip of radius
-    ``afm_tip_radius_nm`` (continued by a cone of ``afm_tip_half_angle_deg`` if set), then a tilted plane, line offsets and noise are added.
+    sphere, hard ones (column ``hard``) spheres; gold beads are rigid spheres. The map is
+    dilated by a spherical tip of radius ``afm_tip_radius_nm`` (continued by a cone of
+    ``afm_tip_half_angle_deg`` if set), then a tilted plane, line offsets and noise are added.
 
     Returns (data (H, W) float32, origin (x0, y0) nm of pixel (0, 0) in the AFM frame).
     """
