@@ -5,6 +5,9 @@
 >>> sorted(s.elements())
 ['afm', 'antibody', 'corona', 'em', 'sim']
 
+:func:`random_acquisition` draws one acquisition over the ranges labs meet (bead sizes, pixel
+sizes, PSFs, persistence, any rotation, mirrored frames, missing and spurious beads).
+
 World frame = EM frame (nm). See :class:`SampleConfig` for every knob and :class:`Truth` for the
 ground-truth tables and transforms.
 """
@@ -14,5 +17,7 @@ from ._sample import Sample, Truth, simulate_sample
 from ._calibration import simulate_calibration
 from ._export import write_files
 from ._smlm import mortensen_precision
+from ._random import ACQUISITION_RANGES, random_acquisition, random_config
 
-__all__ = ["SampleConfig", "Sample", "Truth", "simulate_sample", "write_files", "mortensen_precision", "simulate_calibration"]
+__all__ = ["SampleConfig", "Sample", "Truth", "simulate_sample", "write_files", "mortensen_precision",
+           "simulate_calibration", "random_acquisition", "random_config", "ACQUISITION_RANGES"]

@@ -9,12 +9,20 @@ from ..transforms import Transform
 from ._config import SampleConfig
 from ._splat import splat
 
-__all__ = ["render_afm", "particle_height"]
+__all__ = ["render_afm", "particle_height", "flattening"]
 
 
-def particle_height(cfg: SampleConfig, diameter_nm: np.ndarray) -> np.ndarray:
-    """Apparent height (nm) of a particle on the substrate: ``afm_flattening * d``."""
-    return float(cfg.afm_flattening) * np.asarray(diameter_nm, float)
+def flattening(cfg: SampleConfig, hard=None) -> np.ndarray | float:
+    """Height / diameter on the substrate: 1 for hard particles, ``afm_flattening`` for soft ones."""
+    if hard is None:
+        return float(cfg.afm_flattening)
+    return np.where(np.asarray(hard, bool), 1.0, float(cfg.afm_flattening))
+
+
+def particle_height(cfg: SampleConfig, diameter_nm: np.ndarray, hard=None) -> np.ndarray:
+    """Apparent height (nm) of a particle on the substrate: ``d`` for a hard particle
+    (``hard`` True), ``afm_flattening * d`` for a soft one (all soft when ``hard`` is None)."""
+    return flattening(cfg, hard) * np.asarray(diameter_nm, float)
 
 
 def _ellipsoid(dx, dy, p):
@@ -51,9 +59,10 @@ def _tip_structure(radius_nm: float, px: float, half_angle_deg: float | None = N
 def render_afm(cfg: SampleConfig, rng: np.random.Generator, afm_t: Transform, particles: pd.DataFrame, fiducials: pd.DataFrame):
     """Height map (nm, float32) of the AFM region in its own frame.
 
-    Particles are resting ellipsoids of height ``afm_flattening * d`` with the volume of the
-    sphere; gold beads are rigid spheres. The map is dilated by a spherical tip of radius
-    ``afm_tip_radius_nm`` (continued by a cone of ``afm_tip_half_angle_deg`` if set), then a tilted plane, line offsets and noise are added.
+    Soft particles are resting ellipsoids of height ``afm_flattening * d`` with the volume of the
+    sphere, hard ones (column ``hard``) spheres; gold beads are rigid spheres. The map is
+    dilated by a spherical tip of radius ``afm_tip_radius_nm`` (continued by a cone of
+    ``afm_tip_half_angle_deg`` if set), then a tilted plane, line offsets and noise are added.
 
     Returns (data (H, W) float32, origin (x0, y0) nm of pixel (0, 0) in the AFM frame).
     """
@@ -67,8 +76,9 @@ def render_afm(cfg: SampleConfig, rng: np.random.Generator, afm_t: Transform, pa
     if len(particles):
         c = inv.apply(particles[["x", "y"]].to_numpy(float))
         d = particles["diameter_nm"].to_numpy(float)
-        hh = particle_height(cfg, d)
-        f = max(float(cfg.afm_flattening), 1e-3)
+        hard = particles["hard"].to_numpy(bool) if "hard" in particles.columns else None
+        hh = particle_height(cfg, d, hard)
+        f = np.maximum(flattening(cfg, hard), 1e-3)
         rl = 0.5 * d / np.sqrt(f)
         splat(h, origin, px, c, rl, _ellipsoid, np.column_stack([hh, rl]), mode="max")
     if len(fiducials):

@@ -33,7 +33,22 @@ class SampleConfig:
     min_gap_nm : minimum surface-to-surface gap between other particles.
     sample_margin_nm : particles are placed in ``[-margin, field + margin]`` (outside the EM field
         they are ``edge``); fiducials are always inside the field.
-    n_fiducials, fiducial_diameter_nm : gold beads, spread over the field (not collinear).
+    n_fiducials, fiducial_diameter_nm : gold beads, spread over the field (not collinear); the
+        diameter is seen in EM (projected sphere), in the SIM/LM image (a sphere blurred by the
+        PSF) and in the SMLM ``sigma`` column of the bead localizations.
+
+    Fiducial acquisition (what the light microscopes see of the beads)
+    -------------------------------------------------------------------
+    fiducial_systematic_nm : standard deviation (nm, per axis) of a fixed random offset per bead
+        and light modality (SMLM per colour, SIM) between where the bead emits and its gold
+        centre (dye shell vs core, chromatic offset, residual drift). 0: none.
+    fiducial_missing_fraction : fraction of the beads (drawn per light modality) that the SMLM
+        run / the SIM image does not see (EM sees every gold bead).
+    n_spurious_fiducials : bright persistent spots per light modality (SMLM, SIM) that are not
+        gold (fluorescent debris): persistent like beads, absent from EM.
+    fiducial_bleach : beads bleach: bead ``i`` is lit in frames ``[0, T_i)`` only, with ``T_i``
+        about ``fiducial_presence * n_frames`` (instead of a random ``fiducial_presence`` of all
+        frames).
 
     EM
     --
@@ -47,7 +62,10 @@ class SampleConfig:
     SMLM
     ----
     n_frames : frames per colour.
-    smlm_rotation_deg, smlm_scale, smlm_offset_nm : the similarity camera -> world.
+    smlm_rotation_deg, smlm_scale, smlm_offset_nm : the similarity camera -> world
+        (``smlm_offset_nm=None``: the camera field starts 4 camera pixels from the origin).
+    smlm_mirror : the camera frame is mirrored (x -> -x about the camera field centre, as on an
+        inverted microscope) before the similarity: camera -> world has det < 0.
     distortion_nm : amplitude of the smooth non-linear camera distortion (0: linear truth).
     distortion_grid : control points per side of the thin-plate spline describing it.
     antibody_per_particle : mean antibody molecules on a particle of the median diameter (Poisson,
@@ -73,9 +91,11 @@ class SampleConfig:
 
     SIM
     ---
-    sim_pixel_nm, sim_resolution_nm (FWHM), sim_rotation_deg, sim_scale (SIM frame -> world
-    similarity; its offset puts the field + sim_margin_nm inside the image, whose pixel centres sit
-    at ``i * sim_pixel_nm`` in the SIM frame), sim_margin_nm, sim_labels (labels rendered, one
+    sim_pixel_nm, sim_resolution_nm (FWHM of the PSF; sigma = FWHM / 2.355), sim_rotation_deg,
+    sim_scale, sim_mirror (SIM frame -> world similarity, mirrored x -> -x first if sim_mirror;
+    its offset puts the field + sim_margin_nm inside the image, whose pixel centres sit
+    at ``i * sim_pixel_nm`` in the SIM frame), sim_margin_nm, sim_resolution_metadata (False:
+    the image carries no ``attrs["resolution_nm"]``, as a plain TIFF would not), sim_labels (labels rendered, one
     channel each; one label: a (y, x) image, more: (c, y, x) with those channel names),
     sim_photons_per_molecule,
     sim_fiducial_brightness (molecule equivalents), sim_background, sim_read_noise.
@@ -84,7 +104,8 @@ class SampleConfig:
     ---
     afm_field_nm (None: half the field, at most 4000), afm_center_nm (None: field centre),
     afm_pixel_nm, afm_rotation_deg (AFM frame -> world), afm_flattening (height / diameter of a
-    particle on the substrate; volume kept), afm_tip_radius_nm, afm_tip_half_angle_deg (None: a
+    soft particle on the substrate; volume kept), afm_hard_fraction (fraction of hard particles,
+    which keep their height: silica, polymer or metal cores), afm_tip_radius_nm, afm_tip_half_angle_deg (None: a
     spherical tip only; a number: the sphere continues as a cone, wider broadening), afm_tilt (nm per nm in x, y),
     afm_offset_nm, afm_noise_nm, afm_line_noise_nm, afm_min_fiducials (fiducials forced inside the
     AFM region).
@@ -107,6 +128,10 @@ class SampleConfig:
     sample_margin_nm: float = 0.0
     n_fiducials: int = 12
     fiducial_diameter_nm: float = 40.0
+    fiducial_systematic_nm: float = 0.0
+    fiducial_missing_fraction: float = 0.0
+    n_spurious_fiducials: int = 0
+    fiducial_bleach: bool = False
     # EM
     em_pixel_nm: float = 2.0
     em_psf_px: float = 1.2
@@ -122,7 +147,8 @@ class SampleConfig:
     n_frames: int = 5000
     smlm_rotation_deg: float = 2.0
     smlm_scale: float = 1.015
-    smlm_offset_nm: tuple[float, float] = (-2000.0, -1500.0)
+    smlm_offset_nm: tuple[float, float] | None = (-2000.0, -1500.0)
+    smlm_mirror: bool = False
     distortion_nm: float = 10.0
     distortion_grid: int = 5
     # labels
@@ -153,6 +179,8 @@ class SampleConfig:
     sim_resolution_nm: float = 120.0
     sim_rotation_deg: float = -1.5
     sim_scale: float = 1.0
+    sim_mirror: bool = False
+    sim_resolution_metadata: bool = True
     sim_margin_nm: float = 500.0
     sim_photons_per_molecule: float = 200.0
     sim_fiducial_brightness: float = 60.0
@@ -164,6 +192,7 @@ class SampleConfig:
     afm_pixel_nm: float = 4.0
     afm_rotation_deg: float = 1.0
     afm_flattening: float = 0.5
+    afm_hard_fraction: float = 0.0
     afm_tip_radius_nm: float = 8.0
     afm_tip_half_angle_deg: float | None = None
     afm_tilt: tuple[float, float] = (0.002, -0.001)
@@ -190,14 +219,26 @@ class SampleConfig:
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 bad(name, "a positive number")
-        for name in ("n_particles", "n_fiducials", "n_touching_pairs", "n_edge_particles", "afm_min_fiducials"):
+        for name in ("n_particles", "n_fiducials", "n_touching_pairs", "n_edge_particles", "afm_min_fiducials",
+                     "n_spurious_fiducials"):
             if int(getattr(self, name)) < 0:
                 bad(name, "a count >= 0")
         if int(self.n_frames) < 1:
             bad("n_frames", "at least 1 frame")
-        for name in ("corona_fraction", "detection_efficiency", "fiducial_presence"):
+        for name in ("corona_fraction", "detection_efficiency", "fiducial_presence", "afm_hard_fraction"):
             if not 0.0 <= float(getattr(self, name)) <= 1.0:
                 bad(name, "a fraction in [0, 1]")
+        if not 0.0 <= float(self.fiducial_missing_fraction) < 1.0:
+            bad("fiducial_missing_fraction", "a fraction in [0, 1)")
+        if not (np.isfinite(self.fiducial_systematic_nm) and self.fiducial_systematic_nm >= 0):
+            bad("fiducial_systematic_nm", "a standard deviation >= 0 (nm)")
+        if self.smlm_offset_nm is not None and (len(self.smlm_offset_nm) != 2
+                                                or not np.all(np.isfinite(np.asarray(self.smlm_offset_nm, float)))):
+            bad("smlm_offset_nm", "None or a finite (x, y) offset in nm")
+        for name in ("smlm_scale", "sim_scale"):
+            v = float(getattr(self, name))
+            if not (np.isfinite(v) and v > 0):
+                bad(name, "a positive scale factor")
         for name in ("events_mean", "on_frames_mean"):
             if float(getattr(self, name)) < 1.0:
                 bad(name, "a mean >= 1 (geometric, at least one)")
@@ -240,8 +281,10 @@ class SampleConfig:
 
     @classmethod
     def demo(cls, **overrides: Any) -> "SampleConfig":
-        """The demo sample: defaults plus drift and a chromatic offset of the corona colour."""
+        """The demo sample: defaults plus drift, a chromatic offset of the corona colour and a
+        2 nm systematic error per bead and light modality (as real beads have)."""
         base = dict(
+            fiducial_systematic_nm=2.0,
             drift=dict(linear_nm=60.0, oscillation_nm=20.0),
             chromatic=dict(offset_nm=(15.0, -10.0), scale=1.004, rotation_deg=0.0),
         )

@@ -85,8 +85,9 @@ def write_files(sample: "Sample", directory, *, truth: bool = True, truth_column
       pixel size in nm; the AFM values are heights in nm),
     * ``antibody.csv`` and ``corona.csv`` in ThunderSTORM's CSV layout (nm, frames from 1),
     * with ``truth=True``: ``truth_particles.csv``, ``truth_fiducials.csv``,
-      ``truth_molecules.csv``, ``truth_drift.csv`` and ``truth_transforms.json`` (each element's
-      transform to world as NGFF JSON, axes z, y, x).
+      ``truth_molecules.csv``, ``truth_drift.csv``, ``truth_spurious.csv`` (persistent spots
+      that are not gold) and ``truth_transforms.json`` (each element's transform to world as
+      NGFF JSON, axes z, y, x).
 
     Every image's pixel centre ``i`` lands at ``i * pixel`` nm when read back, which is the frame
     the truth transforms start from.
@@ -118,7 +119,7 @@ def write_files(sample: "Sample", directory, *, truth: bool = True, truth_column
     for label in sample.smlm:
         plan[label] = out_dir / f"{label}.csv"
     if truth:
-        for k in ("particles", "fiducials", "molecules", "drift"):
+        for k in ("particles", "fiducials", "molecules", "drift", "spurious"):
             plan[f"truth_{k}"] = out_dir / f"truth_{k}.csv"
         plan["truth_transforms"] = out_dir / "truth_transforms.json"
     if not overwrite:
@@ -140,6 +141,7 @@ def write_files(sample: "Sample", directory, *, truth: bool = True, truth_column
         t.fiducials.to_csv(plan["truth_fiducials"], index=False)
         t.molecules.to_csv(plan["truth_molecules"], index=False)
         t.drift.to_csv(plan["truth_drift"], index=False)
+        t.spurious.to_csv(plan["truth_spurious"], index=False)
         doc = {
             "description": "element frame -> world (= EM frame), NGFF 0.6 JSON, axes z, y, x, nm",
             "seed": int(cfg.seed),

@@ -224,6 +224,29 @@ def _smooth_field(rng: np.random.Generator, pts: np.ndarray, lo: np.ndarray, hi:
     return disp
 
 
+_MIRROR = np.diag([-1.0, 1.0])
+
+
+def _smlm_similarity(cfg: SampleConfig, pad: float) -> Affine:
+    """Camera -> world linear truth: the similarity, after the mirror x -> -x about the camera
+    field centre when ``smlm_mirror`` (the camera field box is the same either way)."""
+    L = float(cfg.field_nm)
+    if cfg.smlm_offset_nm is None:  # camera field starts 4 camera pixels from the camera origin
+        lin = _similarity(cfg.smlm_scale, cfg.smlm_rotation_deg, (0.0, 0.0))
+        lo0, _ = corners_bbox(lin.inverse(), -pad, L + pad)
+        target = np.full(2, 4.0 * float(cfg.camera_pixel_nm))
+        sim = Affine.from_parts(lin.linear, lin.linear @ (lo0 - target))
+    else:
+        sim = _similarity(cfg.smlm_scale, cfg.smlm_rotation_deg, cfg.smlm_offset_nm)
+    if not cfg.smlm_mirror:
+        return sim
+    lo, hi = corners_bbox(sim.inverse(), -pad, L + pad)
+    # T(p) = A (F p + (lo_x + hi_x, 0)) + t: the box maps onto itself under the flip
+    a = sim.linear
+    t = sim.matrix[:2, 2]
+    return Affine.from_parts(a @ _MIRROR, a @ np.array([lo[0] + hi[0], 0.0]) + t)
+
+
 def make_transforms(cfg: SampleConfig, rng: np.random.Generator) -> tuple[dict[str, Transform], dict]:
     """Truth transforms own frame -> world: em, sim, afm, smlm (+ smlm_corona).
 
@@ -233,14 +256,17 @@ def make_transforms(cfg: SampleConfig, rng: np.random.Generator) -> tuple[dict[s
     m = float(cfg.sample_margin_nm)
     # SIM frame: pixel centres at i * sim_pixel_nm; the image covers the field + sim_margin_nm
     sim_lin = _similarity(cfg.sim_scale, cfg.sim_rotation_deg, (0.0, 0.0))
+    if cfg.sim_mirror:
+        sim_lin = Affine.from_parts(sim_lin.linear @ _MIRROR, np.zeros(2))
     s_lo, _ = corners_bbox(sim_lin.inverse(), -cfg.sim_margin_nm, L + cfg.sim_margin_nm)
     sim_t = Affine.from_parts(sim_lin.linear, sim_lin.linear @ s_lo)
     afm_t = afm_transform(cfg)
-    smlm_sim = _similarity(cfg.smlm_scale, cfg.smlm_rotation_deg, cfg.smlm_offset_nm)
     # camera field: the sample region (+ a margin) seen from the camera
     pad = 0.05 * L + m
+    smlm_sim = _smlm_similarity(cfg, pad)
     cam_lo, cam_hi = corners_bbox(smlm_sim.inverse(), -pad, L + pad)
-    params: dict = {"smlm_similarity": smlm_sim, "camera_lo": cam_lo, "camera_hi": cam_hi}
+    params: dict = {"smlm_similarity": smlm_sim, "camera_lo": cam_lo, "camera_hi": cam_hi,
+                    "smlm_mirrored": bool(cfg.smlm_mirror), "sim_mirrored": bool(cfg.sim_mirror)}
     if cfg.distortion_nm and cfg.distortion_nm > 0:
         g = max(int(cfg.distortion_grid), 3)
         ext = 0.15 * (cam_hi - cam_lo)

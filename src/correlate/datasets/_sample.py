@@ -11,7 +11,8 @@ import pandas as pd
 
 from ..elements import make_image, make_localizations
 from ..transforms import Transform
-from ._afm import particle_height, render_afm
+from ._afm import flattening, particle_height, render_afm
+from ._beads import LIGHT_FRAMES, bead_sigma, draw_bead_acquisition
 from ._config import SampleConfig
 from ._em import render_em
 from ._geometry import image_extent, make_transforms, place_fiducials, place_particles
@@ -28,13 +29,17 @@ class Truth:
     Attributes
     ----------
     particles
-        particle_id, x, y (world), diameter_nm, height_nm (AFM apparent height), has_corona,
+        particle_id, x, y (world), diameter_nm, height_nm (AFM apparent height), hard (keeps its
+        height on the substrate), has_corona,
         n_molecules_<label>, n_localizations_<label>, n_events_<label>, edge (cut by or outside
         the EM field), in_afm (wholly inside the AFM region), touching (partner id or -1).
     fiducials
         fiducial_id, x, y (world), diameter_nm, x_smlm, y_smlm (antibody camera frame),
-        x_smlm_corona, y_smlm_corona, x_sim, y_sim, x_afm, y_afm (NaN where outside that image).
-        SMLM positions are drift-free: a localization in frame f sits at x_smlm + drift.dx[f].
+        x_smlm_corona, y_smlm_corona, x_sim, y_sim, x_afm, y_afm (the exact image of the gold
+        centre in that frame; NaN where outside that image), seen_smlm, seen_sim (the bead is
+        visible in that modality), dx_sys_<frame>, dy_sys_<frame> for frame smlm, smlm_corona,
+        sim (the bead's fixed systematic offset, nm in that frame's axes). SMLM positions are
+        drift-free: a localization in frame f scatters about x_smlm + dx_sys_smlm + drift.dx[f].
     molecules
         molecule_id, label, particle_id, x, y, z (world; z above the particle centre), x_smlm,
         y_smlm (camera frame of that label, drift-free), n_events (on-events inside the run; 0:
@@ -47,7 +52,13 @@ class Truth:
         frame, dx, dy (nm, camera frame) added to the SMLM coordinates (zeros without drift).
     params
         Extra truth: "smlm_similarity" (the linear part of "smlm"), "chromatic" (corona camera ->
-        antibody camera), "camera_lo"/"camera_hi" (camera field box, nm), timings (s).
+        antibody camera), "camera_lo"/"camera_hi" (camera field box, nm), "smlm_mirrored",
+        "sim_mirrored" (bool: that frame -> world has det < 0), timings (s).
+    spurious
+        Persistent bright spots that are not gold: modality ("smlm" or "sim"), spurious_id, x, y
+        (world), x_frame, y_frame (antibody camera frame or SIM frame), diameter_nm, brightness
+        (relative to a bead), lit_frames (-1: not bleaching). SMLM localizations of these spots
+        have ``true_particle_id == -3``.
     """
 
     particles: pd.DataFrame
@@ -56,6 +67,7 @@ class Truth:
     transforms: dict[str, Transform]
     drift: pd.DataFrame
     params: dict[str, Any] = field(default_factory=dict)
+    spurious: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     _FRAME_COLUMNS = {
         "world": ("x", "y"), "em": ("x", "y"),
@@ -63,6 +75,8 @@ class Truth:
         "smlm_corona": ("x_smlm_corona", "y_smlm_corona"), "corona": ("x_smlm_corona", "y_smlm_corona"),
         "sim": ("x_sim", "y_sim"), "afm": ("x_afm", "y_afm"),
     }
+    _SEEN_COLUMN = {"smlm": "seen_smlm", "antibody": "seen_smlm", "smlm_corona": "seen_smlm",
+                    "corona": "seen_smlm", "sim": "seen_sim"}
 
     def landmarks(self, source: str, target: str = "world", sigma_source: float = 0.0, sigma_target: float = 0.0):
         """True fiducial pairs between two frames as :class:`~correlate.elements.Landmarks`.
@@ -71,7 +85,8 @@ class Truth:
         ----------
         source, target
             Frame names: "world"/"em", "smlm"/"antibody", "smlm_corona"/"corona", "sim", "afm".
-            Only fiducials present in both (finite positions) are kept.
+            Only fiducials present in both (finite positions, and seen by that modality) are
+            kept. Positions are the exact gold centres (without the systematic offsets).
         sigma_source, sigma_target
             Standard deviation (nm, per axis) of the isotropic covariance ``sigma**2 * I`` to attach
             (the truth itself is exact).
@@ -85,6 +100,10 @@ class Truth:
         src = f[list(self._FRAME_COLUMNS[source])].to_numpy(float)
         dst = f[list(self._FRAME_COLUMNS[target])].to_numpy(float)
         ok = np.isfinite(src).all(1) & np.isfinite(dst).all(1)
+        for name in (source, target):
+            col = self._SEEN_COLUMN.get(name)
+            if col is not None and col in f.columns:
+                ok &= f[col].to_numpy(bool)
         n = int(ok.sum())
         return Landmarks(
             source=src[ok], target=dst[ok],
@@ -166,8 +185,13 @@ class Sample:
         t = self.truth.transforms.get("smlm")
         if t is not None:
             lines.append(f"  smlm -> world: {'linear' if t.is_linear else 'non-linear'} "
-                         f"(distortion {cfg.distortion_nm:g} nm), drift {'on' if cfg.drift else 'off'}, "
-                         f"chromatic {'on' if cfg.chromatic else 'off'}")
+                         f"(distortion {cfg.distortion_nm:g} nm{', mirrored' if cfg.smlm_mirror else ''}), "
+                         f"drift {'on' if cfg.drift else 'off'}, chromatic {'on' if cfg.chromatic else 'off'}")
+        f = self.truth.fiducials
+        if len(f):
+            lines.append(f"  beads: {cfg.fiducial_diameter_nm:g} nm, systematic {cfg.fiducial_systematic_nm:g} nm, "
+                         f"seen by SMLM {int(f['seen_smlm'].sum())}, by SIM {int(f['seen_sim'].sum())}, "
+                         f"spurious spots {cfg.n_spurious_fiducials} per light modality")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -238,10 +262,14 @@ def simulate_sample(config: SampleConfig | None = None, **overrides: Any) -> Sam
     t0 = time.perf_counter()
     root = np.random.default_rng(cfg.seed)
     # independent streams per stage, so switching one modality off leaves the others unchanged
-    rngs = dict(zip(["geom", "transforms", "em", "labels", "smlm", "sim", "afm"], root.spawn(7)))
+    rngs = dict(zip(["geom", "transforms", "em", "labels", "smlm", "sim", "afm", "acq"], root.spawn(8)))
     fiducials = place_fiducials(cfg, rngs["geom"])
     particles = place_particles(cfg, rngs["geom"], fiducials)
-    particles["height_nm"] = particle_height(cfg, particles["diameter_nm"].to_numpy())
+    hard = rngs["acq"].random(len(particles)) < float(cfg.afm_hard_fraction)
+    particles["hard"] = hard
+    particles["height_nm"] = particle_height(cfg, particles["diameter_nm"].to_numpy(), hard)
+    beads = draw_bead_acquisition(cfg, rngs["acq"], fiducials)
+    spurious = beads["spurious"]
     transforms, params = make_transforms(cfg, rngs["transforms"])
     timings["geometry"] = time.perf_counter() - t0
 
@@ -278,12 +306,22 @@ def simulate_sample(config: SampleConfig | None = None, **overrides: Any) -> Sam
         mc = inv.apply(m[["x", "y"]].to_numpy(float)) if len(m) else np.zeros((0, 2))
         fc = inv.apply(fid_w) if len(fid_w) else np.zeros((0, 2))
         fid_cam[label] = fc
+        sp = spurious[spurious["modality"] == "smlm"]
+        acq = {
+            "offset": beads["offset"]["smlm" if label == "antibody" else "smlm_corona"],
+            "seen": beads["seen"]["smlm"], "lit_frames": beads["lit_frames"],
+            "diameter_nm": fiducials["diameter_nm"].to_numpy(float),
+            "spurious_cam": inv.apply(sp[["x", "y"]].to_numpy(float)) if len(sp) else np.zeros((0, 2)),
+            "spurious_diameter_nm": sp["diameter_nm"].to_numpy(float),
+            "spurious_brightness": sp["brightness"].to_numpy(float),
+            "spurious_lit_frames": sp["lit_frames"].to_numpy(), "rng": rngs["acq"],
+        }
         mol.loc[sel, "x_smlm"] = mc[:, 0]
         mol.loc[sel, "y_smlm"] = mc[:, 1]
         if not cfg.make_smlm:
             continue
         df, n_ev, n_loc, n_ev_total = localizations_for_label(
-            cfg, rngs["smlm"], label, ch, m, mc, fc, drift, params["camera_lo"], params["camera_hi"], ev_base
+            cfg, rngs["smlm"], label, ch, m, mc, fc, drift, params["camera_lo"], params["camera_hi"], ev_base, acq
         )
         ev_base += n_ev_total
         mol.loc[sel, "n_events"] = n_ev
@@ -315,12 +353,12 @@ def simulate_sample(config: SampleConfig | None = None, **overrides: Any) -> Sam
     if cfg.make_sim:
         t = time.perf_counter()
         labels = [cfg.sim_labels] if isinstance(cfg.sim_labels, str) else list(cfg.sim_labels)
+        bxy, bsig, bwt = _sim_beads(cfg, transforms["sim"], fiducials, beads)
         planes = []
         for label in labels:  # one channel per label; the fiducials shine in every channel
             lm = mol[mol["label"] == label]
-            ex = np.vstack([lm[["x", "y"]].to_numpy(float), fid_w])
-            wt = np.concatenate([np.ones(len(lm)), np.full(len(fid_w), float(cfg.sim_fiducial_brightness))])
-            plane, sim_org = render_sim(cfg, rngs["sim"], transforms["sim"], ex, wt)
+            plane, sim_org = render_sim(cfg, rngs["sim"], transforms["sim"], lm[["x", "y"]].to_numpy(float),
+                                        np.ones(len(lm)), bxy, bsig, bwt)
             planes.append(plane)
         multi = len(planes) > 1
         sim = make_image(
@@ -328,8 +366,8 @@ def simulate_sample(config: SampleConfig | None = None, **overrides: Any) -> Sam
             dims=("c", "y", "x") if multi else ("y", "x"), channel_names=labels if multi else None,
             origin_nm={"y": sim_org[1], "x": sim_org[0]},
             modality="sim", value_unit="photons", name="sim", source="simulated",
-            attrs={"simulated": True, "seed": int(cfg.seed), "resolution_nm": float(cfg.sim_resolution_nm),
-                   "labels": labels},
+            attrs={"simulated": True, "seed": int(cfg.seed), "labels": labels,
+                   **({"resolution_nm": float(cfg.sim_resolution_nm)} if cfg.sim_resolution_metadata else {})},
         )
         timings["sim"] = time.perf_counter() - t
 
@@ -347,7 +385,7 @@ def simulate_sample(config: SampleConfig | None = None, **overrides: Any) -> Sam
         )
         timings["afm"] = time.perf_counter() - t
     pa = afm_inv.apply(particles[["x", "y"]].to_numpy(float))
-    rl = 0.5 * particles["diameter_nm"].to_numpy(float) / np.sqrt(max(cfg.afm_flattening, 1e-3))
+    rl = 0.5 * particles["diameter_nm"].to_numpy(float) / np.sqrt(np.maximum(flattening(cfg, hard), 1e-3))
     particles["in_afm"] = (pa - rl[:, None] >= a_lo).all(1) & (pa + rl[:, None] <= a_hi).all(1)
 
     # ---- fiducial truth in every frame -----------------------------------------------------------
@@ -369,13 +407,47 @@ def simulate_sample(config: SampleConfig | None = None, **overrides: Any) -> Sam
     else:
         for c in ("x_smlm", "y_smlm", "x_smlm_corona", "y_smlm_corona", "x_sim", "y_sim", "x_afm", "y_afm"):
             fid[c] = np.zeros(0)
+    fid["seen_smlm"], fid["seen_sim"] = beads["seen"]["smlm"], beads["seen"]["sim"]
+    for k in LIGHT_FRAMES:
+        fid[f"dx_sys_{k}"], fid[f"dy_sys_{k}"] = beads["offset"][k][:, 0], beads["offset"][k][:, 1]
+    spurious = _spurious_truth(spurious, transforms)
 
-    cols = ["particle_id", "x", "y", "diameter_nm", "height_nm", "has_corona"]
+    cols = ["particle_id", "x", "y", "diameter_nm", "height_nm", "hard", "has_corona"]
     cols += [f"{c}_{lab}" for lab in LABELS for c in ("n_molecules", "n_localizations", "n_events")]
     cols += ["edge", "in_afm", "touching"]
     particles = particles[cols]
     timings["total"] = time.perf_counter() - t0
     params["timings"] = timings
     params["seed"] = int(cfg.seed)
-    truth = Truth(particles=particles, fiducials=fid, molecules=mol, transforms=transforms, drift=drift, params=params)
+    truth = Truth(particles=particles, fiducials=fid, molecules=mol, transforms=transforms, drift=drift, params=params,
+                  spurious=spurious)
     return Sample(config=cfg, em=em, sim=sim, afm=afm, smlm=smlm, truth=truth)
+
+
+def _sim_beads(cfg: SampleConfig, sim_t: Transform, fiducials: pd.DataFrame, beads: dict):
+    """Seen beads and the spurious SIM spots: positions (SIM frame nm, with the systematic
+    offsets), widths (nm, PSF and bead size) and brightness (molecule equivalents)."""
+    psf = float(cfg.sim_resolution_nm) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    inv = sim_t.inverse()
+    seen = beads["seen"]["sim"]
+    f = fiducials[seen]
+    fxy = inv.apply(f[["x", "y"]].to_numpy(float)) + beads["offset"]["sim"][seen] if len(f) else np.zeros((0, 2))
+    sp = beads["spurious"][beads["spurious"]["modality"] == "sim"]
+    sxy = inv.apply(sp[["x", "y"]].to_numpy(float)) if len(sp) else np.zeros((0, 2))
+    xy = np.vstack([fxy, sxy])
+    sig = bead_sigma(psf, np.concatenate([f["diameter_nm"].to_numpy(float), sp["diameter_nm"].to_numpy(float)]))
+    wt = float(cfg.sim_fiducial_brightness) * np.concatenate([np.ones(len(f)), sp["brightness"].to_numpy(float)])
+    return xy, sig, wt
+
+
+def _spurious_truth(spurious: pd.DataFrame, transforms: dict) -> pd.DataFrame:
+    """Add each spurious spot's position in its modality's frame (x_frame, y_frame, nm)."""
+    out = spurious.copy()
+    out["x_frame"] = np.nan
+    out["y_frame"] = np.nan
+    for mod, key in (("smlm", "antibody"), ("sim", "sim")):
+        sel = (out["modality"] == mod).to_numpy()
+        if sel.any():
+            q = transforms[key].inverse().apply(out.loc[sel, ["x", "y"]].to_numpy(float))
+            out.loc[sel, "x_frame"], out.loc[sel, "y_frame"] = q[:, 0], q[:, 1]
+    return out

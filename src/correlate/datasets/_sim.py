@@ -26,12 +26,22 @@ def deposit_bilinear(image: np.ndarray, origin, pixel: float, xy: np.ndarray, we
         np.add.at(flat, r[ok] * w + c[ok], (weights[ok] * wt[ok]).astype(image.dtype))
 
 
-def render_sim(cfg: SampleConfig, rng: np.random.Generator, sim_t: Transform, emit_world: np.ndarray, emit_weight: np.ndarray):
+def render_sim(cfg: SampleConfig, rng: np.random.Generator, sim_t: Transform, emit_world: np.ndarray,
+               emit_weight: np.ndarray, beads_sim: np.ndarray | None = None, bead_sigma_nm: np.ndarray | None = None,
+               bead_weight: np.ndarray | None = None):
     """Render the SIM image in its own frame.
+
+    Point emitters (molecules) at ``emit_world`` (world nm) with ``emit_weight`` (molecule
+    equivalents) are blurred by the PSF (FWHM ``sim_resolution_nm``); beads at ``beads_sim``
+    (SIM frame nm) are pixel-integrated Gaussians of ``bead_sigma_nm`` (the PSF and the bead's
+    own size) and ``bead_weight`` molecule equivalents.
 
     Returns (data float32 (H, W), origin (x0, y0) nm of pixel (0, 0) in the SIM frame).
     """
     from scipy.ndimage import gaussian_filter
+
+    from ._beads import gaussian_pixel_profile
+    from ._splat import splat
 
     px = float(cfg.sim_pixel_nm)
     m = float(cfg.sim_margin_nm)
@@ -43,6 +53,11 @@ def render_sim(cfg: SampleConfig, rng: np.random.Generator, sim_t: Transform, em
     deposit_bilinear(img, origin, px, xy, np.asarray(emit_weight, float) * cfg.sim_photons_per_molecule)
     sigma_px = cfg.sim_resolution_nm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / px
     img = gaussian_filter(img, sigma_px, truncate=4.0)
+    if beads_sim is not None and len(beads_sim):
+        sg = np.asarray(bead_sigma_nm, float).ravel()
+        wt = np.asarray(bead_weight, float).ravel() * cfg.sim_photons_per_molecule
+        splat(img, origin, px, np.asarray(beads_sim, float), 4.5 * sg + px, gaussian_pixel_profile(px),
+              np.column_stack([sg, wt]), mode="add")
     img += cfg.sim_background
     img = rng.poisson(np.clip(img, 0, None)).astype(np.float32)
     img += rng.normal(0.0, cfg.sim_read_noise, img.shape).astype(np.float32)

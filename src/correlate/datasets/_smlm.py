@@ -158,12 +158,21 @@ def localizations_for_label(
     cam_lo: np.ndarray,
     cam_hi: np.ndarray,
     event_id_base: int,
+    beads: dict | None = None,
 ):
     """All localizations of one colour in its camera frame (nm).
+
+    ``beads`` (optional) describes the bead acquisition of this colour: ``offset`` (N, 2)
+    systematic offset (nm, camera axes) added to the bead emitters, ``seen`` (N,) bool,
+    ``lit_frames`` (N,) or None, ``diameter_nm`` (N,), ``spurious_cam`` (K, 2) persistent spots
+    (camera nm) with ``spurious_diameter_nm``, ``spurious_brightness``, ``spurious_lit_frames``
+    (-1: not bleaching), and ``rng``, the generator of these extra draws.
 
     Returns the DataFrame (sorted by frame), the per-molecule event counts and the per-molecule
     localization counts.
     """
+    from ._beads import bead_sigma, presence_matrix
+
     n_frames = int(cfg.n_frames)
     a = float(cfg.camera_pixel_nm)
     ev_mol, ev_start, ev_len, n_events = blink(cfg, rng, len(mol))
@@ -185,17 +194,36 @@ def localizations_for_label(
     bg_ph = np.exp(np.log(cfg.photons_median) + cfg.photons_sigma * rng.standard_normal(n_bg)) * 0.6
     # fiducials: present in most frames, bright
     n_fid = len(fid_cam)
-    present = rng.random((n_fid, n_frames)) < float(cfg.fiducial_presence)
+    b = beads or {}
+    present = presence_matrix(cfg, rng, n_fid, b.get("lit_frames"))
+    if "seen" in b:
+        present &= np.asarray(b["seen"], bool)[:, None]
     f_idx, f_frame = np.nonzero(present)
     n_f = len(f_idx)
     f_ph = np.exp(np.log(cfg.fiducial_photons) + 0.15 * rng.standard_normal(n_f))
+    f_xy = fid_cam[f_idx].reshape(-1, 2) + (np.asarray(b["offset"])[f_idx] if "offset" in b else 0.0)
+    f_diam = np.asarray(b.get("diameter_nm", np.zeros(n_fid)), float)[f_idx]
+    # spurious persistent spots (extra stream: without them the sample is unchanged)
+    sp = np.asarray(b.get("spurious_cam", np.zeros((0, 2))), float).reshape(-1, 2)
+    if len(sp):
+        lit = np.asarray(b["spurious_lit_frames"])
+        s_idx, s_frame = np.nonzero(presence_matrix(cfg, b["rng"], len(sp), lit if (lit >= 0).all() else None))
+        s_ph = np.asarray(b["spurious_brightness"])[s_idx] * np.exp(
+            np.log(cfg.fiducial_photons) + 0.15 * b["rng"].standard_normal(len(s_idx)))
+        s_diam = np.asarray(b["spurious_diameter_nm"], float)[s_idx]
+    else:
+        s_idx = s_frame = np.zeros(0, np.int64)
+        s_ph = s_diam = np.zeros(0)
+    n_s = len(s_idx)
 
-    true_xy = np.concatenate([mol_cam[loc_mol].reshape(-1, 2), bg_xy, fid_cam[f_idx].reshape(-1, 2)])
-    frames = np.concatenate([frame, bg_frame, f_frame]).astype(np.int64)
-    ph = np.concatenate([photons, bg_ph, f_ph])
+    true_xy = np.concatenate([mol_cam[loc_mol].reshape(-1, 2), bg_xy, f_xy, sp[s_idx]])
+    frames = np.concatenate([frame, bg_frame, f_frame, s_frame]).astype(np.int64)
+    ph = np.concatenate([photons, bg_ph, f_ph, s_ph])
     n_all = len(frames)
     bgp = np.exp(np.log(cfg.background_photons) + 0.2 * rng.standard_normal(n_all))
     sig = cfg.psf_sigma_nm * np.clip(1.0 + 0.05 * rng.standard_normal(n_all), 0.7, 1.3)
+    k0 = n_loc + n_bg
+    sig[k0:] = bead_sigma(sig[k0:], np.concatenate([f_diam, s_diam]))
     prec = mortensen_precision(sig, ph, bgp, a)
     xy = true_xy + prec[:, None] * rng.standard_normal((n_all, 2))
     dxy = drift[["dx", "dy"]].to_numpy(float)
@@ -213,11 +241,13 @@ def localizations_for_label(
             "sigma": sig.astype(np.float32),
             "channel": np.full(n_all, channel, np.int64),
             "true_particle_id": np.concatenate(
-                [pid_of_mol[loc_mol], np.full(n_bg, -1, np.int64), np.full(n_f, -2, np.int64)]
+                [pid_of_mol[loc_mol], np.full(n_bg, -1, np.int64), np.full(n_f, -2, np.int64),
+                 np.full(n_s, -3, np.int64)]
             ),
-            "true_molecule_id": np.concatenate([mid_of_mol[loc_mol], np.full(n_bg + n_f, -1, np.int64)]),
-            "true_event_id": np.concatenate([loc_ev + event_id_base, np.full(n_bg + n_f, -1, np.int64)]),
-            "true_fiducial_id": np.concatenate([np.full(n_loc + n_bg, -1, np.int64), f_idx.astype(np.int64)]),
+            "true_molecule_id": np.concatenate([mid_of_mol[loc_mol], np.full(n_bg + n_f + n_s, -1, np.int64)]),
+            "true_event_id": np.concatenate([loc_ev + event_id_base, np.full(n_bg + n_f + n_s, -1, np.int64)]),
+            "true_fiducial_id": np.concatenate([np.full(n_loc + n_bg, -1, np.int64), f_idx.astype(np.int64),
+                                                np.full(n_s, -1, np.int64)]),
         }
     )
     order = np.argsort(frames, kind="stable")
