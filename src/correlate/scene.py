@@ -867,10 +867,54 @@ class Scene:
             return Identity(a.ndim)
         return compose(a, b.inverse())
 
-    def map_points(self, points, src: str, dst: str = WORLD):
+    def map_points(self, points, src: str, dst: str = WORLD, *, assume_aligned: bool = False):
         """Map points from ``src`` to ``dst`` coordinates: an (N, D) array (x, y[, z], nm), a
-        single point, or a DataFrame with columns x, y[, z] (other columns kept)."""
+        single point, or a DataFrame with columns x, y[, z] (other columns kept).
+
+        Between two elements (neither ``"world"``) both must be placed in one frame
+        (:meth:`require_joinable`) unless ``assume_aligned``; raises UnplacedError otherwise."""
+        if src != dst and WORLD not in (src, dst):
+            self.require_joinable(src, dst, assume_aligned=assume_aligned, action="map points between")
         return self.transform(src, dst).apply(points)
+
+    # -- placement (see correlate._placement) --------------------------------------------------
+    def _declarations_path(self) -> Path:
+        return self.path / _EXT / "placements" / "zarr.json"
+
+    def declarations(self) -> list[dict]:
+        """Every stored declaration that an element's transform places it (oldest first)."""
+        p = self._declarations_path()
+        return from_jsonable(read_json(p)["attributes"][_EXT]["records"]) if p.exists() else []
+
+    def declare_aligned(self, name: str, reference: str = WORLD, *, tre_nm: float | None = None, note: str = "") -> dict:
+        """Declare that element ``name``'s stored transform places it in ``reference``'s frame
+        (default world), so that joins with it need no registration. ``tre_nm``: the RMS error of
+        that placement in nm when known (0 for true transforms); None leaves it unknown (NaN)."""
+        from ._placement import declaration_record
+
+        self._check_writable()
+        rec = declaration_record(name, self._entry(name), reference=reference, tre_nm=tre_nm, note=note)
+        rec.update(id=uuid.uuid4().hex[:12], created=_now())
+        write_json_atomic(self._declarations_path(), _group_json(
+            {_EXT: {"kind": "declarations", "schema_version": SCENE_SCHEMA_VERSION, "records": self.declarations() + [rec]}}))
+        return rec
+
+    def placement(self, name: str):
+        """The :class:`correlate._placement.Placement` of ``name``: placed or not, its anchor, the
+        records that place it."""
+        from ._placement import placement
+
+        return placement(name, entries=self._meta["elements"], registrations=self.registrations(),
+                         declarations=self.declarations(), history=self.history)
+
+    def require_joinable(self, a: str, b: str, assume_aligned: bool = False, *, action: str = "join") -> None:
+        """Raise UnplacedError unless elements ``a`` and ``b`` are placed in one frame (same
+        anchor) or ``assume_aligned``; the message names the command that would place them."""
+        from ._placement import require_joinable
+
+        if assume_aligned:
+            return
+        require_joinable(self.placement(a), self.placement(b), action=action, store=str(self.path))
 
     # ------------------------------------------------------------------------------------------
     # landmarks, registrations, history
