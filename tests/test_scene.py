@@ -13,7 +13,7 @@ import zarr
 
 from correlate import elements as el
 from correlate import transforms as tf
-from correlate.errors import CorrelateError, ElementError, StoreError, UnitError, UnplacedError
+from correlate.errors import CorrelateError, ElementError, StoreError, UnitError
 from correlate.scene import Scene, open_scene
 
 
@@ -495,12 +495,6 @@ def test_transform_between_elements_and_map_points(scene):
     np.testing.assert_allclose(scene.map_points(pts, "sim", "world"), a_sim.apply(pts), atol=1e-9)
     np.testing.assert_allclose(scene.map_points(pts, "world", "sim"), a_sim.inverse().apply(pts), atol=1e-9)
     np.testing.assert_allclose(scene.map_points(pts, "em", "em"), pts)
-    # between elements, map_points needs them placed in one frame: transforms given to add()
-    # are not a registration until declared
-    with pytest.raises(UnplacedError, match="'antibody' is unplaced.*correlate register"):
-        scene.map_points(pts, "antibody", "sim")
-    for name in ("sim", "afm", "antibody"):
-        scene.declare_aligned(name)
     # DataFrames: x, y mapped, other columns and attrs kept
     df = scene.get("antibody")
     mapped = scene.map_points(df, "antibody", "sim")

@@ -186,6 +186,7 @@ def _resolve(name, entries, regs, decls, history, seen) -> Placement:
     reg = _latest(moving_regs, "moving", name)
     dec = _latest(decls, "element", name)
     stale: list[str] = []
+    der = _derivation(name, entry, history(name) if history is not None else ())
     # the newer of the latest registration and the latest declaration holds (a tie: registration)
     cands = []
     if reg is not None:
@@ -194,6 +195,8 @@ def _resolve(name, entries, regs, decls, history, seen) -> Placement:
         cands.append((str(dec[1].get("created") or ""), 0, "declaration", dec))
     for _, _, kind, (i, rec) in sorted(cands, key=lambda c: (c[0], c[1]), reverse=True):
         if kind == "declaration":
+            if rec.get("implicit") and der is not None:
+                continue  # a derived element's transform is its source's copy: the source decides
             why = _stale_reason(rec, [name], entries)
             if why:
                 stale.append(f"declaration {rec.get('id')}: {why}")
@@ -217,7 +220,6 @@ def _resolve(name, entries, regs, decls, history, seen) -> Placement:
         up = _resolve(fixed, entries, regs, decls, history, seen)
         return Placement(name, True, up.anchor, (dict(rec),) + up.links,
                          f"registered onto {fixed} (record {rec.get('id')})", up.error_known, tuple(stale))
-    der = _derivation(name, entry, history(name) if history is not None else ())
     if der is not None:
         src = der["source"]
         up = _resolve(src, entries, regs, decls, history, seen)

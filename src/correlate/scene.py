@@ -363,8 +363,11 @@ class Scene:
         element
             The element.
         transform
-            Map from the element's own coordinates (nm) to ``"world"``; default identity.
-            Tables take no transform (their ``coordinate_system`` attr names their frame).
+            Map from the element's own coordinates (nm) to ``"world"``; default identity, and the
+            element stays unplaced until registered. A transform given here is the caller's
+            declaration that it places the element in world (recorded, error unknown; an
+            element derived from another follows its source instead). Tables take no
+            transform (their ``coordinate_system`` attr names their frame).
         overwrite
             Replace an element of that name. The old one stays intact until the new one is
             completely written.
@@ -395,6 +398,8 @@ class Scene:
             self._add_table(name, element)
         else:  # pragma: no cover
             raise ElementError(f"cannot store an element of kind {kind!r}", path=name)
+        if transform is not None and kind in ("image", "localizations"):
+            self.declare_aligned(name, note="transform given to Scene.add", _implicit=True)
 
     def _check_new_name(self, name: str, overwrite: bool) -> None:
         """A valid name, not taken (unless ``overwrite``), and not differing from another element
@@ -886,7 +891,8 @@ class Scene:
         p = self._declarations_path()
         return from_jsonable(read_json(p)["attributes"][_EXT]["records"]) if p.exists() else []
 
-    def declare_aligned(self, name: str, reference: str = WORLD, *, tre_nm: float | None = None, note: str = "") -> dict:
+    def declare_aligned(self, name: str, reference: str = WORLD, *, tre_nm: float | None = None, note: str = "",
+                        _implicit: bool = False) -> dict:
         """Declare that element ``name``'s stored transform places it in ``reference``'s frame
         (default world), so that joins with it need no registration. ``tre_nm``: the RMS error of
         that placement in nm when known (0 for true transforms); None leaves it unknown (NaN)."""
@@ -894,7 +900,7 @@ class Scene:
 
         self._check_writable()
         rec = declaration_record(name, self._entry(name), reference=reference, tre_nm=tre_nm, note=note)
-        rec.update(id=uuid.uuid4().hex[:12], created=_now())
+        rec.update(id=uuid.uuid4().hex[:12], created=_now(), implicit=bool(_implicit))
         write_json_atomic(self._declarations_path(), _group_json(
             {_EXT: {"kind": "declarations", "schema_version": SCENE_SCHEMA_VERSION, "records": self.declarations() + [rec]}}))
         return rec
