@@ -101,8 +101,9 @@ def print_failure(exc, args) -> None:
     """What the failing stage saw (counts, best candidates, best hypothesis) and the flag to try,
     on stderr (the error line itself follows from the command's error handler)."""
     err = sys.stderr
-    print(f"registration of {args.moving!r} onto {args.fixed!r} stopped at stage "
-          f"{getattr(exc, 'stage', None) or '?'}", file=err)
+    stage = getattr(exc, "stage", None)
+    print(f"registration of {args.moving!r} onto {args.fixed!r} stopped"
+          + (f" at stage {stage}" if stage else " (the failing stage did not name itself)"), file=err)
     diag = getattr(exc, "diagnostics", None) or {}
     for line in _lines(diag):
         print(line, file=err)
