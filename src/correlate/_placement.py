@@ -183,55 +183,66 @@ def _resolve(name, entries, regs, decls, history, seen) -> Placement:
             return Placement(name, up.placed, up.anchor, up.links, f"a table in {cs}'s frame ({up.reason})",
                              up.error_known, up.stale)
     moving_regs = [r for r in regs if r.get("moving") and r.get("fixed")]
-    reg = _latest(moving_regs, "moving", name)
-    dec = _latest(decls, "element", name)
-    stale: list[str] = []
-    der = _derivation(name, entry, history(name) if history is not None else ())
-    # the newer of the latest registration and the latest declaration holds (a tie: registration)
+    # the newest event that set the element's transform decides; a stale one leaves it unplaced
+    # (older records described a transform it no longer has). Ties: registration, explicit
+    # declaration, derivation, then the implicit declaration of a transform given to Scene.add.
     cands = []
+    reg = _latest(moving_regs, "moving", name)
     if reg is not None:
-        cands.append((str(reg[1].get("created") or ""), 1, "registration", reg))
+        cands.append((str(reg[1].get("created") or ""), 3, "registration", reg))
+    dec = _latest(decls, "element", name)
     if dec is not None:
-        cands.append((str(dec[1].get("created") or ""), 0, "declaration", dec))
-    for _, _, kind, (i, rec) in sorted(cands, key=lambda c: (c[0], c[1]), reverse=True):
-        if kind == "declaration":
-            if rec.get("implicit") and der is not None:
-                continue  # a derived element's transform is its source's copy: the source decides
-            why = _stale_reason(rec, [name], entries)
-            if why:
-                stale.append(f"declaration {rec.get('id')}: {why}")
-                continue
-            ref = str(rec.get("reference") or WORLD)
-            up = _resolve(ref, entries, regs, decls, history, seen) if ref != WORLD else None
-            anchor = WORLD if up is None else up.anchor
-            links = (dict(rec),) + (() if up is None else up.links)
-            known = rec.get("tre_nm") is not None and (up is None or up.error_known)
-            return Placement(name, True, anchor, links, f"declared aligned with {ref} ({rec.get('note') or 'user'})",
-                             known, tuple(stale))
-        fixed = str(rec["fixed"])
-        why = _stale_reason(rec, [name, fixed], entries)
-        if why is None:
-            later = _latest(moving_regs[i + 1:], "moving", fixed)
-            if later is not None:
-                why = f"{fixed!r} was registered again (record {later[1].get('id')}) after record {rec.get('id')}"
-        if why:
-            stale.append(f"registration {rec.get('id')}: {why}")
-            continue
-        up = _resolve(fixed, entries, regs, decls, history, seen)
-        return Placement(name, True, up.anchor, (dict(rec),) + up.links,
-                         f"registered onto {fixed} (record {rec.get('id')})", up.error_known, tuple(stale))
+        cands.append((str(dec[1].get("created") or ""), 0 if dec[1].get("implicit") else 2, "declaration", dec))
+    der = _derivation(name, entry, history(name) if history is not None else ())
     if der is not None:
-        src = der["source"]
-        up = _resolve(src, entries, regs, decls, history, seen)
-        src_reg = _latest(moving_regs, "moving", src)
-        if src_reg is not None and str(src_reg[1].get("created") or "") > str(entry.get("added") or ""):
-            stale.append(f"{src!r} was registered (record {src_reg[1].get('id')}) after {name!r} was derived from it")
-            return Placement(name, False, name, (), f"derived from {src!r} before {src!r} was registered", True,
-                             tuple(stale))
-        return Placement(name, up.placed, up.anchor, (der,) + up.links, f"derived from {src!r} ({up.reason})",
-                         up.error_known, tuple(stale) + up.stale)
-    reason = "no registration places it" + (f" ({'; '.join(stale)})" if stale else "")
-    return Placement(name, False, name, (), reason, True, tuple(stale))
+        cands.append((str(der.get("time") or ""), 1, "derivation", (-1, der)))
+    if not cands:
+        return Placement(name, False, name, (), "no registration places it")
+    _, _, kind, (i, rec) = max(cands, key=lambda c: (c[0], c[1]))
+    if kind == "declaration":
+        return _declared(name, rec, entries, regs, decls, history, seen)
+    if kind == "derivation":
+        return _derived(name, rec, entry, entries, moving_regs, regs, decls, history, seen)
+    fixed = str(rec["fixed"])
+    why = _stale_reason(rec, [name, fixed], entries)
+    if why is None:
+        later = _latest(moving_regs[i + 1:], "moving", fixed)
+        if later is not None:
+            why = f"{fixed!r} was registered again (record {later[1].get('id')}) after record {rec.get('id')}"
+    if why:
+        return Placement(name, False, name, (), f"its registration is stale: {why}", True,
+                         (f"registration {rec.get('id')}: {why}",))
+    up = _resolve(fixed, entries, regs, decls, history, seen)
+    return Placement(name, True, up.anchor, (dict(rec),) + up.links,
+                     f"registered onto {fixed} (record {rec.get('id')})", up.error_known)
+
+
+def _declared(name, rec, entries, regs, decls, history, seen) -> Placement:
+    why = _stale_reason(rec, [name], entries)
+    if why:
+        return Placement(name, False, name, (), f"its declaration is stale: {why}", True,
+                         (f"declaration {rec.get('id')}: {why}",))
+    ref = str(rec.get("reference") or WORLD)
+    up = _resolve(ref, entries, regs, decls, history, seen) if ref != WORLD else None
+    anchor = WORLD if up is None else up.anchor
+    links = (dict(rec),) + (() if up is None else up.links)
+    known = rec.get("tre_nm") is not None and (up is None or up.error_known)
+    return Placement(name, True, anchor, links, f"declared aligned with {ref} ({rec.get('note') or 'user'})", known)
+
+
+def _derived(name, der, entry, entries, moving_regs, regs, decls, history, seen) -> Placement:
+    src = der["source"]
+    src_entry = entries.get(src)
+    if src_entry is None or str(src_entry.get("added") or "") > str(der.get("time") or ""):
+        why = f"{src!r} was re-imported (or removed) after {name!r} was derived from it"
+        return Placement(name, False, name, (), why, True, (why,))
+    src_reg = _latest(moving_regs, "moving", src)
+    if src_reg is not None and str(src_reg[1].get("created") or "") > str(entry.get("added") or ""):
+        why = f"{src!r} was registered (record {src_reg[1].get('id')}) after {name!r} was derived from it"
+        return Placement(name, False, name, (), why, True, (why,))
+    up = _resolve(src, entries, regs, decls, history, seen)
+    return Placement(name, up.placed, up.anchor, (der,) + up.links, f"derived from {src!r} ({up.reason})",
+                     up.error_known, up.stale)
 
 
 def joinable(a: Placement, b: Placement) -> bool:
