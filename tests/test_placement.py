@@ -36,7 +36,7 @@ class _Store:
     def _declare(self, e, implicit=False):
         self.decls.append({"kind": DECLARATION_KIND, "element": e, "reference": "world", "tre_nm": None,
                            "implicit": implicit, "element_versions": {e: element_version(self.entries[e])},
-                           "created": self.now(), "id": f"d{next(self.ids)}"})
+                           "created": self.now(), "id": f"d{next(self.ids)}", "n_registrations": len(self.regs)})
 
     def declare(self, e):
         self._declare(e)

@@ -198,6 +198,11 @@ def _resolve(name, entries, regs, decls, history, seen) -> Placement:
         cands.append((str(der.get("time") or ""), 1, "derivation", (-1, der)))
     if not cands:
         return Placement(name, False, name, (), "no registration places it")
+    if reg is not None and dec is not None and dec[1].get("n_registrations") is not None:
+        # records made within one second: the declaration saw how many registrations existed
+        pos = next(k for k, r in enumerate(regs) if r is reg[1])
+        loser = "registration" if int(dec[1]["n_registrations"]) > pos else "declaration"
+        cands = [c for c in cands if c[2] != loser]
     _, _, kind, (i, rec) = max(cands, key=lambda c: (c[0], c[1]))
     if kind == "declaration":
         return _declared(name, rec, entries, regs, decls, history, seen)

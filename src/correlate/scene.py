@@ -900,7 +900,8 @@ class Scene:
 
         self._check_writable()
         rec = declaration_record(name, self._entry(name), reference=reference, tre_nm=tre_nm, note=note)
-        rec.update(id=uuid.uuid4().hex[:12], created=_now(), implicit=bool(_implicit))
+        rec.update(id=uuid.uuid4().hex[:12], created=_now(), implicit=bool(_implicit),
+                   n_registrations=len(self.registrations()))
         write_json_atomic(self._declarations_path(), _group_json(
             {_EXT: {"kind": "declarations", "schema_version": SCENE_SCHEMA_VERSION, "records": self.declarations() + [rec]}}))
         return rec
