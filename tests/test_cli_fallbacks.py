@@ -357,3 +357,23 @@ def test_diagnostics_written_on_success(store, sample, tmp_path, capsys):
     doc = json.loads((d / "antibody__em_diagnostics.json").read_text())
     assert doc["status"] == "ok" and doc["record"]["n_pairs"] == len(pd.read_csv(mov))
     assert (d / "antibody__em_diagnostics.png").stat().st_size > 10_000
+
+
+def test_drift_min_persistence_reaches_the_estimator(store, monkeypatch, capsys):
+    from correlate.errors import CorrelateError
+    from correlate.smlm import _drift
+
+    seen = {}
+
+    def fake(df, method="auto", **kwargs):
+        seen.update(kwargs, method=method)
+        raise CorrelateError("stop here")
+
+    monkeypatch.setattr(_drift, "correct_drift", fake)
+    assert main(["drift", str(store), "antibody", "--min-persistence", "0.3", "--no-plot"]) == 1
+    assert seen["min_persistence"] == 0.3 and "stop here" in capsys.readouterr().err
+    seen.clear()
+    assert main(["drift", str(store), "antibody", "--no-plot"]) == 1
+    assert "min_persistence" not in seen and "min_fraction" not in seen  # estimated, not a fixed 0.5
+    assert main(["drift", str(store), "antibody", "--min-persistence", "1.5"]) == 1
+    assert "fraction of frames" in capsys.readouterr().err
