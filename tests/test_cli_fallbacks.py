@@ -377,3 +377,15 @@ def test_drift_min_persistence_reaches_the_estimator(store, monkeypatch, capsys)
     assert "min_persistence" not in seen and "min_fraction" not in seen  # estimated, not a fixed 0.5
     assert main(["drift", str(store), "antibody", "--min-persistence", "1.5"]) == 1
     assert "fraction of frames" in capsys.readouterr().err
+
+
+def test_cli_overlay_and_report_refuse_unplaced_labels(store, tmp_path, capsys):
+    png, html = tmp_path / "o.png", tmp_path / "r.html"
+    assert main(["overlay", str(store), "-o", str(png), "--labels", "antibody"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot overlay 'antibody' and 'em'" in err and "--assume-aligned" in err and not png.exists()
+    assert main(["report", str(store), "-o", str(html), "--labels", "corona"]) == 1
+    assert "'corona' is unplaced" in capsys.readouterr().err and not html.exists()
+    assert main(["overlay", str(store), "-o", str(png), "--labels", "antibody", "--assume-aligned",
+                 "--region", "0,0,1000,1000"]) == 0
+    assert png.stat().st_size > 1000
