@@ -389,3 +389,15 @@ def test_cli_overlay_and_report_refuse_unplaced_labels(store, tmp_path, capsys):
     assert main(["overlay", str(store), "-o", str(png), "--labels", "antibody", "--assume-aligned",
                  "--region", "0,0,1000,1000"]) == 0
     assert png.stat().st_size > 1000
+
+
+def test_landmarks_and_detection_options_are_exclusive(store, sample, tmp_path, capsys):
+    from correlate.elements import Landmarks
+    from correlate.registration import write_bigwarp_csv
+
+    f = sample.truth.fiducials.dropna(subset=["x_smlm"])
+    p = tmp_path / "lm.csv"
+    write_bigwarp_csv(p, Landmarks(f[["x_smlm", "y_smlm"]].to_numpy(), f[["x", "y"]].to_numpy()))
+    assert main(["register", str(store), "--moving", "antibody", "--fixed", "em", "--landmarks", str(p),
+                 "--bead-diameter", "20"]) == 1
+    assert "would be ignored" in capsys.readouterr().err

@@ -337,6 +337,12 @@ def register_scene(
     """
     from ._io import read_landmarks_file
 
+    if landmarks is not None:
+        unused = [k for k, v in (("fiducials_moving", fiducials_moving), ("fiducials_fixed", fiducials_fixed),
+                                 ("moving_kwargs", moving_kwargs), ("fixed_kwargs", fixed_kwargs)) if v]
+        if unused:
+            raise CorrelateError(f"manual landmark pairs replace detection and pairing; {', '.join(unused)} "
+                                 "would be ignored: give one or the other", field=unused[0])
     mov_el = scene.get(moving)
     fix_el = scene.get(fixed)
     fixed_to_world = scene.transform_to_world(fixed)
