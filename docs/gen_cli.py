@@ -63,6 +63,18 @@ def render(width: int = WIDTH) -> str:
         "Every subcommand works on files or on a correlate store (`.ome.zarr`); lengths are in nm. "
         "`correlate CMD --help` prints the same text as below.",
         "",
+        "Joins need placement: `map`, `particles`, `overlay` and `report` refuse an element that no "
+        "registration placed in the other's frame, naming the `correlate register` command that would, "
+        "unless `--assume-aligned` says the frames are already aligned; an unknown predicted error is "
+        "printed as `unknown` (NaN in files), never 0. `register` estimates every detector parameter "
+        "from the data and prints it with its source (estimated, user, metadata). `--bead-diameter`, "
+        "`--psf-fwhm` and `--polarity` (images) and `--min-persistence` (localizations) override it on "
+        "every side of that kind; `--detect SIDE:KEY=VALUE` sets one option on one side, e.g. "
+        "`--detect moving:diameter_nm=100 --detect fixed:diameter_nm=15` when both sides are images "
+        "with different beads. `--fiducials-moving` / `--fiducials-fixed` replace detection with a CSV "
+        "(`x, y[, z]` nm, optional `cov_xx, cov_xy, cov_yy` nm^2 or `sigma_nm`); `--diagnostics DIR` "
+        "writes what each stage saw (JSON and a figure), also when the registration fails.",
+        "",
         "```text",
         texts[""].rstrip("\n"),
         "```",

@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial import cKDTree
 from scipy.stats import spearmanr
 
-from correlate.errors import CorrelateError, ElementError
+from correlate.errors import CorrelateError, ElementError, UnplacedError
 
 LABELS = ("antibody", "corona")
 
@@ -263,8 +263,10 @@ def test_pipeline_errors(run0, tmp_path):
     far = s.smlm["antibody"].copy()
     far["x"] += 1e6
     sc2.add("antibody", far)
-    with pytest.raises(CorrelateError, match="does not overlap"):
+    with pytest.raises(UnplacedError, match="'antibody' is unplaced"):
         analyze_particles(sc2, "em", ["antibody"], store=False)
+    with pytest.raises(CorrelateError, match="does not overlap"):
+        analyze_particles(sc2, "em", ["antibody"], store=False, assume_aligned=True)
 
 
 def test_pipeline_morphology_only_and_empty_label(run0, tmp_path):
@@ -280,7 +282,7 @@ def test_pipeline_morphology_only_and_empty_label(run0, tmp_path):
     sc.add("empty", empty)
     res = analyze_particles(sc, "em", [], store=False)
     assert len(res.table) == len(res0.table)
-    res2 = analyze_particles(sc, "em", ["empty"], store=False)
+    res2 = analyze_particles(sc, "em", ["empty"], store=False, assume_aligned=True)
     assert (res2.table["n_localizations_empty"] == 0).all()
     assert any("no localizations" in n for n in res2.summary["notes"])
 

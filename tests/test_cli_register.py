@@ -110,3 +110,36 @@ def test_register_and_map_bad_input_is_an_error_message(store, tmp_path, capsys)
     assert main(["map", str(store), str(words), str(tmp_path / "o.csv"), "--from", "em", "--to", "sim"]) == 1
     assert "must be numbers in nm" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_pairing_options_and_failure_diagnostics(store, tmp_path, capsys, monkeypatch):
+    """--no-mirror and --scale-range reach the pairing (automatic scale by default); a pairing
+    failure prints its best hypothesis and the flag to try, and --diagnostics draws it."""
+    from correlate.errors import RegistrationError
+    from correlate.registration import _register
+
+    seen = {}
+
+    def fake_register_points(moving, fixed, *, model="auto", prior=None, scale_range=None, allow_mirror=True,
+                             alpha=0.01, reject_outliers=True, moving_name="moving", fixed_name="fixed", gate_nm=None):
+        seen.update(scale_range=scale_range, allow_mirror=allow_mirror, n=(len(moving), len(fixed)))
+        raise RegistrationError(
+            "no pose hypothesis beats chance", stage="pairing", hint="--scale-range or --fiducials-moving",
+            diagnostics={"n_hypotheses": 812, "best_hypothesis": {
+                "matrix": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], "n_inliers": 2, "expected_by_chance": 1.7,
+                "pairs": [[0, 0], [1, 1]]}})
+
+    monkeypatch.setattr(_register, "register_points", fake_register_points)
+    d = tmp_path / "diag"
+    argv = ["register", str(store), "--moving", "sim", "--fixed", "em", "--diagnostics", str(d)]
+    assert main(argv) == 1
+    assert seen["scale_range"] is None and seen["allow_mirror"] is True and min(seen["n"]) > 0
+    err = capsys.readouterr().err
+    assert "stopped at stage pairing" in err and "n_inliers: 2" in err and "n_hypotheses: 812" in err
+    assert "try: --scale-range or --fiducials-moving" in err
+    doc = json.loads((d / "sim__em_diagnostics.json").read_text())
+    assert doc["error"]["diagnostics"]["best_hypothesis"]["pairs"] == [[0, 0], [1, 1]]
+    assert (d / "sim__em_diagnostics.png").stat().st_size > 10_000
+    assert main(argv + ["--no-mirror", "--scale-range", "0.5", "2"]) == 1
+    assert seen["scale_range"] == (0.5, 2.0) and seen["allow_mirror"] is False
+    assert Scene.open(store).registrations() == []

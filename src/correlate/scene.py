@@ -363,8 +363,11 @@ class Scene:
         element
             The element.
         transform
-            Map from the element's own coordinates (nm) to ``"world"``; default identity.
-            Tables take no transform (their ``coordinate_system`` attr names their frame).
+            Map from the element's own coordinates (nm) to ``"world"``; default identity, and the
+            element stays unplaced until registered. A transform given here is the caller's
+            declaration that it places the element in world (recorded, error unknown; an
+            element derived from another follows its source instead). Tables take no
+            transform (their ``coordinate_system`` attr names their frame).
         overwrite
             Replace an element of that name. The old one stays intact until the new one is
             completely written.
@@ -395,6 +398,8 @@ class Scene:
             self._add_table(name, element)
         else:  # pragma: no cover
             raise ElementError(f"cannot store an element of kind {kind!r}", path=name)
+        if transform is not None and kind in ("image", "localizations"):
+            self.declare_aligned(name, note="transform given to Scene.add", _implicit=True)
 
     def _check_new_name(self, name: str, overwrite: bool) -> None:
         """A valid name, not taken (unless ``overwrite``), and not differing from another element
@@ -867,10 +872,56 @@ class Scene:
             return Identity(a.ndim)
         return compose(a, b.inverse())
 
-    def map_points(self, points, src: str, dst: str = WORLD):
+    def map_points(self, points, src: str, dst: str = WORLD, *, assume_aligned: bool = False):
         """Map points from ``src`` to ``dst`` coordinates: an (N, D) array (x, y[, z], nm), a
-        single point, or a DataFrame with columns x, y[, z] (other columns kept)."""
+        single point, or a DataFrame with columns x, y[, z] (other columns kept).
+
+        Between two elements (neither ``"world"``) both must be placed in one frame
+        (:meth:`require_joinable`) unless ``assume_aligned``; raises UnplacedError otherwise."""
+        if src != dst and WORLD not in (src, dst):
+            self.require_joinable(src, dst, assume_aligned=assume_aligned, action="map points between")
         return self.transform(src, dst).apply(points)
+
+    # -- placement (see correlate._placement) --------------------------------------------------
+    def _declarations_path(self) -> Path:
+        return self.path / _EXT / "placements" / "zarr.json"
+
+    def declarations(self) -> list[dict]:
+        """Every stored declaration that an element's transform places it (oldest first)."""
+        p = self._declarations_path()
+        return from_jsonable(read_json(p)["attributes"][_EXT]["records"]) if p.exists() else []
+
+    def declare_aligned(self, name: str, reference: str = WORLD, *, tre_nm: float | None = None, note: str = "",
+                        _implicit: bool = False) -> dict:
+        """Declare that element ``name``'s stored transform places it in ``reference``'s frame
+        (default world), so that joins with it need no registration. ``tre_nm``: the RMS error of
+        that placement in nm when known (0 for true transforms); None leaves it unknown (NaN)."""
+        from ._placement import declaration_record
+
+        self._check_writable()
+        rec = declaration_record(name, self._entry(name), reference=reference, tre_nm=tre_nm, note=note)
+        rec.update(id=uuid.uuid4().hex[:12], created=_now(), implicit=bool(_implicit),
+                   n_registrations=len(self.registrations()))
+        write_json_atomic(self._declarations_path(), _group_json(
+            {_EXT: {"kind": "declarations", "schema_version": SCENE_SCHEMA_VERSION, "records": self.declarations() + [rec]}}))
+        return rec
+
+    def placement(self, name: str):
+        """The :class:`correlate._placement.Placement` of ``name``: placed or not, its anchor, the
+        records that place it."""
+        from ._placement import placement
+
+        return placement(name, entries=self._meta["elements"], registrations=self.registrations(),
+                         declarations=self.declarations(), history=self.history)
+
+    def require_joinable(self, a: str, b: str, assume_aligned: bool = False, *, action: str = "join") -> None:
+        """Raise UnplacedError unless elements ``a`` and ``b`` are placed in one frame (same
+        anchor) or ``assume_aligned``; the message names the command that would place them."""
+        from ._placement import require_joinable
+
+        if assume_aligned:
+            return
+        require_joinable(self.placement(a), self.placement(b), action=action, store=str(self.path))
 
     # ------------------------------------------------------------------------------------------
     # landmarks, registrations, history

@@ -26,17 +26,26 @@ def add_arguments(parser) -> None:
                         help="PNG path for the drift plot (default: beside the store, STORE_OUT_drift.png)")
     parser.add_argument("--no-plot", action="store_true", help="do not write a drift plot")
     parser.add_argument("--bins", type=int, default=None, help="RCC: number of time bins (default auto)")
-    parser.add_argument("--min-fraction", type=float, default=0.5,
-                        help="fiducials: fraction of frames a fiducial is seen in (default 0.5)")
+    parser.add_argument("--min-persistence", "--min-fraction", dest="min_persistence", type=float, default=None,
+                        metavar="FRACTION",
+                        help="fiducials: fraction of frames a fiducial is seen in, 0-1 (default: estimated "
+                        "from the data)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
 
 
 def run(args) -> int:
+    from ..errors import CorrelateError
     from ..scene import Scene
     from ..smlm import drift_correct_element
 
     scene = Scene.open(args.store, mode="r+")
-    kwargs = {"min_fraction": args.min_fraction}
+    kwargs = {}
+    if args.min_persistence is not None:
+        if not 0 < args.min_persistence <= 1:
+            raise CorrelateError(f"--min-persistence is a fraction of frames (0-1], got {args.min_persistence}",
+                                 field="min-persistence")
+        # the persistent-emitter detector's name, and the older drift estimator's
+        kwargs.update(min_persistence=args.min_persistence, min_fraction=args.min_persistence)
     if args.bins is not None:
         kwargs["n_bins"] = args.bins
     plot = False if args.no_plot else (args.plot if args.plot else True)

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="target system: for matrix and localizations an element or 'world' "
                              "(default world); for bigwarp the fixed element; for render an image "
                              "whose grid to use")
+    parser.add_argument("--assume-aligned", action="store_true",
+                        help="localizations and render --to ELEMENT: map even when no registration places "
+                        "the two elements in one frame (the frames are already aligned)")
     parser.add_argument("--pixel-size", metavar="NM", type=float, help="render: pixel size in nm")
     parser.add_argument("--method", choices=("histogram", "gaussian"), default="histogram",
                         help="render: counts per pixel or Gaussians of each precision (default histogram)")
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             raise CorrelateError(f"{args.name!r} is {kind}, not {want}", field="name")
         df = scene.get(args.name)
         if args.what == "localizations" and args.to:
-            df = scene.map_points(df, args.name, args.to)
+            df = scene.map_points(df, args.name, args.to, assume_aligned=args.assume_aligned)
         df.to_csv(out, index=False)
         where = f" in {args.to} coordinates" if args.what == "localizations" and args.to else ""
         print(f"wrote {out}: {len(df)} rows{where}")
@@ -106,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 raise CorrelateError(f"render --to needs an image whose grid to use; {args.to!r} is "
                                      f"{scene.kind(args.to)}", field="to")
             kw["like"] = scene.get(args.to)
-            locs = {n: scene.map_points(scene.get(n), n, args.to) for n in names}
+            locs = {n: scene.map_points(scene.get(n), n, args.to, assume_aligned=args.assume_aligned) for n in names}
         else:
             if args.pixel_size is None:
                 raise CorrelateError("render needs --pixel-size NM (or --to IMAGE for its grid)", field="pixel_size")

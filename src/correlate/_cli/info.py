@@ -57,6 +57,25 @@ def _quality_lines(name: str, df) -> list[str]:
     return lines
 
 
+def placement_lines(scene) -> list[str]:
+    """Per image and localization element: placed (anchor, how) or unplaced (why)."""
+    lines = ["  placement (joins need a shared anchor; see correlate register, --assume-aligned):"]
+    names = scene.names("image") + scene.names("localizations")
+    places = {n: scene.placement(n) for n in names}
+    anchors = {p.anchor for n, p in places.items() if p.anchor != n}
+    for name, p in places.items():
+        if p.placed:
+            state = f"placed, anchor {p.anchor} - {p.reason}"
+        elif name in anchors:
+            state = "reference (other elements are placed in its frame)"
+        elif p.anchor != name:
+            state = f"unplaced, in {p.anchor}'s frame - {p.reason}"
+        else:
+            state = f"unplaced - {p.reason}"
+        lines.append(f"    {name}: {state}")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     from ..errors import StoreError
     from ..scene import Scene
@@ -67,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     if path.is_dir():
         scene = Scene.open(path, "r")
         print(scene.info())
+        print("\n".join(placement_lines(scene)))
         if args.quality:
             print("\nlocalization quality:")
             for name in scene.names("localizations"):

@@ -12,7 +12,10 @@ DESCRIPTION = (
     "the points into the frame of element TO through the scene's transforms (via world), and write "
     "OUT.csv with the mapped x, y[, z], a column tre_nm (predicted RMS registration error of each "
     "point, nm, from the stored registrations' error models) and tre95_nm (radius containing the "
-    "error with 95 % probability). Use 'world' for the scene's world frame."
+    "error with 95 % probability). Use 'world' for the scene's world frame. Both elements must be "
+    "placed in one frame by registrations (or declared aligned); otherwise the command refuses, "
+    "naming the registration to run, unless --assume-aligned. An unknown error is written as an "
+    "empty (NaN) tre_nm and printed as 'unknown', never as 0."
 )
 
 
@@ -22,9 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("output", metavar="OUT.csv", help="output CSV")
     p.add_argument("--from", dest="src", required=True, metavar="NAME", help="element whose frame IN.csv is in")
     p.add_argument("--to", dest="dst", required=True, metavar="NAME", help="element (or 'world') to map into")
+    p.add_argument("--assume-aligned", action="store_true",
+                   help="map even when no registration places FROM and TO in one frame (the frames are "
+                   "already aligned); the predicted error is then unknown")
 
 
 def run(args) -> int:
+    import numpy as np
     import pandas as pd
 
     from ..errors import FormatError
@@ -44,13 +51,21 @@ def run(args) -> int:
         pts = df[cols].to_numpy(float)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"columns {cols} must be numbers in nm ({exc})", path=args.input, field=cols[0]) from exc
+    for name in (args.src, args.dst):
+        if name != "world":
+            scene.kind(name)  # an unknown element is an error naming the ones present
+    if args.src != args.dst:
+        scene.require_joinable(args.src, args.dst, assume_aligned=args.assume_aligned, action="map points between")
     tre, r95 = predicted_tre_between(scene, args.src, args.dst, pts)
-    out = scene.map_points(df, args.src, args.dst)
+    out = scene.map_points(df, args.src, args.dst, assume_aligned=args.assume_aligned)
     out["tre_nm"] = tre
     out["tre95_nm"] = r95
     out.to_csv(args.output, index=False)
-    print(
-        f"mapped {len(out)} points {args.src} -> {args.dst}; predicted TRE median "
-        f"{(float(pd.Series(tre).median()) if len(tre) else float('nan')):.2f} nm -> {args.output}"
-    )
+    finite = np.isfinite(tre)
+    med = f"{float(np.median(tre[finite])):.2f} nm" if finite.any() else "unknown"
+    if finite.any() and not finite.all():
+        med += f" ({int((~finite).sum())} points unknown)"
+    print(f"mapped {len(out)} points {args.src} -> {args.dst}; predicted TRE median {med} -> {args.output}")
+    if not finite.any() and len(tre):
+        print(f"note: no registration links {args.src!r} and {args.dst!r}; tre_nm is empty (NaN) in {args.output}")
     return 0

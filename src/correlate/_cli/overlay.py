@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale-bar", metavar="NM", type=float, help="scale bar length in nm (default: automatic)")
     parser.add_argument("--title", help="title above the image")
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNG (default 100)")
+    parser.add_argument("--assume-aligned", action="store_true",
+                        help="draw labels that no registration placed in the base image's frame (the frames "
+                        "are already aligned); otherwise a label named in --labels that is unplaced is an "
+                        "error and, by default, unplaced labels are left out and named")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         scale_bar_nm=args.scale_bar,
         title=args.title,
         dpi=args.dpi,
+        assume_aligned=args.assume_aligned,
     )
     out = save_figure(fig, args.output)
     print(f"wrote {out}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 NAME = "particles"
@@ -15,7 +16,10 @@ DESCRIPTION = (
     "of each label to particles within a shell of linker length plus the predicted registration "
     "error and localization precision, count molecules (blink grouping), compute CBC "
     "colocalization between labels, and store the table (correlate/tables/<name>) and the label "
-    "image (<structure>/labels/particles). Prints a summary; -o also writes CSV or Parquet."
+    "image (<structure>/labels/particles). Prints a summary; -o also writes CSV or Parquet. A label "
+    "that no registration placed in the structure's frame is refused (naming the registration to "
+    "run) unless --assume-aligned; a label of which no localization is assigned is warned about "
+    "with its likely cause; an unknown predicted TRE is printed as 'unknown'."
 )
 
 
@@ -44,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-diameter-nm", type=float, default=None, help="smallest particle kept (nm)")
     parser.add_argument("--psf-sigma-nm", type=float, default=None, help="EM blur sigma (nm) for the edge correction")
     parser.add_argument("--no-store", action="store_true", help="do not write the table and labels into the store")
+    parser.add_argument("--assume-aligned", action="store_true",
+                        help="join labels that no registration placed with the structure (the frames are "
+                        "already aligned); their predicted TRE is then unknown")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -94,6 +101,19 @@ def _fmt(x, nd=1) -> str:
         return str(x)
 
 
+def _tre_text(t, L: str, info) -> str:
+    """'unknown', or the median predicted TRE at the particles (nm) and where it comes from."""
+    import numpy as np
+
+    col = f"tre_nm_{L}"
+    v = t[col].to_numpy(float) if col in t.columns and len(t) else np.zeros(0)
+    v = v[np.isfinite(v)]
+    src = info.get("tre_source", "-")
+    if src == "unknown" or (not v.size and len(t)):
+        return "unknown"
+    return f"median {np.median(v):.2f} nm ({src})" if v.size else str(src)
+
+
 def summary_lines(res) -> list[str]:
     """Human-readable summary of a :class:`~correlate.analysis.ParticleAnalysis`."""
     import numpy as np
@@ -123,7 +143,7 @@ def summary_lines(res) -> list[str]:
             f"{info.get('n_fiducial_track', 0)} on fiducial tracks; per particle: localizations median "
             f"{_fmt(q[1], 0)} (IQR {_fmt(q[0], 0)}-{_fmt(q[2], 0)}), molecules median {_fmt(qm[1])} "
             f"(IQR {_fmt(qm[0])}-{_fmt(qm[2])}); events/molecule {_fmt(info.get('events_per_molecule'), 2)}; "
-            f"TRE {info.get('tre_source', '-')}"
+            f"TRE {_tre_text(t, L, info)}"
         )
     for col in [c for c in t.columns if c.startswith("cbc_mean_")]:
         lines.append(f"{col}: median {_fmt(np.nanmedian(t[col]) if t[col].notna().any() else np.nan, 2)} over "
@@ -131,6 +151,32 @@ def summary_lines(res) -> list[str]:
     for n in s.get("notes", []):
         lines.append(f"note: {n}")
     return lines
+
+
+def assignment_warnings(res, structure: str) -> list[str]:
+    """A warning per label that has localizations but none assigned to any particle, naming
+    the likely cause."""
+    out = []
+    s = res.summary
+    for L, info in s["labels"].items():
+        n = int(info.get("n_localizations", 0))
+        if n == 0 or int(info.get("n_assigned", 0)) > 0:
+            continue
+        n_fid = int(info.get("n_fiducial_track", 0))
+        frac_in = info.get("fraction_in_field")
+        if s.get("n_particles", 0) == 0:
+            cause = f"no particles were segmented in {structure!r}"
+        elif n_fid >= n:
+            cause = "every localization lies on a fiducial track (persistent emitter)"
+        elif frac_in is not None and frac_in < 0.5:
+            cause = (f"only {100 * frac_in:.1f} % of them fall inside the {structure!r} field: the registration "
+                     "(or the assumption that the frames are aligned) is probably wrong")
+        else:
+            cause = ("they fall inside the field but near no particle: check the registration, or --linker-nm "
+                     "and --n-sigma")
+        out.append(f"warning: 0 of {n} localizations of {L!r} were assigned to a particle of {structure!r}; "
+                   f"likely cause: {cause}")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,12 +207,15 @@ def run(args: argparse.Namespace) -> int:
         **({"count_method": _method_arg(args.count_method)} if args.count_method else {}),
         store=not args.no_store,
         table_name=args.table,
+        assume_aligned=args.assume_aligned,
     )
     if out is not None:
         if out.suffix.lower() == ".csv":
             res.table.to_csv(out, index=False)
         else:
             res.table.to_parquet(out, index=False)
+    for line in assignment_warnings(res, args.structure):
+        print(line, file=sys.stderr)
     if args.json:
         print(json.dumps(res.summary, default=float, indent=1))
     else:

@@ -14,7 +14,11 @@ DESCRIPTION = (
     "translation/rigid/similarity/affine/thin-plate-spline and choose the simplest model consistent "
     "with the fiducial noise (chi-square). Stores the moving element's transform to world, the "
     "landmarks and a registration record, and prints fiducials found and paired, outliers, the model "
-    "and why, FRE, leave-one-out error and the predicted TRE over the field (nm)."
+    "and why, FRE, leave-one-out error and the predicted TRE over the field (nm). Every detector "
+    "parameter is estimated from the data and printed with its source (estimated, user, metadata); "
+    "the detection overrides below replace the estimate. When a stage cannot decide, the command "
+    "stops and prints what it saw (counts, best candidates, best pose hypothesis) and the option "
+    "that would help."
 )
 
 
@@ -32,8 +36,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="refine with SimpleITK mutual information (images only), kept only if it lowers the "
                    "held-out fiducial error")
     p.add_argument("--alpha", type=float, default=0.01, help="chi-square p-value for an adequate model (0.01)")
-    p.add_argument("--scale-range", type=float, nargs=2, default=(0.9, 1.1), metavar=("LO", "HI"),
-                   help="allowed scale between the frames for automatic pairing (0.9 1.1)")
+    p.add_argument("--scale-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="allowed scale between the frames for automatic pairing (default: automatic, "
+                   "around the metadata prior or a wide range)")
+    p.add_argument("--no-mirror", action="store_true",
+                   help="do not try mirrored poses (by default both handednesses are tried and a mirror is reported)")
+    g = p.add_argument_group(
+        "detection overrides",
+        "Each value is estimated from the data unless given here. Image options apply to every "
+        "image side, localization options to every localization side; --detect sets one side only "
+        "(and wins over the shared flags).")
+    g.add_argument("--bead-diameter", type=float, metavar="NM", help="images: bead / gold diameter (nm)")
+    g.add_argument("--psf-fwhm", type=float, metavar="NM", help="images: PSF full width at half maximum (nm)")
+    g.add_argument("--polarity", choices=["auto", "dark", "bright"], default="auto",
+                   help="images: beads darker or brighter than the background (default auto)")
+    g.add_argument("--min-persistence", type=float, metavar="FRACTION",
+                   help="localizations: fraction of frames a fiducial is seen in (0-1)")
+    g.add_argument("--detect", action="append", default=[], metavar="SIDE:KEY=VALUE",
+                   help="one detector option for one side, e.g. moving:diameter_nm=100 or "
+                   "fixed:min_persistence=0.3 (SIDE moving|fixed; KEY an option of that element's "
+                   "detector); repeatable")
+    g.add_argument("--fiducials-moving", metavar="CSV",
+                   help="fiducials of MOVING instead of detection: x, y[, z] (nm, its own frame), optional "
+                   "cov_xx, cov_xy, cov_yy (nm^2) or sigma_nm")
+    g.add_argument("--fiducials-fixed", metavar="CSV", help="fiducials of FIXED instead of detection (as above)")
+    p.add_argument("--diagnostics", metavar="DIR",
+                   help="write what each stage saw (JSON) and a figure of both elements' detections and the "
+                   "matches of the (best) pose hypothesis, also when the registration fails")
     p.add_argument("--no-outliers", action="store_true", help="do not flag outlier fiducials")
     p.add_argument("--bigwarp", metavar="OUT.csv", help="also write the pairs as a BigWarp landmark CSV")
     p.add_argument("--matrix", metavar="OUT.txt", help="also write the transform as a plain matrix (linear models)")
@@ -45,38 +74,59 @@ def _fmt(v, unit=" nm"):
 
 
 def run(args) -> int:
-    from ..errors import CorrelateError
+    from ..errors import CorrelateError, RegistrationError
     from ..registration import register_scene, write_affine_text, write_bigwarp_csv
     from ..scene import Scene
 
     from pathlib import Path
 
     from ..errors import FormatError
+    from ._register_output import detector_kwargs, print_detection, print_failure
 
     if args.moving == args.fixed:
         raise CorrelateError(f"--moving and --fixed are both {args.moving!r}; register an element onto another",
                              field="fixed")
     if args.landmarks and not Path(args.landmarks).is_file():
         raise FormatError("landmark file does not exist", path=args.landmarks, field="landmarks")
+    for flag in ("fiducials_moving", "fiducials_fixed"):
+        f = getattr(args, flag)
+        if f and not Path(f).is_file():
+            raise FormatError("fiducial file does not exist", path=f, field=flag.replace("_", "-"))
     scene = Scene.open(args.store, mode="r" if args.dry_run else "r+")
-    reg, rec = register_scene(
-        scene, args.moving, args.fixed, model=args.model, landmarks=args.landmarks, refine=args.refine,
-        store=not args.dry_run, scale_range=tuple(args.scale_range), alpha=args.alpha,
-        reject_outliers=not args.no_outliers,
-    )
+    kinds = {"moving": scene.kind(args.moving), "fixed": scene.kind(args.fixed)}
+    kw = detector_kwargs(args, kinds)
+    try:
+        reg, rec = register_scene(
+            scene, args.moving, args.fixed, model=args.model, landmarks=args.landmarks, refine=args.refine,
+            store=not args.dry_run, scale_range=None if args.scale_range is None else tuple(args.scale_range),
+            alpha=args.alpha, reject_outliers=not args.no_outliers, moving_kwargs=kw["moving"],
+            fixed_kwargs=kw["fixed"], fiducials_moving=args.fiducials_moving, fiducials_fixed=args.fiducials_fixed,
+            allow_mirror=not args.no_mirror, diagnostics=args.diagnostics,
+        )
+    except RegistrationError as exc:
+        print_failure(exc, args)
+        raise
     pairing = rec.get("pairing", {})
     if pairing.get("method") == "manual":
         print(f"fiducials: {pairing.get('n_pairs')} manual pairs from {args.landmarks}")
     else:
+        print_detection(rec, args, kinds)
         print(
             f"fiducials: {pairing.get('n_detected_moving')} found in {args.moving}, "
             f"{pairing.get('n_detected_fixed')} in {args.fixed}; {rec['n_pairs']} paired automatically "
             f"({pairing.get('method')})"
         )
+    mirrored = rec.get("mirrored", getattr(reg, "mirrored", None))
+    if mirrored is not None:
+        print("mirrored: yes - the moving frame is a mirror image of the fixed one (fitted with a reflection)"
+              if mirrored else "mirrored: no")
     out = rec["n_outliers"]
     print(f"outliers rejected: {out}" + (f" ({', '.join(rec['outlier_ids'])})" if out else ""))
     print(f"model: {rec['model']} - {rec['reason']}")
     print(f"FRE (RMS residual): {_fmt(rec['fre_rms_nm'])}; leave-one-out RMS error: {_fmt(rec['loo_rms_nm'])}")
+    excess = (rec.get("error_model") or {}).get("excess_fle_nm")
+    if excess is not None:
+        print(f"excess fiducial error (systematic per fiducial, per axis): {_fmt(excess)}")
     tf = rec.get("predicted_tre_field") or {}
     print(
         f"predicted TRE over the {args.fixed} field: median {_fmt(tf.get('tre_rms_median_nm'))} RMS, "
@@ -98,6 +148,8 @@ def run(args) -> int:
         with open(args.report, "w", encoding="utf-8") as fh:
             json.dump(rec, fh, indent=2)
         print(f"report written to {args.report}")
+    if args.diagnostics:
+        print(f"diagnostics written to {args.diagnostics}")
     if args.bigwarp:
         write_bigwarp_csv(args.bigwarp, reg.landmarks)
     if args.matrix:

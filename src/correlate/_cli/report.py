@@ -22,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", metavar="NAME,...", help="localization elements to show (default: all)")
     parser.add_argument("--tables", metavar="NAME,...", help="per-particle tables to report (default: all)")
     parser.add_argument("--title", help="report title")
+    parser.add_argument("--assume-aligned", action="store_true",
+                        help="draw labels that no registration placed in the base image's frame (the frames "
+                        "are already aligned); otherwise a label named in --labels that is unplaced is an "
+                        "error and, by default, unplaced labels are left out and named")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,6 +38,6 @@ def run(args: argparse.Namespace) -> int:
         raise CorrelateError(f"the base must be an image; {args.base!r} is {scene.kind(args.base)}", field="base")
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     out = make_report(scene, args.output, base=args.base, labels=split(args.labels), tables=split(args.tables),
-                      title=args.title)
+                      title=args.title, assume_aligned=args.assume_aligned)
     print(f"wrote {out}")
     return 0

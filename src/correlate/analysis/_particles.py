@@ -102,14 +102,13 @@ def _tre_function(scene, label: str, structure: str):
         chain = registration_chain(scene, label) + registration_chain(scene, structure)
     except Exception:  # noqa: BLE001 - a scene without records
         return None, None
-    if not chain:
-        return None, None
 
     def f(points):
         return np.asarray(predicted_tre_between(scene, label, structure, np.asarray(points, float))[0], float)
 
-    f(np.zeros((1, 2)))
-    return f, chain[0]
+    if not np.isfinite(f(np.zeros((1, 2)))).all():  # no registration links the frames: unknown
+        return None, None
+    return f, (chain[0] if chain else {"id": "declared placement"})
 
 
 def analyze_particles(
@@ -138,6 +137,7 @@ def analyze_particles(
     table_name: str = "particles",
     label_name: str = "particles",
     overwrite: bool = True,
+    assume_aligned: bool = False,
 ) -> ParticleAnalysis:
     """Run the joint per-particle analysis on a Scene.
 
@@ -159,7 +159,8 @@ def analyze_particles(
     n_sigma
         Multiple of ``sqrt(tre^2 + precision^2)`` added to the assignment shell.
     tre_nm
-        ``"auto"`` (predicted TRE from the newest registration record of that label, 0 if none),
+        ``"auto"`` (predicted TRE from the registrations that place the label; NaN, unknown,
+        when none links it to the structure),
         a number (nm, RMS) or per label.
     blink_radius_nm, max_dark_frames
         Blink grouping (default radius 2.5 x the median precision).
@@ -191,6 +192,10 @@ def analyze_particles(
     store
         Write the label image (``<structure>/labels/<label_name>``) and the table
         (``table_name``) into the scene; default: when the scene is writable.
+
+    assume_aligned
+        Join labels that no registration placed with the structure (the frames are already
+        aligned); otherwise such a label raises :class:`~correlate.errors.UnplacedError`.
 
     Returns
     -------
@@ -238,6 +243,9 @@ def analyze_particles(
             raise ElementError(f"label {L!r} is a {scene.kind(L)}, expected localizations", field="labels")
     if len(set(labels)) != len(labels):
         raise ElementError(f"labels repeated: {labels}", field="labels")
+    for L in labels:
+        if not (transforms and transforms.get(L) is not None):
+            scene.require_joinable(L, structure, assume_aligned=assume_aligned, action="assign localizations of")
     img = scene.get(structure)
     modality = img.attrs.get("modality")
     if modality not in ("em", "afm"):
@@ -304,7 +312,10 @@ def analyze_particles(
         tre_fun = None
         if tre_val == "auto":
             tre_fun, rec = _tre_function(scene, L, structure)
-            lab_info["tre_source"] = f"registration {rec.get('id')}" if rec else "none (0 nm)"
+            lab_info["tre_source"] = f"registration {rec.get('id')}" if rec else "unknown"
+            if rec is None:
+                notes.append(f"predicted TRE of {L!r} is unknown (no registration links it to {structure!r}): "
+                             "the assignment shell has no registration term and tre_nm is NaN")
         elif tre_val is not None:
             c = float(tre_val)
             tre_fun = lambda p, c=c: np.full(len(p), c)
@@ -411,7 +422,7 @@ def analyze_particles(
             except Exception:  # noqa: BLE001 - a transform without a usable inverse
                 table[f"tre_nm_{L}"] = float(np.median(tre_loc)) if n else np.nan
         else:
-            table[f"tre_nm_{L}"] = 0.0 if tre_fun is None else np.nan
+            table[f"tre_nm_{L}"] = np.nan
         tre_cols.append(f"tre_nm_{L}")
         if qpaint:
             q = _qpaint(locs["frame"].to_numpy() if n else np.zeros(0), np.where(part >= 0, part, -1),

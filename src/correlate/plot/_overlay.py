@@ -594,6 +594,28 @@ def _tre_on_grid(scene, base: str, grid, records, labels=(), n: int = 64) -> tup
     return xs, ys, tre.reshape(X.shape), label
 
 
+def placed_labels(scene, labels: Sequence[str], base: str, *, explicit: bool = True,
+                  assume_aligned: bool = False) -> tuple[list[str], list[str]]:
+    """(labels that may be joined with ``base``, labels left out). A label the user named
+    (``explicit``) that no registration placed raises UnplacedError; with the default label
+    list such labels are left out, and the caller says so."""
+    from ..errors import UnplacedError
+
+    if assume_aligned or not hasattr(scene, "require_joinable"):
+        return list(labels), []
+    keep, out = [], []
+    for n in labels:
+        try:
+            scene.require_joinable(n, base, action="overlay")
+        except UnplacedError:
+            if explicit:
+                raise
+            out.append(n)
+            continue
+        keep.append(n)
+    return keep, out
+
+
 def plot_overlay(
     scene,
     base: str | None = None,
@@ -608,6 +630,7 @@ def plot_overlay(
     show_tre: bool = False,
     tre_levels: Sequence[float] | None = None,
     caption: bool | str = True,
+    assume_aligned: bool = False,
     **kwargs,
 ):
     """Overlay of a scene's localizations (and annotations) on one of its images.
@@ -634,6 +657,10 @@ def plot_overlay(
         map for the scene's latest registration record (the caption says when it cannot).
     caption
         True for the automatic caption (base, labels, registration figures), a string, or False.
+    assume_aligned
+        Draw labels that no registration placed in the base's frame. Otherwise a label named in
+        ``labels`` raises :class:`~correlate.errors.UnplacedError`, and with the default (all
+        labels) such labels are left out and the caption names them.
     **kwargs
         Passed to :func:`draw_overlay` (``scale_bar_nm``, ``pixel_scale``, ``title``, ...).
 
@@ -652,16 +679,19 @@ def plot_overlay(
     elif base not in scene.names():
         raise ElementError(f"no element {base!r} in the scene (images: {images})", field="base")
     locs_all = [n for n in scene.names() if scene.kind(n) == "localizations"]
+    explicit = labels is not None
     if labels is None:
         labels = locs_all
     for n in labels:
         if n not in locs_all:
             raise ElementError(f"no localizations {n!r} in the scene (localizations: {locs_all})", field="labels")
+    labels, left_out = placed_labels(scene, labels, base, explicit=explicit, assume_aligned=assume_aligned)
     base_img = scene.get(base)
     mapped = {}
     for n in labels:
         df = scene.get(n)
-        mapped[n] = scene.map_points(df[[c for c in ("x", "y", "precision", "precision_x", "precision_y") if c in df.columns]], n, base)
+        mapped[n] = scene.map_points(df[[c for c in ("x", "y", "precision", "precision_x", "precision_y") if c in df.columns]],
+                                     n, base, assume_aligned=assume_aligned)
 
     records = _records_for(scene, list(labels) + [base])
     lines = [f"base {base} ({grid_from_image(_base_plane(base_img)).pixel_size[0]:.3g} nm/px)" + (
@@ -670,6 +700,8 @@ def plot_overlay(
         lines.append(registration_summary(r))
     if not records and labels:
         lines.append("no registration record in the scene: labels placed by the stored transforms")
+    if left_out:
+        lines.append(f"not drawn (no registration places them in {base}'s frame): {', '.join(left_out)}")
 
     fids = None
     if show_fiducials:

@@ -86,7 +86,7 @@ def _section_registration(scene, records) -> list[str]:
     return parts
 
 
-def _particle_section(scene, table_name: str, labels: Sequence[str]) -> list[str]:
+def _particle_section(scene, table_name: str, labels: Sequence[str], *, assume_aligned: bool = False) -> list[str]:
     from ._particles import (
         _percentiles,
         count_columns,
@@ -125,12 +125,21 @@ def _particle_section(scene, table_name: str, labels: Sequence[str]) -> list[str
         parts.append(_img(plot_counts_vs_size(t), "labels per particle against size"))
     except CorrelateError as exc:
         parts.append(f'<p class="note">label counts unavailable: {html.escape(str(exc))}</p>')
+    from ..errors import UnplacedError
+
     locs = {}
+    unplaced = []
     for n in labels:
         try:
-            locs[n] = scene.map_points(scene.get(n, columns=["x", "y"]) if _accepts_columns(scene) else scene.get(n)[["x", "y"]], n, cs)
+            locs[n] = scene.map_points(scene.get(n, columns=["x", "y"]) if _accepts_columns(scene) else scene.get(n)[["x", "y"]],
+                                       n, cs, assume_aligned=assume_aligned)
+        except UnplacedError:
+            unplaced.append(n)
         except Exception:  # noqa: BLE001 - an unmappable channel is left out of the profiles
             continue
+    if unplaced:
+        parts.append(f'<p class="note">left out of the profiles (no registration places them in '
+                     f'{html.escape(str(cs))}\'s frame): {html.escape(", ".join(unplaced))}</p>')
     if locs:
         try:
             parts.append(_img(plot_radial_profiles(radial_profiles(t, locs)), "radial profiles around particle centres"))
@@ -142,9 +151,10 @@ def _particle_section(scene, table_name: str, labels: Sequence[str]) -> list[str
             img = scene.get(img_name)
             tt = t.copy()
             if cs != img_name:
-                xy = scene.map_points(tt[["x", "y"]].to_numpy(float), cs, img_name)
+                xy = scene.map_points(tt[["x", "y"]].to_numpy(float), cs, img_name, assume_aligned=assume_aligned)
                 tt["x"], tt["y"] = xy[:, 0], xy[:, 1]
-            li = {n: scene.map_points(d, cs, img_name) for n, d in locs.items()} if cs != img_name else locs
+            li = ({n: scene.map_points(d, cs, img_name, assume_aligned=assume_aligned) for n, d in locs.items()}
+                  if cs != img_name else locs)
             parts.append(_img(particle_gallery(img, tt, li, n=12), f"particle gallery on {img_name}"))
         except Exception as exc:  # noqa: BLE001
             parts.append(f'<p class="note">gallery unavailable: {html.escape(str(exc))}</p>')
@@ -176,6 +186,7 @@ def make_report(
     labels: Sequence[str] | None = None,
     tables: Sequence[str] | None = None,
     title: str | None = None,
+    assume_aligned: bool = False,
 ) -> Path:
     """Write a self-contained HTML report of a scene.
 
@@ -194,6 +205,10 @@ def make_report(
         As in :func:`correlate.plot.plot_overlay`.
     tables
         Per-particle tables to report (default: all).
+    assume_aligned
+        Join labels that no registration placed (as in :func:`~correlate.plot.plot_overlay`);
+        otherwise a label named in ``labels`` that is unplaced raises UnplacedError, and by
+        default such labels are left out (the report says so).
 
     Returns
     -------
@@ -202,9 +217,18 @@ def make_report(
     from .. import __version__
     from ._overlay import _records_for, plot_overlay
 
+    from ._overlay import placed_labels
+
     path = Path(path)
     locs = [n for n in scene.names() if scene.kind(n) == "localizations"]
+    explicit = labels is not None
     labels = list(labels) if labels is not None else locs
+    images = [n for n in scene.names() if scene.kind(n) == "image"]
+    if explicit and images:
+        ems = [n for n in images if scene.get(n).attrs.get("modality") == "em"]
+        ref = base if base is not None else (ems or images)[0]
+        if ref in images:
+            placed_labels(scene, labels, ref, explicit=True, assume_aligned=assume_aligned)
     title = title or f"correlate report: {Path(str(scene.path)).name}"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
@@ -227,13 +251,14 @@ def make_report(
         bar.update()
         if images:
             has_labels = bool(scene.names(kind="labels"))
-            fig = plot_overlay(scene, base=base, labels=labels, show_particles=has_labels,
-                               show_tre=bool(records), pixel_scale=None, max_pixels=1200)
+            fig = plot_overlay(scene, base=base, labels=labels if explicit else None, show_particles=has_labels,
+                               show_tre=bool(records), pixel_scale=None, max_pixels=1200,
+                               assume_aligned=assume_aligned)
             parts.append("<h2>Overlay</h2>")
             parts.append(_img(fig, fig.correlate_caption.replace("\n", "; ")))
         bar.update()
         for tn in tnames:
-            parts += _particle_section(scene, tn, labels)
+            parts += _particle_section(scene, tn, labels, assume_aligned=assume_aligned)
             bar.update()
     if not tnames:
         parts.append('<h2>Particles</h2><p class="note">No per-particle table in this store yet '

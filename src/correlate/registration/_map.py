@@ -17,16 +17,29 @@ def _latest_records(scene) -> dict[str, dict]:
     return out
 
 
-def registration_chain(scene, name: str) -> list[dict]:
-    """The registrations that place ``name`` in world: ``name -> fixed -> fixed's fixed ...``."""
+def _links(scene, name: str) -> tuple[list[dict], str, bool]:
+    """(links, anchor, placed) of ``name`` from the scene's placement, or from the latest
+    registration records for a scene object without placement."""
+    if hasattr(scene, "placement"):
+        p = scene.placement(name)
+        return list(p.links), p.anchor, p.placed
     recs = _latest_records(scene)
-    chain, seen = [], set()
-    while name in recs and name not in seen:
-        seen.add(name)
-        rec = recs[name]
-        chain.append(rec)
-        name = rec["fixed"]
-    return chain
+    chain, seen, n = [], set(), name
+    while n in recs and n not in seen:
+        seen.add(n)
+        chain.append(recs[n])
+        n = recs[n]["fixed"]
+    return chain, n, bool(chain)
+
+
+def registration_chain(scene, name: str) -> list[dict]:
+    """The registration records that place ``name`` (``name -> fixed -> fixed's fixed ...``),
+    following derived elements to their source; declarations and derivations left out."""
+    return [r for r in _links(scene, name)[0] if r.get("moving") and r.get("fixed")]
+
+
+def _key(link: dict) -> str:
+    return str(link.get("id") or f"{link.get('kind')}:{link.get('element')}")
 
 
 def _chain_cov(chain: list[dict], points: np.ndarray) -> np.ndarray:
@@ -34,6 +47,15 @@ def _chain_cov(chain: list[dict], points: np.ndarray) -> np.ndarray:
     total = np.zeros((len(points), d, d))
     p = points
     for rec in chain:
+        if rec.get("kind") == "derived":
+            continue  # a derived element has its source's transform
+        if not (rec.get("moving") and rec.get("fixed")):  # a declaration
+            c = rec.get("tre_nm")
+            total += np.eye(d) * (np.nan if c is None else float(c) ** 2 / d)
+            continue
+        if not rec.get("error_model"):
+            total += np.nan
+            continue
         fit = Fit.from_error_model(rec["error_model"])
         q = p[:, : fit.ndim]
         if rec.get("applied_to_coordinates"):
@@ -62,19 +84,21 @@ def predicted_tre_between(scene, src: str, dst: str, points) -> tuple[np.ndarray
     Returns
     -------
     (tre_rms, tre_r95)
-        (N,) RMS error ``sqrt(trace Sigma)`` and the 95 % containment radius (nm); zeros when
-        neither element has a stored registration.
+        (N,) RMS error ``sqrt(trace Sigma)`` and the 95 % containment radius (nm); zero where
+        both share their whole chain (or one is the other's anchor); NaN (unknown) when no
+        registration links the two frames or a link carries no error model.
     """
     from ._error import containment_radius
 
     p = np.atleast_2d(np.asarray(points, float))
-    a = registration_chain(scene, src)
-    b = registration_chain(scene, dst)
-    ids_a = {r.get("id") for r in a}
-    ids_b = {r.get("id") for r in b}
-    common = ids_a & ids_b
-    a = [r for r in a if r.get("id") not in common]
-    b = [r for r in b if r.get("id") not in common]
+    a, anchor_a, _ = _links(scene, src) if src != "world" else ([], "world", True)
+    b, anchor_b, _ = _links(scene, dst) if dst != "world" else ([], "world", True)
+    if anchor_a != anchor_b:  # no chain of registrations links the two frames: unknown
+        nan = np.full(len(p), np.nan)
+        return nan, nan.copy()
+    common = {_key(r) for r in a} & {_key(r) for r in b}
+    a = [r for r in a if _key(r) not in common]
+    b = [r for r in b if _key(r) not in common]
     cov = np.zeros((len(p), p.shape[1], p.shape[1]))
     if a:
         cov += _chain_cov(a, p)
@@ -82,5 +106,10 @@ def predicted_tre_between(scene, src: str, dst: str, points) -> tuple[np.ndarray
         q = scene.transform(src, dst).apply(p)
         cov += _chain_cov(b, q)
     rms = np.sqrt(np.trace(cov, axis1=1, axis2=2))
-    r95 = containment_radius(cov, 0.95) if len(p) else np.zeros(0)
+    if not len(p):
+        return rms, np.zeros(0)
+    bad = ~np.isfinite(cov).all(axis=(1, 2))
+    r95 = np.full(len(p), np.nan)
+    if (~bad).any():
+        r95[~bad] = containment_radius(cov[~bad], 0.95)
     return rms, r95

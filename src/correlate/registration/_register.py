@@ -27,19 +27,37 @@ __all__ = [
 def detect_fiducials(element, **kwargs) -> pd.DataFrame:
     """Detect fiducials in an Image (beads/gold) or a Localizations table (persistent emitters).
 
-    Keyword arguments go to :func:`detect_beads` or :func:`detect_smlm_fiducials`.
+    Keyword arguments go to :func:`detect_beads` (images: ``diameter_nm``, ``polarity``,
+    ``psf_fwhm_nm``...) or :func:`detect_smlm_fiducials` (localizations: ``min_persistence``,
+    ``radius_nm``, ``min_photons``); None values mean "estimate from the data" and are left out.
     Returns a fiducial table (``x, y[, z]`` nm in the element's own frame, ``cov_*`` nm^2).
+
+    Raises
+    ------
+    RegistrationError
+        An option the element's detector does not take (naming the ones it does), or no
+        fiducials found (``stage="detection"``).
     """
+    import inspect
+
     kind = element_kind(element)
     if kind == "image":
-        from ._detect_image import detect_beads
-
-        return detect_beads(element, **kwargs)
-    if kind == "localizations":
-        from ._detect_smlm import detect_smlm_fiducials
-
-        return detect_smlm_fiducials(element, **kwargs)
-    raise RegistrationError(f"cannot detect fiducials in a {kind}", field="element")
+        from ._detect_image import detect_beads as detector
+    elif kind == "localizations":
+        from ._detect_smlm import detect_smlm_fiducials as detector
+    else:
+        raise RegistrationError(f"cannot detect fiducials in a {kind}", field="element")
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    params = inspect.signature(detector).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            takes = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY)
+            raise RegistrationError(
+                f"the {kind} fiducial detector takes no option {', '.join(unknown)} (it takes {', '.join(takes)})",
+                field=unknown[0], stage="detection",
+            )
+    return detector(element, **kwargs)
 
 
 def register_points(
@@ -114,15 +132,36 @@ def register_points(
     return reg
 
 
-def register_elements(moving, fixed, *, moving_kwargs: dict | None = None, fixed_kwargs: dict | None = None, **kwargs) -> Registration:
+def _call_register_points(fm: pd.DataFrame, ff: pd.DataFrame, *, allow_mirror: bool = True,
+                          scale_range: tuple[float, float] | None = None, **kwargs) -> Registration:
+    """register_points with allow_mirror / scale_range passed only where they ask for something
+    (None: the pairing's automatic range); an option this pairing cannot honour is an error."""
+    import inspect
+
+    names = set(inspect.signature(register_points).parameters)
+    for key, value, default in (("allow_mirror", allow_mirror, True), ("scale_range", scale_range, None)):
+        if value is None or (value == default and key not in names):
+            continue
+        if key not in names:
+            raise CorrelateError(f"this pairing cannot take {key}={value!r}", field=key)
+        kwargs[key] = tuple(value) if key == "scale_range" else bool(value)
+    return register_points(fm, ff, **kwargs)
+
+
+def register_elements(moving, fixed, *, moving_kwargs: dict | None = None, fixed_kwargs: dict | None = None,
+                      fiducials_moving: pd.DataFrame | None = None, fiducials_fixed: pd.DataFrame | None = None,
+                      allow_mirror: bool = True, scale_range: tuple[float, float] | None = None,
+                      **kwargs) -> Registration:
     """Detect fiducials in two elements (images or localizations) and register them.
 
-    ``moving_kwargs`` / ``fixed_kwargs`` go to :func:`detect_fiducials`; other keyword arguments
-    to :func:`register_points`.
+    ``moving_kwargs`` / ``fixed_kwargs`` go to :func:`detect_fiducials` of that element;
+    ``fiducials_moving`` / ``fiducials_fixed`` (fiducial tables, nm, each element's own frame)
+    replace detection on that side. ``allow_mirror`` and ``scale_range`` (None: automatic) go
+    to the pairing; other keyword arguments to :func:`register_points`.
     """
-    fm = detect_fiducials(moving, **(moving_kwargs or {}))
-    ff = detect_fiducials(fixed, **(fixed_kwargs or {}))
-    reg = register_points(fm, ff, **kwargs)
+    fm = fiducials_moving if fiducials_moving is not None else detect_fiducials(moving, **(moving_kwargs or {}))
+    ff = fiducials_fixed if fiducials_fixed is not None else detect_fiducials(fixed, **(fixed_kwargs or {}))
+    reg = _call_register_points(fm, ff, allow_mirror=allow_mirror, scale_range=scale_range, **kwargs)
     reg.fiducials = {"moving": fm, "fixed": ff}
     return reg
 
@@ -250,6 +289,22 @@ def _jsonable(o):
     return o
 
 
+def _side_fiducials(element, given, kwargs: dict | None, name: str, role: str) -> pd.DataFrame:
+    """The fiducial table of one side: the user's (a table or a CSV path) or detected; a
+    detection failure names the element and its role."""
+    from ._fiducial_files import as_fiducial_table, read_fiducials_csv
+
+    if given is not None:
+        return as_fiducial_table(given) if isinstance(given, pd.DataFrame) else read_fiducials_csv(given)
+    try:
+        return detect_fiducials(element, **(kwargs or {}))
+    except RegistrationError as exc:
+        exc.diagnostics.setdefault("element", name)
+        exc.diagnostics.setdefault("role", role)
+        exc.args = (f"{role} element {name!r}: {exc.args[0]}",) + tuple(exc.args[1:])
+        raise
+
+
 def register_scene(
     scene,
     moving: str,
@@ -259,11 +314,15 @@ def register_scene(
     landmarks: Landmarks | str | None = None,
     refine: bool = False,
     store: bool = True,
-    scale_range: tuple[float, float] = (0.9, 1.1),
+    scale_range: tuple[float, float] | None = None,
     alpha: float = 0.01,
     reject_outliers: bool = True,
     moving_kwargs: dict | None = None,
     fixed_kwargs: dict | None = None,
+    fiducials_moving: pd.DataFrame | str | None = None,
+    fiducials_fixed: pd.DataFrame | str | None = None,
+    allow_mirror: bool = True,
+    diagnostics: str | None = None,
 ) -> tuple[Registration, dict]:
     """Register element ``moving`` onto element ``fixed`` of a Scene and store the result.
 
@@ -273,35 +332,69 @@ def register_scene(
     element's new transform to world (``fit`` then ``fixed -> world``), the landmarks and the
     registration record.
 
+    Parameters
+    ----------
+    moving_kwargs, fixed_kwargs
+        Options of that element's detector (images: ``diameter_nm``, ``polarity``,
+        ``psf_fwhm_nm``; localizations: ``min_persistence``, ``radius_nm``, ``min_photons``).
+    fiducials_moving, fiducials_fixed
+        A fiducial table or CSV path (``x, y[, z]`` nm, optional ``cov_*`` nm^2 or ``sigma_nm``)
+        replacing detection on that side.
+    allow_mirror, scale_range
+        Pairing: try mirrored poses too; allowed scale (None: automatic, from the prior or wide).
+    diagnostics
+        A folder: write what each stage saw (JSON) and a figure of the detections and matches,
+        also when the registration fails.
+
     Returns
     -------
     (Registration, record dict)
+        The record holds ``detection`` (per side: count, estimated parameters and their source)
+        and ``element_versions`` (what makes it stale when an element is re-imported).
     """
     from ._io import read_landmarks_file
 
+    if landmarks is not None:
+        unused = [k for k, v in (("fiducials_moving", fiducials_moving), ("fiducials_fixed", fiducials_fixed),
+                                 ("moving_kwargs", moving_kwargs), ("fixed_kwargs", fixed_kwargs)) if v]
+        if unused:
+            raise CorrelateError(f"manual landmark pairs replace detection and pairing; {', '.join(unused)} "
+                                 "would be ignored: give one or the other", field=unused[0])
     mov_el = scene.get(moving)
     fix_el = scene.get(fixed)
     fixed_to_world = scene.transform_to_world(fixed)
     extra: dict[str, Any] = {}
-    if landmarks is not None:
-        lm = read_landmarks_file(landmarks, source_system=moving, target_system=fixed) if not isinstance(landmarks, Landmarks) else landmarks
-        lm.source_system, lm.target_system = moving, fixed
-        reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers)
-        reg.pairing = {"method": "manual", "n_pairs": len(lm)}
-        extra["landmarks_file"] = str(landmarks) if not isinstance(landmarks, Landmarks) else None
-    else:
-        prior = None
-        try:
-            t = scene.transform(moving, fixed)
-            if not isinstance(t, Identity):
-                prior = t
-        except (CorrelateError, ValueError, np.linalg.LinAlgError):  # non-invertible: no prior
+    fids: dict[str, pd.DataFrame | None] = {"moving": None, "fixed": None}
+    try:
+        if landmarks is not None:
+            lm = read_landmarks_file(landmarks, source_system=moving, target_system=fixed) if not isinstance(landmarks, Landmarks) else landmarks
+            lm.source_system, lm.target_system = moving, fixed
+            reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers)
+            reg.pairing = {"method": "manual", "n_pairs": len(lm)}
+            extra["landmarks_file"] = str(landmarks) if not isinstance(landmarks, Landmarks) else None
+        else:
             prior = None
-        reg = register_elements(
-            mov_el, fix_el, model=model, prior=prior, scale_range=scale_range, alpha=alpha,
-            reject_outliers=reject_outliers, moving_name=moving, fixed_name=fixed,
-            moving_kwargs=moving_kwargs, fixed_kwargs=fixed_kwargs,
-        )
+            try:
+                t = scene.transform(moving, fixed)
+                if not isinstance(t, Identity):
+                    prior = t
+            except (CorrelateError, ValueError, np.linalg.LinAlgError):  # non-invertible: no prior
+                prior = None
+            fids["moving"] = _side_fiducials(mov_el, fiducials_moving, moving_kwargs, moving, "moving")
+            fids["fixed"] = _side_fiducials(fix_el, fiducials_fixed, fixed_kwargs, fixed, "fixed")
+            reg = register_elements(
+                mov_el, fix_el, model=model, prior=prior, scale_range=scale_range, alpha=alpha,
+                reject_outliers=reject_outliers, moving_name=moving, fixed_name=fixed,
+                fiducials_moving=fids["moving"], fiducials_fixed=fids["fixed"], allow_mirror=allow_mirror,
+            )
+            extra["detection"] = {role: _detection_summary(f) for role, f in fids.items()}
+    except RegistrationError as exc:
+        if diagnostics is not None:
+            from ._diagnostics import write_diagnostics
+
+            write_diagnostics(diagnostics, moving=moving, fixed=fixed, fiducials=fids,
+                              elements={"moving": mov_el, "fixed": fix_el}, error=exc)
+        raise
     if refine:
         from ._refine_sitk import refine_registration
 
@@ -312,9 +405,28 @@ def register_scene(
             field = reg.fit.transform.inverse().apply(field)
         except (CorrelateError, np.linalg.LinAlgError):  # a spline that folds outside the fiducials
             field = None
+    extra["element_versions"] = _element_versions(scene, moving, fixed)
     record = registration_record(reg, moving=moving, fixed=fixed, field=field, extra=extra)
     if store:
         scene.set_transform(moving, compose(reg.transform, fixed_to_world))
         scene.add_landmarks(reg.landmarks)
         record = scene.add_registration(record)
+    if diagnostics is not None:
+        from ._diagnostics import write_diagnostics
+
+        write_diagnostics(diagnostics, moving=moving, fixed=fixed, fiducials=fids,
+                          elements={"moving": mov_el, "fixed": fix_el}, registration=reg, record=record)
     return reg, record
+
+
+def _detection_summary(f: pd.DataFrame | None) -> dict[str, Any]:
+    from ._diagnostics import detection_summary
+
+    return detection_summary(f)
+
+
+def _element_versions(scene, *names: str) -> dict[str, str | None]:
+    from .._placement import element_version
+
+    entries = getattr(scene, "_meta", {}).get("elements", {})
+    return {n: element_version(entries.get(n)) for n in names if n in entries}
