@@ -297,7 +297,8 @@ def register_scene(
             field = None
     record = registration_record(reg, moving=moving, fixed=fixed, field=field, extra=extra)
     if store:
-        scene.set_transform(moving, compose(reg.transform, fixed_to_world))
-        scene.add_landmarks(reg.landmarks)
-        record = scene.add_registration(record)
+        with scene.transaction(f"registration {moving} -> {fixed}"):
+            scene.set_transform(moving, compose(reg.transform, fixed_to_world))
+            scene.add_landmarks(reg.landmarks)
+            record = scene.add_registration(record)
     return reg, record
