@@ -187,6 +187,22 @@ def read_loop(store: str, seconds: float) -> tuple[int, list[str]]:
     return n, errors
 
 
+def forkserver():
+    """The multiprocessing context whose server imported this module and warmed it up."""
+    import multiprocessing as mp
+
+    here = str(Path(__file__).resolve().parent)
+    # the forkserver of Python 3.12.1 ignores the parent's sys.path: give it through the environment
+    parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    for p in [here] + [q for q in __import__("sys").path if q.endswith("src")]:
+        if p not in parts:
+            parts.append(p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["_store_ops", "_store_ops_warm"])
+    return ctx
+
+
 def warm() -> None:
     """Run every operation once on scratch stores (compiles kernels before the forks)."""
     tmp = Path(tempfile.mkdtemp(prefix="correlate-warm-"))

@@ -22,9 +22,7 @@ from correlate.scene import Scene  # noqa: E402
 
 @pytest.fixture(scope="module")
 def ctx():
-    c = mp.get_context("forkserver")
-    c.set_forkserver_preload(["_store_ops", "_store_ops_warm"])
-    return c
+    return _store_ops.forkserver()
 
 
 def _child(ctx, store: Path, spec: dict, fault_at=None, trace=None) -> int:
@@ -38,8 +36,7 @@ def _child(ctx, store: Path, spec: dict, fault_at=None, trace=None) -> int:
     return p.exitcode
 
 
-@pytest.mark.parametrize("kind", ["import", "overwrite", "register", "particles"])
-def test_kill_at_every_step(tmp_path, ctx, kind):
+def _kill_sweep(tmp_path, ctx, kind, every: bool) -> dict:
     base, spec = _store_ops.base_store(kind, tmp_path)
     before = _store_ops.state(base)
     # a traced run without a kill: the new state and the numbered steps of this operation
@@ -51,18 +48,39 @@ def test_kill_at_every_step(tmp_path, ctx, kind):
     assert after != before
     steps = [line.split("\t", 1)[1] for line in trace.read_text().splitlines()]
     assert "committed" in steps and "pre-commit" in steps
+    if every:
+        ks = list(range(1, len(steps) + 1))
+    else:  # the first step of each kind (begin, journal, placed, pre-commit, committed, removed, ...)
+        kinds: dict[str, int] = {}
+        for k, label in enumerate(steps, 1):
+            kinds.setdefault(label.split(" ")[0], k)
+        ks = sorted(kinds.values())
     seen = {}
-    for k in range(1, len(steps) + 1):
+    for k in ks:
         work = tmp_path / f"k{k}.ome.zarr"
         shutil.copytree(base, work, symlinks=True)
         code = _child(ctx, work, spec, fault_at=k)
         assert code == -9, (k, steps[k - 1], code)
-        seen[steps[k - 1]] = _store_ops.check_whole(work, before, after)
+        seen[k] = _store_ops.check_whole(work, before, after)
         shutil.rmtree(work)
     # killed before the commit point: the old state; at or after it: the new one
-    commit = steps.index("committed")
-    for i, label in enumerate(steps):
-        assert seen[label] == ("after" if i >= commit else "before"), (label, seen)
+    commit = steps.index("committed") + 1
+    for k, got in seen.items():
+        assert got == ("after" if k >= commit else "before"), (k, steps[k - 1], got)
+    return {steps[k - 1]: seen[k] for k in ks}
+
+
+@pytest.mark.parametrize("kind", ["import", "overwrite", "register", "particles"])
+def test_kill_at_each_kind_of_step(tmp_path, ctx, kind):
+    seen = _kill_sweep(tmp_path, ctx, kind, every=False)
+    assert {"begin", "pre-commit", "committed", "done"} <= set(seen)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["import", "overwrite", "register", "particles"])
+def test_kill_at_every_step(tmp_path, ctx, kind):
+    seen = _kill_sweep(tmp_path, ctx, kind, every=True)
+    assert len(seen) >= 6
 
 
 def test_transaction_commits_once_and_aborts_whole(tmp_path):

@@ -117,6 +117,10 @@ def settle(path: Path, journal: dict, meta: dict) -> list[str]:
     (committed, aborted or killed): remove what it created or superseded that ``meta`` does not
     refer to, rewrite the labels indexes it touched. Returns the removed paths."""
     refs = referenced_paths(meta, path)
+    # indexes first: until a label folder is gone, an index naming it stays valid
+    for image in journal.get("labels", []):
+        write_labels_index(path, meta, image)
+        fault_point(f"labels-index {image}")
     removed = []
     for rel in list(journal.get("superseded", [])) + list(journal.get("created", [])):
         if not _removable(rel, refs):
@@ -126,9 +130,6 @@ def settle(path: Path, journal: dict, meta: dict) -> list[str]:
             _rm(p)
             removed.append(rel)
             fault_point(f"removed {rel}")
-    for image in journal.get("labels", []):
-        write_labels_index(path, meta, image)
-        fault_point(f"labels index {image}")
     return removed
 
 
