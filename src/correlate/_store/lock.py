@@ -112,7 +112,11 @@ class StoreLock:
             self._depth += 1
             return True
         wait = self.timeout if timeout is None else float(timeout)
-        fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {LOCK_FILE} ({exc}); it must be a plain file inside "
+                             "the store", path=self.root, field="lock") from exc
         deadline = time.monotonic() + wait
         delay = 0.005
         while not _try_lock(fd):

@@ -4,6 +4,7 @@ part rebuilt from the correlate metadata before every commit."""
 from __future__ import annotations
 
 import datetime as _dt
+import os
 from pathlib import Path
 
 from ..errors import StoreError
@@ -78,6 +79,9 @@ def read_root(path: Path) -> dict:
         raise StoreError("store does not exist", path=path)
     if not path.is_dir():
         raise StoreError("is a file, not a correlate store (a folder such as sample.ome.zarr)", path=path)
+    if os.path.islink(zj):
+        raise StoreError(f"the root zarr.json is a symbolic link (-> {os.readlink(zj)!r}); a store may not point "
+                         "outside itself", path=path, field="path")
     try:
         doc = read_json(zj)
     except FileNotFoundError as exc:

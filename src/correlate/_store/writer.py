@@ -39,6 +39,7 @@ import uuid
 from pathlib import Path
 from typing import Iterable
 
+from ..errors import StoreError
 from ..io._atomic import read_json, write_json_atomic
 from .catalogue import (
     LEGACY_HISTORY,
@@ -134,9 +135,14 @@ def settle(path: Path, journal: dict, meta: dict) -> list[str]:
 
 
 def _sweep_tmp(path: Path, meta: dict) -> list[str]:
-    dirs = [path, path / EXT] + [path / EXT / d for d in ("localizations", "tables", "landmarks")]
-    dirs.append(path / "coordinateTransformations")
-    dirs += [path / e["path"] / "labels" for e in meta["elements"].values() if e.get("kind") == "image"]
+    rels = [EXT] + [f"{EXT}/{d}" for d in ("localizations", "tables", "landmarks")] + ["coordinateTransformations"]
+    rels += [f"{e['path']}/labels" for e in meta["elements"].values() if e.get("kind") == "image"]
+    dirs = [path]
+    for rel in rels:
+        try:
+            dirs.append(resolve_inside(path, rel, "folder"))
+        except StoreError:
+            continue  # a link out of the store: never looked into (element checks refuse it)
     out = []
     for d in dirs:
         if not d.is_dir() or os.path.islink(d):
@@ -154,10 +160,10 @@ def recover(path: Path, own: Path | None = None) -> list[str]:
     Every journal found is settled against the committed metadata, then its staging folder is
     removed; stray temporary files are deleted. Returns what was removed (relative paths).
     """
-    base = path / STAGING_DIR
+    base = check_staging(path)
     meta = read_checked_root(path)[EXT]
     removed: list[str] = []
-    if base.is_dir() and not os.path.islink(base):
+    if base.is_dir():
         for entry in sorted(base.iterdir()):
             if (own is not None and entry == own) or entry.name == "holder.json":
                 continue
@@ -167,11 +173,25 @@ def recover(path: Path, own: Path | None = None) -> list[str]:
                 except (OSError, ValueError):
                     journal = None
                 if isinstance(journal, dict):
-                    removed += settle(path, journal, meta)
+                    try:
+                        removed += settle(path, journal, meta)
+                    except StoreError as exc:
+                        raise StoreError(f"the writer's journal {entry / 'journal.json'} names a path outside the "
+                                         f"store ({exc}); nothing was removed. Delete {entry} by hand if you trust "
+                                         "the rest of the store", path=path, field="journal") from exc
             _rm(entry)
             removed.append(f"{STAGING_DIR}/{entry.name}")
     removed += _sweep_tmp(path, meta)
     return removed
+
+
+def check_staging(path: Path) -> Path:
+    """The staging folder of the store (which may not exist); refused when it is a link."""
+    base = path / STAGING_DIR
+    if os.path.islink(base):
+        raise StoreError(f"{STAGING_DIR} is a symbolic link (-> {os.readlink(base)!r}); a store may not point "
+                         "outside itself", path=path, field="path")
+    return base
 
 
 class Transaction:
