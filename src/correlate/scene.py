@@ -30,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -46,7 +45,7 @@ from ._store.paths import LOCK_FILE, RESERVED_NAMES, WORLD, check_name, resolve_
 from ._store.rootdoc import SCENE_SCHEMA_VERSION, copy_root, empty_root, group_json, now, software_version
 from ._store.writer import Transaction, read_checked_root, recover
 from .errors import ElementError, StoreError
-from .io._atomic import _exchange, _two_step_replace, from_jsonable, read_json, remove_tree, to_jsonable, write_json_atomic
+from .io._atomic import _exchange, _two_step_replace, from_jsonable, remove_tree, to_jsonable, write_json_atomic
 from .transforms import Identity, Transform
 
 __all__ = ["Scene", "open_scene", "SCENE_SCHEMA_VERSION", "WORLD", "RESERVED_NAMES"]
@@ -192,6 +191,8 @@ class Scene:
         self._txn = txn
         try:
             yield self
+            self._txn = None
+            self._root = txn.commit()
         except BaseException:
             self._txn = None
             try:
@@ -200,22 +201,6 @@ class Scene:
                 with contextlib.suppress(StoreError, OSError):
                     self._root = self._read_root()
             raise
-        self._txn = None
-        try:
-            txn.commit_point()
-        except BaseException:
-            try:
-                txn.abort()
-            finally:
-                with contextlib.suppress(StoreError, OSError):
-                    self._root = self._read_root()
-            raise
-        self._root = copy_root(txn.root)
-        try:
-            txn.finish()
-        except OSError as exc:
-            warnings.warn(f"{self.path}: committed, but cleaning up afterwards failed ({exc}); the next "
-                          "writer removes what is left", stacklevel=3)
 
     @contextlib.contextmanager
     def _change(self, what: str) -> Iterator[Transaction]:
@@ -361,31 +346,17 @@ class Scene:
         """The pyramid of an image or label image: per level ``{"level", "path", "shape",
         "pixel_size_nm", "origin_nm"}`` (sizes in nm, per spatial dim), finest first. Use it to
         pick the coarsest level a job can work at, then ``get(name, level=...)``."""
-        from .io._store_images import _scale_translation
+        from .io._store_images import image_levels
 
         lab = self._label_parts(name)
         if lab is not None:
-            path = self._abs(_cat.label_path(self._entry(lab[0]), lab[1]), f"labels {name!r}")
+            rel = _cat.label_path(self._entry(lab[0]), lab[1])
         else:
             e = self._entry(name)
             if e["kind"] != "image":
                 raise ElementError(f"{name!r} is {e['kind']}, not an image; it has no pyramid", path=name)
-            path = self._abs(e["path"], f"element {name!r}")
-        ms = read_json(path / "zarr.json")["attributes"]["ome"]["multiscales"][0]
-        axes = [a["name"] for a in ms["coordinateSystems"][0]["axes"]]
-        out = []
-        for i, ds in enumerate(ms["datasets"]):
-            scale, trans = _scale_translation(ds["coordinateTransformations"][0], len(axes))
-            level_dir = resolve_inside(self.path, f"{path.relative_to(self.path).as_posix()}/{ds['path']}", "pyramid level")
-            shape = read_json(level_dir / "zarr.json")["shape"]
-            out.append({
-                "level": i,
-                "path": ds["path"],
-                "shape": dict(zip(axes, shape)),
-                "pixel_size_nm": {d: scale[k] for k, d in enumerate(axes) if d in _el.SPATIAL_DIMS},
-                "origin_nm": {d: trans[k] for k, d in enumerate(axes) if d in _el.SPATIAL_DIMS},
-            })
-        return out
+            rel = e["path"]
+        return image_levels(self._abs(rel, f"element {name!r}"))
 
     def remove(self, name: str) -> None:
         """Remove an element (and its labels, transform and history)."""
@@ -532,20 +503,9 @@ class Scene:
         StoreError
             Naming the part that does not validate and why.
         """
-        import zarr
-        from ome_zarr_models.v06.image import Image
-        from ome_zarr_models.v06.scene import Scene as NgffScene
+        from ._store.summary import validate_ngff
 
-        parts = [("scene", "", NgffScene)]
-        parts += [(f"image {n!r}", self._entry(n)["path"], Image) for n in self.names("image")]
-        for n, t in sorted(self._meta["transforms"].items()):
-            parts += [(f"displacement field {rel!r}", rel, Image) for rel in _cat.field_paths(t)]
-        for what, rel, model in parts:
-            p = self._abs(rel, what) if rel else self.path
-            try:
-                model.from_zarr(zarr.open_group(str(p), mode="r"))
-            except Exception as exc:  # pydantic ValidationError, missing arrays...
-                raise StoreError(f"{what} does not validate as NGFF 0.6: {exc}", path=p) from exc
+        validate_ngff(self)
 
     # ------------------------------------------------------------------------------------------
     # summary

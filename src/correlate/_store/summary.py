@@ -1,8 +1,11 @@
-"""The text of :meth:`correlate.scene.Scene.info`."""
+"""Reports on a scene: the text of :meth:`Scene.info` and the NGFF check of :meth:`Scene.validate`."""
 
 from __future__ import annotations
 
-__all__ = ["scene_summary"]
+from ..errors import StoreError
+from .catalogue import field_paths
+
+__all__ = ["scene_summary", "validate_ngff"]
 
 
 def scene_summary(scene) -> str:
@@ -96,3 +99,22 @@ def scene_summary(scene) -> str:
         steps = [str(s.get("step", s.get("name", "?"))) for s in hist[n]]
         lines.append(f"    {n}: {' -> '.join(steps)}")
     return "\n".join(lines)
+
+
+def validate_ngff(scene) -> None:
+    """Check a Scene's store against the NGFF 0.6 models of ``ome-zarr-models`` (the scene, every
+    image with its labels, every displacement field); StoreError naming the part otherwise."""
+    import zarr
+    from ome_zarr_models.v06.image import Image
+    from ome_zarr_models.v06.scene import Scene as NgffScene
+
+    parts = [("scene", "", NgffScene)]
+    parts += [(f"image {n!r}", scene._entry(n)["path"], Image) for n in scene.names("image")]
+    for n, t in sorted(scene._meta["transforms"].items()):
+        parts += [(f"displacement field {rel!r}", rel, Image) for rel in field_paths(t)]
+    for what, rel, model in parts:
+        p = scene._abs(rel, what) if rel else scene.path
+        try:
+            model.from_zarr(zarr.open_group(str(p), mode="r"))
+        except Exception as exc:  # pydantic ValidationError, missing arrays...
+            raise StoreError(f"{what} does not validate as NGFF 0.6: {exc}", path=p) from exc

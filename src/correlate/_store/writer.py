@@ -36,6 +36,7 @@ import shutil
 import signal
 import socket
 import uuid
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -316,17 +317,24 @@ class Transaction:
             self._close()
 
     def commit(self) -> dict:
-        """:meth:`commit_point` then :meth:`finish` (abort if the commit point fails)."""
+        """:meth:`commit_point` (the change is undone if it fails), then :meth:`finish` (a
+        failure there leaves debris for the next writer, with a warning). Returns the new root."""
         try:
             self.commit_point()
         except BaseException:
             self.abort()
             raise
-        self.finish()
-        return self.root
+        try:
+            self.finish()
+        except OSError as exc:
+            warnings.warn(f"{self.path}: committed, but cleaning up afterwards failed ({exc}); the next "
+                          "writer removes what is left", stacklevel=4)
+        return copy_root(self.root)
 
     def abort(self) -> None:
         """Forget the change: remove what it placed; the committed store stays as it was."""
+        if not self._open:
+            return
         try:
             meta = read_checked_root(self.path)[EXT]
             settle(self.path, self.journal, meta)
