@@ -172,7 +172,38 @@ def test_legacy_records_and_history_move_into_the_root(tmp_path):
     assert not (root / "correlate" / "registrations").exists() and not (root / "correlate" / "history").exists()
 
 
-def test_store_errors_name_the_store(tmp_path):
+def test_debris_of_a_dead_writer_is_cleaned_on_the_next_writable_open(tmp_path):
+    sc = Scene.create(tmp_path / "s.ome.zarr")
+    sc.add_table("t", pd.DataFrame({"particle_id": [1, 2]}))
+    p = sc.path
+    # what a writer killed mid-way leaves: a temporary zarr.json, its staging folder with a
+    # journal naming a folder it had moved into place, and that folder
+    (p / ".zarr.json.4242-0123abcd.tmp").write_text("{")
+    (p / "correlate" / "tables" / ".zarr.json.4242-89abcdef.tmp").write_text("{")
+    orphan = p / "correlate" / "tables" / "u"
+    orphan.mkdir()
+    (orphan / "zarr.json").write_text("{}")
+    st = p / ".correlate-staging" / "4242-0123456789ab"
+    st.mkdir(parents=True)
+    (st / "half-written").mkdir()
+    (st / "journal.json").write_text('{"created": ["correlate/tables/u"], "superseded": ["correlate/tables/t"], "labels": []}')
+    ro = Scene.open(p)  # readers see the committed state and clean nothing
+    assert ro.names() == ["t"] and orphan.exists()
+    Scene.open(p, "r+")
+    assert not orphan.exists() and not (p / ".correlate-staging").exists()
+    assert not list(p.rglob("*.tmp"))
+    assert len(Scene.open(p).get("t")) == 2  # still referenced: kept
+    assert _store_ops.leftovers(p) == []
+
+
+def test_a_reader_told_when_a_writer_replaced_what_it_listed(tmp_path):
+    sc = Scene.create(tmp_path / "s.ome.zarr")
+    sc.add_table("t", pd.DataFrame({"particle_id": [1, 2]}))
+    reader = Scene.open(sc.path)
+    sc.add_table("t", pd.DataFrame({"particle_id": [1, 2, 3]}), overwrite=True)
+    with pytest.raises(StoreError, match="reload"):
+        reader.get("t")
+    assert len(reader.reload().get("t")) == 3
     with pytest.raises(StoreError, match="does not exist"):
         Scene.open(tmp_path / "nothing.ome.zarr", "r+")
-    assert np.isfinite(1.0)
+    assert np.isfinite(len(reader.names()))

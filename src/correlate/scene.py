@@ -239,8 +239,12 @@ class Scene:
     def _entry(self, name: str) -> dict:
         return _cat.entry(self._meta, name, self.path)
 
-    def _abs(self, rel: str, what: str) -> Path:
-        return resolve_inside(self.path, rel, what)
+    def _abs(self, rel: str, what: str, *, must_exist: bool = False) -> Path:
+        p = resolve_inside(self.path, rel, what)
+        if must_exist and not os.path.lexists(p):
+            raise StoreError(f"{what} is not at {rel!r} any more: another writer replaced or removed it after "
+                             "this Scene read the store's metadata; call reload()", path=self.path, field="path")
+        return p
 
     def kind(self, name: str) -> str:
         """``"image"``, ``"localizations"``, ``"table"`` or ``"labels"``."""
@@ -335,9 +339,9 @@ class Scene:
         lab = self._label_parts(name)
         if lab is not None:
             rel = _cat.label_path(self._entry(lab[0]), lab[1])
-            return read_image_group(self._abs(rel, f"labels {name!r}"), lab[1], level, labels=True)
+            return read_image_group(self._abs(rel, f"labels {name!r}", must_exist=True), lab[1], level, labels=True)
         e = self._entry(name)
-        p = self._abs(e["path"], f"element {name!r}")
+        p = self._abs(e["path"], f"element {name!r}", must_exist=True)
         if e["kind"] == "image":
             return read_image_group(p, name, level)
         return read_table_group(p, columns=columns, bbox=bbox)
@@ -356,7 +360,7 @@ class Scene:
             if e["kind"] != "image":
                 raise ElementError(f"{name!r} is {e['kind']}, not an image; it has no pyramid", path=name)
             rel = e["path"]
-        return image_levels(self._abs(rel, f"element {name!r}"))
+        return image_levels(self._abs(rel, f"element {name!r}", must_exist=True))
 
     def remove(self, name: str) -> None:
         """Remove an element (and its labels, transform and history)."""
