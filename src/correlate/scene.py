@@ -289,7 +289,7 @@ class Scene:
                                path=name, field="transform")
         if kind not in ("image", "localizations", "table"):  # pragma: no cover
             raise ElementError(f"cannot store an element of kind {kind!r}", path=name)
-        self._check_new_name(name, overwrite)
+        check_name(name)
         with self._change(f"adding {name!r}") as txn:
             self._check_new_name(name, overwrite)
             if kind == "image":
@@ -308,7 +308,7 @@ class Scene:
         ``label_image`` is the label image it describes, e.g. ``"em/labels/particles"``.
         """
         self._check_writable()
-        self._check_new_name(name, overwrite)
+        check_name(name)
         df = _el.make_table(df, label_image=label_image) if label_image is not None else df
         with self._change(f"adding table {name!r}") as txn:
             self._check_new_name(name, overwrite)
