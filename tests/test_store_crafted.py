@@ -72,10 +72,14 @@ CASES = {
     "field_outside": lambda m, v: m["transforms"].update(em={"linear": {"type": "identity"}, "exact": {
         "type": "displacements", "path": "../victim"}, "approximate": True}),
     "landmarks_outside": lambda m, v: m.update(landmarks={"a__b": {"path": str(v), "source_system": "a", "target_system": "b"}}),
+    "malformed_transform": lambda m, v: m["transforms"].update(em="../victim"),
+    "malformed_labels": lambda m, v: m["elements"]["em"].update(label_paths=["../victim"]),
+    "malformed_elements": lambda m, v: m.update(elements=[str(v)]),
 }
 OFFENDING = {"absolute": "victim", "dotdot": "..", "dotdot_image": "..", "wrong_place": "'em'",
              "shared_folder": "correlate/tables/x", "reserved_image_path": "'correlate'", "label_outside": "..",
-             "label_name": "../../victim", "field_outside": "..", "landmarks_outside": "victim"}
+             "label_name": "../../victim", "field_outside": "..", "landmarks_outside": "victim",
+             "malformed_transform": "transform", "malformed_labels": "label", "malformed_elements": "elements"}
 
 
 @pytest.mark.parametrize("case", list(CASES))

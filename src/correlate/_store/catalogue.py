@@ -118,14 +118,16 @@ def validate_meta(meta: dict, root: Path, *, on_disk: bool = True) -> None:
             raise _fail(root, f"gives {what} the coordinate-system path {cs['path']!r}, not its own {rel!r}", rel)
         if e["kind"] == "image":
             labels = e.get("labels", [])
-            if not isinstance(labels, list):
-                raise _fail(root, f"gives {what} a labels list that is not a list", rel)
+            if not isinstance(labels, list) or not isinstance(e.get("label_paths", {}), dict):
+                raise _fail(root, f"gives {what} labels that are not a list (or label paths not an object)", rel)
             for lab in labels:
                 check_name(lab, "label", path=root)
                 lrel = check_element_path(label_path(e, lab), "labels", root, f"labels {name}/labels/{lab}",
                                           image_path=rel)
                 claim(lrel, f"labels {name}/labels/{lab}")
     for name, t in meta["transforms"].items():
+        if not isinstance(t, dict) or not isinstance(t.get("linear"), dict):
+            raise _fail(root, f"has a transform for {name!r} that is not an object with a 'linear' part")
         if name not in meta["elements"]:
             raise _fail(root, f"has a transform for {name!r}, which is not an element")
         for rel in field_paths(t):

@@ -221,12 +221,13 @@ class Transaction:
         """Lock, recover, read the committed root; returns the pending root to modify."""
         self.lock.acquire()
         try:
-            recover(self.path)
+            check_staging(self.path)
+            self.staging.mkdir(parents=True)
+            self.lock.write_holder(self.what)
+            recover(self.path, own=self.staging)
             committed = read_checked_root(self.path)
             self._committed_refs = referenced_paths(committed[EXT], self.path)
             self.root = copy_root(committed)
-            self.staging.mkdir(parents=True)
-            self.lock.write_holder(self.what)
             self.journal = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "what": self.what,
                             "created": [], "superseded": [], "labels": []}
             self._write_journal()
