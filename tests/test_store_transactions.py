@@ -4,7 +4,6 @@ data agree, and whose debris the next writable open removes."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import shutil
 import sys
 from pathlib import Path
