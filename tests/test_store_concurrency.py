@@ -37,14 +37,14 @@ def _py(code: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=_env())
 
 
-@pytest.mark.parametrize("n_writers", [2, 3])
+@pytest.mark.parametrize("n_writers", [3, pytest.param(4, marks=pytest.mark.slow)])
 def test_writers_and_a_reader(tmp_path, n_writers):
     store = tmp_path / "s.ome.zarr"
     Scene.create(store)
     n_each = 8
     reader = _py(f"""
         import _store_ops
-        n, errors = _store_ops.read_loop({str(store)!r}, 6.0)
+        n, errors = _store_ops.read_loop({str(store)!r}, 4.0)
         print(n); print(repr(errors))
     """)
     writers = [_py(f"""
