@@ -95,12 +95,9 @@ def validate_meta(meta: dict, root: Path, *, on_disk: bool = True) -> None:
     seen: dict[str, str] = {}
 
     def claim(rel: str, what: str) -> None:
-        key = rel.casefold()
-        for other, owner in seen.items():
-            if other == key or other.startswith(key + "/") or key.startswith(other + "/"):
-                if not (key.startswith(other + "/") and "/labels/" in key[len(other):]):
-                    raise _fail(root, f"gives {what} the path {rel!r}, which {owner} uses too", rel)
-        seen[key] = what
+        seen.setdefault(rel.casefold(), what)
+        if seen[rel.casefold()] != what:
+            raise _fail(root, f"gives {what} the path {rel!r}, which {seen[rel.casefold()]} uses too", rel)
         if on_disk:
             resolve_inside(root, rel, what)
 
@@ -139,6 +136,12 @@ def validate_meta(meta: dict, root: Path, *, on_disk: bool = True) -> None:
         if not isinstance(v, dict):
             raise _fail(root, f"gives {what} an entry that is not an object")
         claim(check_element_path(v.get("path"), "landmarks", root, what), what)
+    for key, what in seen.items():  # a part inside another's folder (labels inside their image are fine)
+        segs = key.split("/")
+        for i in range(1, len(segs)):
+            owner = seen.get("/".join(segs[:i]))
+            if owner is not None and not (len(segs) - i == 2 and segs[i] == "labels"):
+                raise _fail(root, f"puts {what} at {key!r}, inside the folder of {owner}", key)
 
 
 def label_parts(meta: dict, name: str) -> tuple[str, str] | None:
