@@ -102,3 +102,35 @@ def test_lock_timeout_names_the_holder_and_a_killed_holder_frees_it(tmp_path):
     assert Scene.open(store).names() == ["mine"]
     assert not (store / ".correlate-staging").exists()
     assert _store_ops.leftovers(store) == []
+
+
+def test_a_waiter_locks_the_store_that_replaced_the_one_it_waited_for(tmp_path):
+    """Scene.create(overwrite=True) swaps the whole store, lock file included: a writer that was
+    waiting must end up holding the lock of the new store, not of the removed one."""
+    import threading
+
+    from correlate._store.lock import StoreLock
+
+    store = tmp_path / "s.ome.zarr"
+    Scene.create(store)
+    first = StoreLock(store, 5.0)
+    first.acquire()
+    waiter = StoreLock(store, 10.0)
+    got = threading.Event()
+    t = threading.Thread(target=lambda: (waiter.acquire(), got.set()))
+    t.start()
+    time.sleep(0.2)
+    assert not got.is_set()
+    new = store / ".new-lock"
+    new.touch()
+    os.replace(new, store / ".correlate-lock")  # what the swap of the whole store does to the path
+    first.release()
+    t.join(10)
+    assert got.is_set()
+    assert os.fstat(waiter._fd).st_ino == os.stat(store / ".correlate-lock").st_ino
+    third = StoreLock(store, 0.2)
+    with pytest.raises(StoreError, match="locked by"):
+        third.acquire()
+    waiter.release()
+    assert third.acquire()
+    third.release()

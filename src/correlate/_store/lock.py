@@ -112,14 +112,15 @@ class StoreLock:
             self._depth += 1
             return True
         wait = self.timeout if timeout is None else float(timeout)
-        try:
-            fd = os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
-        except OSError as exc:
-            raise StoreError(f"cannot open the lock file {LOCK_FILE} ({exc}); it must be a plain file inside "
-                             "the store", path=self.root, field="lock") from exc
         deadline = time.monotonic() + wait
         delay = 0.005
-        while not _try_lock(fd):
+        fd = self._open()
+        while True:
+            if _try_lock(fd):
+                if self._same_file(fd):
+                    break
+                os.close(fd)  # the store was replaced while we waited: lock the new one
+                fd = self._open()
             if time.monotonic() >= deadline:
                 os.close(fd)
                 if quiet:
@@ -137,6 +138,22 @@ class StoreLock:
         self._fd = fd
         self._depth = 1
         return True
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.root / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        except OSError as exc:
+            raise StoreError(f"cannot open the lock file {LOCK_FILE} ({exc}); it must be a plain file inside "
+                             "the store", path=self.root, field="lock") from exc
+
+    def _same_file(self, fd: int) -> bool:
+        """Whether ``fd`` still is the store's lock file (``Scene.create(overwrite=True)`` swaps
+        the whole store, lock file included)."""
+        try:
+            a, b = os.fstat(fd), os.stat(self.root / LOCK_FILE, follow_symlinks=False)
+        except OSError:
+            return False
+        return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
 
     def write_holder(self, what: str) -> None:
         """Record who holds the lock (called by the holder once the staging folder exists)."""
