@@ -59,8 +59,8 @@ def _validate(path):
 
     NgffScene.from_zarr(zarr.open_group(str(path), mode="r"))
     sc = Scene.open(path)
-    for name in sc.names("image"):
-        Image.from_zarr(zarr.open_group(str(path / name), mode="r"))
+    for name in sc.names("image"):  # an overwritten element lives at a fresh folder
+        Image.from_zarr(zarr.open_group(str(path / sc._entry(name)["path"]), mode="r"))
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_exception_while_overwriting_keeps_old_element(store):
 
 
 def test_failed_metadata_commit_rolls_back_the_swap(store, monkeypatch):
-    import correlate.scene as scene_mod
+    import correlate._store.writer as scene_mod
 
     old = store.get("em").values
     before = _snapshot(store.path)
@@ -213,7 +213,7 @@ def test_overwrite_with_data_derived_from_the_same_store(store):
 
 
 def test_failed_label_commit_restores_labels_index(store, monkeypatch):
-    import correlate.scene as scene_mod
+    import correlate._store.writer as scene_mod
 
     store.add_labels("em", "a", np.ones((128, 96), np.uint8))
     before = _snapshot(store.path)
@@ -235,32 +235,36 @@ def test_failed_label_commit_restores_labels_index(store, monkeypatch):
     _validate(store.path)
 
 
-def test_two_rename_fallback_keeps_old_element_when_second_rename_fails(store, monkeypatch):
-    """Where renameat2 exchange is unavailable, a failure between the two renames must not leave
-    the previous element inside the staging folder (which is deleted on cleanup)."""
-    import correlate.scene as scene_mod
-
-    old = store.get("em").values
+@pytest.mark.parametrize("what", ["element", "labels"])
+def test_failed_placement_keeps_old_element(store, monkeypatch, what):
+    """Moving the staged new folder to its fresh path fails (EBUSY...): the committed element
+    (or label image) is untouched and nothing of the new one stays."""
+    if what == "labels":
+        store.add_labels("em", "a", np.ones((128, 96), np.uint8))
     before = _snapshot(store.path)
-    monkeypatch.setattr(_atomic, "_exchange", lambda a, b: False)
-    monkeypatch.setattr(scene_mod, "_exchange", lambda a, b: False)
     real_rename = os.rename
     failed = []
 
     def rename(src, dst):
-        # the second rename of the swap (staged new folder -> final path) fails, once
-        if not failed and _atomic.STAGING_DIR in os.fspath(src) and os.fspath(dst) == os.fspath(store.path / "em"):
-            failed.append(src)
-            raise OSError("device busy")
+        if _atomic.STAGING_DIR in os.fspath(src) and _atomic.STAGING_DIR not in os.fspath(dst):
+            failed.append(dst)
+            raise OSError(16, "Device or resource busy", str(dst))
         return real_rename(src, dst)
 
     monkeypatch.setattr(os, "rename", rename)
-    with pytest.raises(OSError, match="device busy"):
-        store.add("em", _img(77), overwrite=True)
+    with pytest.raises(OSError, match="busy"):
+        if what == "labels":
+            store.add_labels("em", "a", np.zeros((128, 96), np.uint8), overwrite=True)
+        else:
+            store.add("em", _img(77), overwrite=True)
     monkeypatch.setattr(os, "rename", real_rename)
-    assert failed and "-old-em" not in os.fspath(failed[0])
+    assert failed
     assert _snapshot(store.path) == before
-    np.testing.assert_array_equal(Scene.open(store.path).get("em").values, old)
+    sc = Scene.open(store.path)
+    if what == "labels":
+        np.testing.assert_array_equal(sc.get_labels("em", "a").values, 1)
+    else:
+        assert sc.get("em").values[0, 0] == 3
 
 
 def test_create_overwrite_fallback_keeps_old_store_when_rename_fails(store, monkeypatch):
@@ -282,29 +286,3 @@ def test_create_overwrite_fallback_keeps_old_store_when_rename_fails(store, monk
     monkeypatch.setattr(os, "rename", real_rename)
     assert _snapshot(store.path) == before
     assert Scene.open(store.path).names() == ["em", "sim"]
-
-
-@pytest.mark.parametrize("what", ["element", "labels"])
-def test_failed_exchange_keeps_old_element(store, monkeypatch, what):
-    """renameat2 failing (EBUSY, EPERM...) leaves the target untouched; the rollback must then
-    not move the existing element (or label image) away as if it were the new one."""
-    if what == "labels":
-        store.add_labels("em", "a", np.ones((128, 96), np.uint8))
-    before = _snapshot(store.path)
-
-    def refuse(a, b):
-        raise OSError(16, "Device or resource busy", str(b))
-
-    monkeypatch.setattr(_atomic, "_exchange", refuse)
-    with pytest.raises(OSError, match="busy"):
-        if what == "labels":
-            store.add_labels("em", "a", np.zeros((128, 96), np.uint8), overwrite=True)
-        else:
-            store.add("em", _img(77), overwrite=True)
-    monkeypatch.undo()
-    assert _snapshot(store.path) == before
-    sc = Scene.open(store.path)
-    if what == "labels":
-        np.testing.assert_array_equal(sc.get_labels("em", "a").values, 1)
-    else:
-        assert sc.get("em").values[0, 0] == 3

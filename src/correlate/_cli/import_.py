@@ -106,8 +106,15 @@ def run(args) -> int:
         elements.append((name, element))
         print(f"{f}: -> '{name}'\n  {describe(element)}")
     if scene is None:
-        scene = Scene.create(store)
-    for name, element in elements:
-        scene.add(name, element, overwrite=args.overwrite)
+        try:
+            scene = Scene.create(store)
+        except StoreError:
+            if not (store / "zarr.json").exists():
+                raise
+            scene = Scene.open(store, mode="r+")  # another import created it meanwhile
+    # one transaction: every file lands, or none does
+    with scene.transaction(f"import of {len(elements)} file(s)"):
+        for name, element in elements:
+            scene.add(name, element, overwrite=args.overwrite)
     print(f"{store}: {len(elements)} element(s) added")
     return 0

@@ -492,13 +492,14 @@ def analyze_particles(
         lab = seg.labels
         lab_store = lab.copy()
         lab_store.attrs = {k: v for k, v in lab.attrs.items() if isinstance(v, (str, int, float, bool, list, dict))}
-        scene.add_labels(structure, label_name, lab_store, overwrite=overwrite)
-        scene.add_table(table_name, table, label_image=label_image, overwrite=overwrite)
-        try:
-            scene.add_history(table_name, {"step": "analysis.particles", "structure": structure, "labels": labels,
-                                           "n_particles": int(n_part)})
-        except Exception as exc:  # noqa: BLE001 - history is a nicety, the results are stored
-            warnings.warn(f"could not record the history of {table_name!r}: {exc}", stacklevel=2)
+        with scene.transaction(f"particle analysis {table_name!r}"):
+            scene.add_labels(structure, label_name, lab_store, overwrite=overwrite)
+            scene.add_table(table_name, table, label_image=label_image, overwrite=overwrite)
+            try:
+                scene.add_history(table_name, {"step": "analysis.particles", "structure": structure, "labels": labels,
+                                               "n_particles": int(n_part)})
+            except Exception as exc:  # noqa: BLE001 - history is a nicety, the results are stored
+                warnings.warn(f"could not record the history of {table_name!r}: {exc}", stacklevel=2)
     return ParticleAnalysis(table=table, segmentation=seg, assignments=assignments, summary=summary)
 
 

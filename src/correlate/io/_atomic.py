@@ -1,16 +1,14 @@
-"""Atomic file-system steps for the scene store: write beside, then rename into place.
-
-Nothing here deletes a user's data before its replacement is complete:
+"""Atomic file-system steps for the scene store.
 
 * :func:`write_json_atomic` writes a temporary file in the same folder, fsyncs it and
   ``os.replace``-s it over the target (atomic on POSIX and Windows).
-* :class:`Staging` hands out private folders under ``<store>/.correlate-staging/<pid>-<token>/``
-  (same file system as the store, so a rename never copies); a killed process leaves only its
-  staging folder behind, which the next writer removes.
-* :func:`swap_into_place` moves a fully written folder to its final path. If the path exists it
-  is exchanged atomically (Linux ``renameat2(RENAME_EXCHANGE)``), or, where that is not available,
-  with two renames; the old content ends up inside the staging folder and is deleted only after
-  the caller has committed the new metadata.
+* :func:`_exchange` swaps two paths atomically where Linux offers ``renameat2(RENAME_EXCHANGE)``;
+  :func:`_two_step_replace` is the two-rename fallback that puts the old content back if the
+  second rename fails.
+* :func:`to_jsonable` / :func:`from_jsonable`: JSON with the zarr v3 encoding of non-finite floats.
+
+Transactions (staging, the one commit point, cleanup after a crash) are in
+:mod:`correlate._store.writer`.
 """
 
 from __future__ import annotations
@@ -30,10 +28,7 @@ __all__ = [
     "STAGING_DIR",
     "write_json_atomic",
     "read_json",
-    "Staging",
-    "swap_into_place",
     "remove_tree",
-    "clean_stale_staging",
     "to_jsonable",
     "from_jsonable",
 ]
@@ -140,73 +135,9 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - exists, owned by someone else
-        return True
-    except OSError:  # pragma: no cover
-        return False
-    return True
-
-
-def clean_stale_staging(root: str | os.PathLike) -> list[str]:
-    """Remove staging folders left by processes that no longer run; return what was removed."""
-    base = Path(root) / STAGING_DIR
-    removed = []
-    if not base.is_dir():
-        return removed
-    for entry in base.iterdir():
-        pid_txt = entry.name.split("-", 1)[0]
-        try:
-            pid = int(pid_txt)
-        except ValueError:
-            pid = -1
-        if pid < 0 or not _pid_alive(pid):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry.name)
-    try:
-        base.rmdir()
-    except OSError:
-        pass
-    return removed
-
-
 def remove_tree(path: str | os.PathLike) -> None:
     """Delete a folder tree (ignoring one that is already gone)."""
     shutil.rmtree(path, ignore_errors=True)
-
-
-class Staging:
-    """A private scratch folder inside the store for one write operation.
-
-    Use as a context manager; on exit (success or failure) the folder and anything moved into it
-    (old versions of replaced parts) is deleted.
-    """
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
-        self.path = self.root / STAGING_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-
-    def __enter__(self) -> "Staging":
-        self.path.mkdir(parents=True)
-        return self
-
-    def new(self, name: str) -> Path:
-        """A fresh (non-existing) path inside the staging folder."""
-        p = self.path / f"{uuid.uuid4().hex[:8]}-{name}"
-        return p
-
-    def __exit__(self, *exc) -> None:
-        remove_tree(self.path)
-        try:
-            (self.root / STAGING_DIR).rmdir()
-        except OSError:
-            pass
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -228,28 +159,6 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, os.strerror(err), str(b))
 
 
-def swap_into_place(new: Path, target: Path, staging: Staging) -> Path | None:
-    """Move the finished folder ``new`` to ``target``.
-
-    Returns the path (inside ``staging``) where the previous content of ``target`` now lives, or
-    None if ``target`` did not exist. The caller deletes it (by leaving the staging context) after
-    committing metadata, or moves it back with :func:`restore` if the commit fails.
-    """
-    new, target = Path(new), Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        os.rename(new, target)
-        _fsync_dir(target.parent)
-        return None
-    if _exchange(new, target):
-        _fsync_dir(target.parent)
-        return new  # now holds the old content
-    old = staging.new("old-" + target.name)
-    _two_step_replace(new, target, old)
-    _fsync_dir(target.parent)
-    return old
-
-
 def _two_step_replace(new: Path, target: Path, old: Path) -> None:
     """``target`` -> ``old``, then ``new`` -> ``target``; if the second rename fails, the previous
     content goes back to ``target`` before the error propagates (it must never be left in a place
@@ -260,16 +169,3 @@ def _two_step_replace(new: Path, target: Path, old: Path) -> None:
     except BaseException:
         os.rename(old, target)
         raise
-
-
-def restore(old: Path | None, target: Path, staging: Staging) -> None:
-    """Undo :func:`swap_into_place`: put ``old`` back at ``target`` (or remove ``target``)."""
-    target = Path(target)
-    if old is None:
-        if target.exists():
-            os.rename(target, staging.new("undo-" + target.name))
-        return
-    if not _exchange(Path(old), target):
-        tmp = staging.new("undo-" + target.name)
-        os.rename(target, tmp)
-        os.rename(old, target)

@@ -34,6 +34,7 @@ __all__ = [
     "write_label_group",
     "read_image_group",
     "image_group_info",
+    "image_levels",
 ]
 
 IMAGE_SCHEMA_VERSION = 1
@@ -418,3 +419,29 @@ def _scale_translation(t: dict, n: int) -> tuple[list[float], list[float]]:
         elif p["type"] == "translation":
             trans = [float(v) for v in p["translation"]]
     return scale, trans
+
+
+def image_levels(path: Path) -> list[dict]:
+    """The pyramid of the image group at ``path``: per level ``{"level", "path", "shape",
+    "pixel_size_nm", "origin_nm"}`` (nm, per spatial dim), finest first."""
+    import json
+
+    attrs = _read_group_attrs(path)
+    ms = attrs["ome"]["multiscales"][0]
+    axes = [a["name"] for a in ms["coordinateSystems"][0]["axes"]]
+    out = []
+    for i, ds in enumerate(ms["datasets"]):
+        if not isinstance(ds.get("path"), str) or "/" in ds["path"] or ds["path"] in ("", ".", ".."):
+            raise StoreError(f"dataset path {ds.get('path')!r} is not a plain folder name", path=path,
+                             field="ome.multiscales.datasets")
+        scale, trans = _scale_translation(ds["coordinateTransformations"][0], len(axes))
+        with open(path / ds["path"] / "zarr.json", encoding="utf-8") as fh:
+            shape = json.load(fh)["shape"]
+        out.append({
+            "level": i,
+            "path": ds["path"],
+            "shape": dict(zip(axes, shape)),
+            "pixel_size_nm": {d: scale[k] for k, d in enumerate(axes) if d in SPATIAL_DIMS},
+            "origin_nm": {d: trans[k] for k, d in enumerate(axes) if d in SPATIAL_DIMS},
+        })
+    return out

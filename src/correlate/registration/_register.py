@@ -408,9 +408,10 @@ def register_scene(
     extra["element_versions"] = _element_versions(scene, moving, fixed)
     record = registration_record(reg, moving=moving, fixed=fixed, field=field, extra=extra)
     if store:
-        scene.set_transform(moving, compose(reg.transform, fixed_to_world))
-        scene.add_landmarks(reg.landmarks)
-        record = scene.add_registration(record)
+        with scene.transaction(f"registration {moving} -> {fixed}"):
+            scene.set_transform(moving, compose(reg.transform, fixed_to_world))
+            scene.add_landmarks(reg.landmarks)
+            record = scene.add_registration(record)
     if diagnostics is not None:
         from ._diagnostics import write_diagnostics
 
