@@ -79,12 +79,16 @@ class Placement:
         }
 
 
+#: Entry keys that change without the element's data changing (label images added later).
+_NOT_VERSIONED = frozenset({"labels", "label_paths"})
+
+
 def element_version(entry: Mapping[str, Any] | None) -> str | None:
     """A short fingerprint of an element's store entry (its ``added`` time, path, shape, rows...),
     which changes when the element is re-imported; label images added later do not change it."""
     if entry is None:
         return None
-    e = {k: v for k, v in entry.items() if k != "labels"}
+    e = {k: v for k, v in entry.items() if k not in _NOT_VERSIONED}
     return hashlib.sha1(json.dumps(e, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
