@@ -1,0 +1,192 @@
+"""Per-track measurements of the persistent-emitter detector and its persistence threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["persistence_threshold", "track_statistics"]
+
+GAP_DEX = 0.3  # a split between two persistence populations needs a factor-2 empty interval
+
+
+def track_statistics(
+    pos: np.ndarray,
+    frame: np.ndarray,
+    tracks,
+    *,
+    prec: np.ndarray | None,
+    sigma: float,
+    photons: np.ndarray | None,
+    min_frames: int,
+    block_frames: int,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Measure the tracks that hold at least ``min_frames`` distinct frames.
+
+    Per track one localization per frame is kept (the brightest; without photons the one
+    nearest the block median), and localizations farther than 5 robust sigmas from the track's
+    per-block median are dropped (another emitter inside the window).
+
+    Returns
+    -------
+    (pandas.DataFrame, numpy.ndarray)
+        One row per measured track (columns ``track, n_localizations, n_frames_on, first_frame,
+        last_frame, span_frames, persistence, frame_fraction, photons, scatter_nm, jitter_nm,
+        track_extent_nm, step_z, mean_*, cov_**``) and (N,) the track of each kept row (-1
+        elsewhere). ``frame`` starts at 0.
+    """
+    n, d = pos.shape
+    axes = "xyz"[:d]
+    n_frames = int(frame.max()) + 1 if n else 0
+    lab = np.full(n, -1, np.int64)
+    cols = ["track", "n_localizations", "n_frames_on", "first_frame", "last_frame", "span_frames",
+            "persistence", "frame_fraction", "photons", "scatter_nm", "jitter_nm", "track_extent_nm", "step_z"]
+    cols += [f"mean_{a}" for a in axes] + [f"cov_{a}{b}" for i, a in enumerate(axes) for b in axes[i:]]
+    empty = pd.DataFrame({c: np.zeros(0) for c in cols})
+    if tracks.n_tracks == 0:
+        return empty, lab
+    # distinct frames per track from the spot counts, to skip the short tracks early
+    approx = np.bincount(tracks.track, tracks.count, minlength=tracks.n_tracks)
+    big = approx >= min_frames
+    rows = np.flatnonzero((tracks.loc_track >= 0) & big[np.maximum(tracks.loc_track, 0)])
+    if rows.size == 0:
+        return empty, lab
+    t = tracks.loc_track[rows]
+    f = frame[rows]
+    p = pos[rows]
+    blk = f // int(block_frames)
+    # per-(track, block) median position, residuals, robust sigma per track
+    g = pd.DataFrame({"t": t, "b": blk})
+    for i, a in enumerate(axes[:2]):
+        g[a] = p[:, i]
+    med = g.groupby(["t", "b"])[["x", "y"]].transform("median").to_numpy()
+    r = np.hypot(p[:, 0] - med[:, 0], p[:, 1] - med[:, 1])
+    r_med = pd.Series(r).groupby(t).transform("median").to_numpy()
+    on_track = r <= 5.0 * np.maximum(r_med / 1.1774, 1e-3)
+    bright = photons[rows] if photons is not None else -r
+    order = np.lexsort((-bright, f, t))
+    order = order[on_track[order]]
+    t_o, f_o = t[order], f[order]
+    first = np.r_[True, (t_o[1:] != t_o[:-1]) | (f_o[1:] != f_o[:-1])]
+    keep = order[first]
+    kt, kf, kp = t[keep], f[keep], p[keep]
+    lab[rows[keep]] = kt
+    ut, start, cnt = np.unique(kt, return_index=True, return_counts=True)
+    k = ut.size
+    ti = np.searchsorted(ut, kt)
+    f01 = kf[start + np.floor(0.01 * (cnt - 1)).astype(np.int64)]
+    f99 = kf[start + np.ceil(0.99 * (cnt - 1)).astype(np.int64)]
+    span = (f99 - f01) / 0.98 + 1.0
+    persistence = np.minimum(cnt / span, 1.0)
+    # precision-weighted mean and standard error of the mean from the own scatter
+    if prec is not None:
+        pr = np.nan_to_num(prec[rows[keep]], nan=sigma)
+    else:
+        pr = np.full(keep.size, sigma if np.isfinite(sigma) else 1.0)
+    w = 1.0 / np.maximum(pr, 1e-3) ** 2
+    sw = np.bincount(ti, w, k)
+    sw2 = np.bincount(ti, w * w, k)
+    mean = np.column_stack([np.bincount(ti, w * kp[:, c], k) / sw for c in range(d)])
+    dev = kp - mean[ti]
+    n_eff = sw**2 / sw2
+    denom = np.maximum(1.0 - sw2 / sw**2, 1e-12)
+    out = {"track": ut, "n_localizations": np.bincount(t, minlength=tracks.n_tracks)[ut], "n_frames_on": cnt,
+           "first_frame": kf[start], "last_frame": kf[start + cnt - 1], "span_frames": span,
+           "persistence": persistence, "frame_fraction": cnt / max(n_frames, 1)}
+    out["photons"] = (pd.Series(photons[rows[keep]]).groupby(ti).median().to_numpy()
+                      if photons is not None else np.full(k, np.nan))
+    out["scatter_nm"] = np.sqrt(np.bincount(ti, np.sum(dev**2, axis=1), k) / cnt)
+    rk = r[keep]
+    out["jitter_nm"] = np.sqrt(np.bincount(ti, rk**2, k) / cnt)
+    bm = pd.DataFrame({"t": ti, "b": kf // int(block_frames), "x": kp[:, 0], "y": kp[:, 1]})
+    bm = bm.groupby(["t", "b"])[["x", "y"]].median().groupby(level=0).agg(["min", "max"])
+    out["track_extent_nm"] = np.hypot(bm[("x", "max")] - bm[("x", "min")],
+                                      bm[("y", "max")] - bm[("y", "min")]).to_numpy()
+    out["step_z"] = _median_step_z(kp[:, :2], ti, pr, k)
+    for c, a in enumerate(axes):
+        out[f"mean_{a}"] = mean[:, c]
+    for i, a in enumerate(axes):
+        for j in range(i, d):
+            scov = np.bincount(ti, w * dev[:, i] * dev[:, j], k) / sw / denom
+            out[f"cov_{a}{axes[j]}"] = scov / n_eff
+    return pd.DataFrame(out, columns=cols), lab
+
+
+def _median_step_z(xy: np.ndarray, ti: np.ndarray, pr: np.ndarray, k: int) -> np.ndarray:
+    """Per track, the median distance between consecutive kept localizations in pair sigmas."""
+    out = np.full(k, np.inf)
+    if ti.size < 2:
+        return out
+    same = ti[1:] == ti[:-1]
+    z = np.hypot(*(xy[1:] - xy[:-1]).T) / np.sqrt(pr[1:] ** 2 + pr[:-1] ** 2)
+    s = pd.Series(z[same]).groupby(ti[1:][same]).median()
+    out[s.index.to_numpy()] = s.to_numpy()
+    return out
+
+
+def _mad(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else 0.0
+
+
+def persistence_threshold(
+    p_single: np.ndarray, p_multi: np.ndarray, photons_single: np.ndarray | None = None
+) -> tuple[np.ndarray, dict]:
+    """Which long-lived single-emitter tracks are fiducials: the outlier mode in persistence
+    (and brightness).
+
+    ``p_single``: persistences of the long-lived single-emitter tracks (fiducials and repeatedly
+    blinking single molecules), ``photons_single`` their median photons; ``p_multi``: those of
+    long-lived multi-emitter tracks (the sample's clusters of blinking molecules), whose 90th
+    percentile is the persistence a blinking population reaches (``ref``).
+
+    The score is log10 of the photon flux over the active span (persistence x median photons,
+    photons per frame), or of the persistence without photons. Rules: (1) a split at the largest
+    empty interval of the score of at least 0.3 dex (a factor 2), if the tracks below it look
+    like blinking: median persistence <= ref, or median photons below half those above;
+    (2) otherwise one population: all of it when its median persistence is above ``ref`` (or
+    there is no blinking population: a bead channel), else only its persistence outliers above
+    median + 4 MAD (MAD at least 0.1 dex).
+
+    Returns
+    -------
+    (numpy.ndarray, dict)
+        (K,) bool selection and what decided it: ``rule``, ``min_persistence`` (the lowest
+        persistence selected, or the threshold), ``min_flux_photons_per_frame`` for a split on
+        the flux, ``blinking_reference_persistence`` (ref).
+    """
+    ps = np.asarray(p_single, float)
+    ph = None if photons_single is None else np.asarray(photons_single, float)
+    if ph is not None and not np.isfinite(ph).all():
+        ph = None
+    pm = np.asarray(p_multi, float)
+    ref = float(np.quantile(pm, 0.9)) if pm.size else None
+    info: dict = {"blinking_reference_persistence": ref}
+    if ps.size == 0:
+        info.update(rule="no long-lived single-emitter track", min_persistence=float("inf"))
+        return np.zeros(0, bool), info
+    score = np.log10(np.maximum(ps * (ph if ph is not None else 1.0), 1e-12))
+    order = np.argsort(score, kind="stable")
+    x = score[order]
+    if x.size >= 2:
+        gaps = np.diff(x)
+        i = int(np.argmax(gaps))
+        below, above = order[: i + 1], order[i + 1:]
+        blinking_below = ref is not None and np.median(ps[below]) <= ref
+        if ph is not None:
+            blinking_below |= bool(np.median(ph[below]) < 0.5 * np.median(ph[above]))
+        if gaps[i] >= GAP_DEX and blinking_below:
+            sel = np.zeros(ps.size, bool)
+            sel[above] = True
+            cut = float(10 ** (0.5 * (x[i] + x[i + 1])))
+            info.update(rule="gap in photon flux" if ph is not None else "gap in persistence",
+                        min_persistence=float(ps[sel].min()), gap_dex=float(gaps[i]))
+            if ph is not None:
+                info["min_flux_photons_per_frame"] = cut
+            return sel, info
+    if ref is None or np.median(ps) > ref:
+        info.update(rule="one population above the blinking clusters", min_persistence=float(ps.min()))
+        return np.ones(ps.size, bool), info
+    lx = np.log10(np.maximum(ps, 1e-12))
+    thr = float(10 ** (np.median(lx) + 4.0 * max(_mad(lx), 0.1)))
+    info.update(rule="persistence outliers above median + 4 MAD", min_persistence=thr)
+    return ps >= thr, info

@@ -1,0 +1,174 @@
+"""Space-time tracks of persistent emitters, on a grid, without a loop over localizations.
+
+The acquisition is cut into blocks of ``block`` frames and the plane into square cells of
+``cell`` nm. Per block and per window of 2 x 2 cells, the number of *distinct frames* with a
+localization is counted; in each block the windows that are local maxima of that count (over the
+8 neighbouring windows) are *spots*: one per emitter and block, since an emitter's scatter fits in
+a window. A spot links to the strongest spot at most one cell away in the next block that holds
+one (up to ``max_gap`` blocks ahead), each spot keeping only its strongest predecessor: a slowly
+drifting emitter becomes one chain of spots (a track), whatever its total drift. Windows of
+spots of the same block are disjoint, so every localization belongs to at most one track.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["SpotTracks", "spot_tracks"]
+
+
+@dataclass
+class SpotTracks:
+    """Spots (one per emitter and block) linked into tracks.
+
+    Attributes
+    ----------
+    block, ax, ay
+        (S,) block index and window anchor cell of each spot (the window covers cells
+        ``ax..ax+1``, ``ay..ay+1``).
+    count
+        (S,) distinct frames with a localization in the spot's window during its block.
+    track
+        (S,) track index of each spot.
+    loc_track
+        (N,) track index of each localization (-1 outside every spot window).
+    n_tracks
+        Number of tracks.
+    event_frames_q90
+        90th percentile of the lengths (frames) of runs of consecutive frames with a
+        localization in one cell: the on-event length of the table's blinking.
+    """
+
+    block: np.ndarray
+    ax: np.ndarray
+    ay: np.ndarray
+    count: np.ndarray
+    track: np.ndarray
+    loc_track: np.ndarray
+    n_tracks: int
+    event_frames_q90: float = float("nan")
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray, default=0) -> np.ndarray:
+    """values[keys == query] for sorted unique ``keys``; ``default`` where absent."""
+    if keys.size == 0:
+        return np.full(query.shape, default, dtype=values.dtype)
+    i = np.searchsorted(keys, query)
+    i = np.minimum(i, keys.size - 1)
+    hit = keys[i] == query
+    return np.where(hit, values[i], default)
+
+
+def spot_tracks(
+    ix: np.ndarray,
+    iy: np.ndarray,
+    frame: np.ndarray,
+    block: int,
+    *,
+    max_gap: int = 2,
+    min_count: int = 2,
+) -> SpotTracks:
+    """Link per-block window maxima into tracks.
+
+    Parameters
+    ----------
+    ix, iy
+        (N,) integer cell indices of the localizations (>= 0).
+    frame
+        (N,) frame numbers starting at 0.
+    block
+        Frames per block.
+    max_gap
+        A track bridges up to ``max_gap - 1`` blocks without a spot.
+    min_count
+        Smallest number of distinct frames in a window for it to be a spot.
+
+    Returns
+    -------
+    SpotTracks
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = ix.size
+    empty = SpotTracks(*(np.zeros(0, np.int64) for _ in range(5)), np.full(n, -1, np.int64), 0)
+    if n == 0:
+        return empty
+    # one spare cell on each side keeps window neighbours inside the index space
+    gx = ix.astype(np.int64) + 2
+    gy = iy.astype(np.int64) + 2
+    nx = int(gx.max()) + 3
+    ny = int(gy.max()) + 3
+    ncell = nx * ny
+    nf = int(frame.max()) + 1
+    b_loc = frame.astype(np.int64) // int(block)
+    cell = gx * ny + gy
+    # distinct (cell, frame) pairs, then their number per (block, cell)
+    ucf = np.unique(cell * nf + frame)
+    c_u = ucf // nf
+    f_u = ucf % nf
+    b_u = f_u // int(block)
+    new_run = np.r_[True, (c_u[1:] != c_u[:-1]) | (np.diff(f_u) != 1)]
+    event_q90 = float(np.quantile(np.bincount(np.cumsum(new_run) - 1), 0.9))
+    bc_keys, bc_count = np.unique(b_u * ncell + c_u, return_counts=True)
+    # 2 x 2 windows anchored at (cx - dx, cy - dy) for every occupied cell
+    anchors = np.unique(np.concatenate([bc_keys - dx * ny - dy for dx in (0, 1) for dy in (0, 1)]))
+    win = np.zeros(anchors.size, np.int64)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            win += _lookup(bc_keys, bc_count, anchors + dx * ny + dy)
+    keep = win >= int(min_count)
+    anchors, win = anchors[keep], win[keep]
+    # non-maximum suppression over the 8 neighbouring windows of the same block (ties: lower key)
+    is_max = np.ones(anchors.size, bool)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            if dx == 0 and dy == 0:
+                continue
+            off = dx * ny + dy
+            other = _lookup(anchors, win, anchors + off)
+            is_max &= (win > other) | ((win == other) & (off > 0))
+    spots, count = anchors[is_max], win[is_max]
+    if spots.size == 0:
+        empty.event_frames_q90 = event_q90
+        return empty
+    s_block = spots // ncell
+    s_cell = spots % ncell
+    s_ax, s_ay = s_cell // ny, s_cell % ny
+    ns = spots.size
+    idx = np.arange(ns)
+    # successor: the first later block (<= max_gap ahead) with a spot within one cell; the strongest
+    succ = np.full(ns, -1, np.int64)
+    succ_count = np.full(ns, -1, np.int64)
+    for gap in range(1, int(max_gap) + 1):
+        todo = succ < 0
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                q = spots + gap * ncell + dx * ny + dy
+                j = _lookup(spots, idx, q, default=-1)
+                cj = np.where(j >= 0, count[np.maximum(j, 0)], -1)
+                better = todo & (cj > succ_count)
+                succ = np.where(better, j, succ)
+                succ_count = np.where(better, cj, succ_count)
+    src = np.flatnonzero(succ >= 0)
+    dst = succ[src]
+    # one predecessor per spot: the strongest
+    order = np.lexsort((-count[src], dst))
+    src, dst = src[order], dst[order]
+    first = np.r_[True, dst[1:] != dst[:-1]] if dst.size else np.zeros(0, bool)
+    src, dst = src[first], dst[first]
+    graph = coo_matrix((np.ones(src.size), (src, dst)), shape=(ns, ns))
+    n_tracks, track = connected_components(graph, directed=False)
+    track = track.astype(np.int64)
+    # each localization's window: the spot of its block anchored at (cx - dx, cy - dy)
+    bc_loc = b_loc * ncell + cell
+    u_bc, inv = np.unique(bc_loc, return_inverse=True)
+    u_track = np.full(u_bc.size, -1, np.int64)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            j = _lookup(spots, idx, u_bc - dx * ny - dy, default=-1)
+            u_track = np.where(j >= 0, track[np.maximum(j, 0)], u_track)
+    return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, u_track[inv.reshape(-1)], int(n_tracks),
+                      event_q90)
