@@ -11,8 +11,8 @@ analysis. Fiducials are persistence outliers among the table's clusters:
    1 %..99 % quantiles), the *persistence* ``n_on / span`` (fraction of frames on within its own
    span, so a bead that bleaches half-way keeps its persistence), median photons, the scatter
    about the running track (jitter) and about the mean (includes drift), and the median
-   frame-to-frame step in units of the localization precision (``step_z``; one emitter: ~1.18;
-   a chain hopping between molecules: larger).
+   frame-to-frame step (80th percentile) in units of the localization precision (``step_z``;
+   one emitter: ~1.79; a chain hopping between molecules: larger).
 3. Fiducials are the long-lived single-emitter tracks (``n_on >= min_frames``,
    ``span >= min_span_frames``, ``step_z <= max_step_z``) whose persistence is above the
    blinking population: ``min_persistence`` if given, else the threshold is estimated in
@@ -33,7 +33,7 @@ from ._persistent_stats import persistence_threshold, track_statistics
 
 __all__ = ["PersistentEmitters", "find_persistent_emitters"]
 
-MAX_STEP_Z = 2.5  # median step / pair sigma; one emitter gives 1.18 (Rayleigh), 2x slack for precision misestimates
+MAX_STEP_Z = 3.0  # 80th-percentile step / pair sigma; one emitter: 1.79 (Rayleigh), slack for precision misestimates
 
 
 @dataclass
@@ -134,7 +134,7 @@ def find_persistent_emitters(
     block_frames
         Frames per block of the track linking; None: max(20, frames / 50).
     max_step_z
-        Largest median frame-to-frame step (in pair sigmas) of one emitter; None: 2.5.
+        Largest 80th-percentile frame-to-frame step (in pair sigmas) of one emitter; None: 3.
 
     Returns
     -------
@@ -208,7 +208,8 @@ def find_persistent_emitters(
     if min_persistence is None:
         sel, info = persistence_threshold(st["persistence"].to_numpy()[eligible],
                                           st["persistence"].to_numpy()[(long_lived & ~single).to_numpy()],
-                                          st["photons"].to_numpy()[eligible] if photons is not None else None)
+                                          st["photons"].to_numpy()[eligible] if photons is not None else None,
+                                          st["span_frames"].to_numpy()[eligible] / n_frames)
         ok[eligible] = sel
         est["threshold_rule"] = info.pop("rule")
         est.update(info)

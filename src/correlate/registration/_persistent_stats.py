@@ -8,6 +8,7 @@ import pandas as pd
 __all__ = ["persistence_threshold", "track_statistics"]
 
 GAP_DEX = 0.3  # a split between two persistence populations needs a factor-2 empty interval
+BEAD_CHANNEL_SPAN = 0.25  # without blinking to compare with, fiducials span >= this fraction of the run
 
 
 def track_statistics(
@@ -102,7 +103,7 @@ def track_statistics(
     bm = bm.groupby(["t", "b"])[["x", "y"]].median().groupby(level=0).agg(["min", "max"])
     out["track_extent_nm"] = np.hypot(bm[("x", "max")] - bm[("x", "min")],
                                       bm[("y", "max")] - bm[("y", "min")]).to_numpy()
-    out["step_z"] = _median_step_z(kp[:, :2], ti, pr, k)
+    out["step_z"] = _step_z(kp[:, :2], ti, pr, k)
     for c, a in enumerate(axes):
         out[f"mean_{a}"] = mean[:, c]
     for i, a in enumerate(axes):
@@ -112,24 +113,24 @@ def track_statistics(
     return pd.DataFrame(out, columns=cols), lab
 
 
-def _median_step_z(xy: np.ndarray, ti: np.ndarray, pr: np.ndarray, k: int) -> np.ndarray:
-    """Per track, the median distance between consecutive kept localizations in pair sigmas."""
+def _step_z(xy: np.ndarray, ti: np.ndarray, pr: np.ndarray, k: int) -> np.ndarray:
+    """Per track, the 80th percentile of the distance between consecutive kept localizations in
+    pair sigmas (one emitter: Rayleigh, 1.79; a chain hopping between molecules: larger)."""
     out = np.full(k, np.inf)
     if ti.size < 2:
         return out
     same = ti[1:] == ti[:-1]
     z = np.hypot(*(xy[1:] - xy[:-1]).T) / np.sqrt(pr[1:] ** 2 + pr[:-1] ** 2)
-    s = pd.Series(z[same]).groupby(ti[1:][same]).median()
+    s = pd.Series(z[same]).groupby(ti[1:][same]).quantile(0.8)
     out[s.index.to_numpy()] = s.to_numpy()
     return out
 
 
-def _mad(x: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else 0.0
-
-
 def persistence_threshold(
-    p_single: np.ndarray, p_multi: np.ndarray, photons_single: np.ndarray | None = None
+    p_single: np.ndarray,
+    p_multi: np.ndarray,
+    photons_single: np.ndarray | None = None,
+    span_fraction: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Which long-lived single-emitter tracks are fiducials: the outlier mode in persistence
     (and brightness).
@@ -143,9 +144,10 @@ def persistence_threshold(
     photons per frame), or of the persistence without photons. Rules: (1) a split at the largest
     empty interval of the score of at least 0.3 dex (a factor 2), if the tracks below it look
     like blinking: median persistence <= ref, or median photons below half those above;
-    (2) otherwise one population: all of it when its median persistence is above ``ref`` (or
-    there is no blinking population: a bead channel), else only its persistence outliers above
-    median + 4 MAD (MAD at least 0.1 dex).
+    (2) otherwise one population: all of it when its median persistence is above ``ref``, or,
+    without blinking clusters to compare with, when its tracks span at least a quarter of the
+    run (median of ``span_fraction``, the active span over the frames: a fiducial channel);
+    else none (bursts of blinking look alike; ``min_persistence`` decides then).
 
     Returns
     -------
@@ -183,10 +185,15 @@ def persistence_threshold(
             if ph is not None:
                 info["min_flux_photons_per_frame"] = cut
             return sel, info
-    if ref is None or np.median(ps) > ref:
+    if ref is None:
+        if span_fraction is not None and np.median(span_fraction) >= BEAD_CHANNEL_SPAN:
+            info.update(rule="one population spanning the run (a fiducial channel)", min_persistence=float(ps.min()))
+            return np.ones(ps.size, bool), info
+        info.update(rule="one population of short-lived tracks and nothing to compare it with: none",
+                    min_persistence=float("inf"))
+        return np.zeros(ps.size, bool), info
+    if np.median(ps) > ref:
         info.update(rule="one population above the blinking clusters", min_persistence=float(ps.min()))
         return np.ones(ps.size, bool), info
-    lx = np.log10(np.maximum(ps, 1e-12))
-    thr = float(10 ** (np.median(lx) + 4.0 * max(_mad(lx), 0.1)))
-    info.update(rule="persistence outliers above median + 4 MAD", min_persistence=thr)
-    return ps >= thr, info
+    info.update(rule="one population at or below the blinking clusters: none", min_persistence=float("inf"))
+    return np.zeros(ps.size, bool), info

@@ -7,7 +7,9 @@ localization is counted; in each block the windows that are local maxima of that
 a window. A spot links to the strongest spot at most one cell away in the next block that holds
 one (up to ``max_gap`` blocks ahead), each spot keeping only its strongest predecessor: a slowly
 drifting emitter becomes one chain of spots (a track), whatever its total drift. Windows of
-spots of the same block are disjoint, so every localization belongs to at most one track.
+spots of the same block are disjoint; a localization belongs to the track whose window holds it,
+or else to the strongest track whose window is one cell away (so an emitter straddling a window
+edge stays whole).
 """
 
 from __future__ import annotations
@@ -162,13 +164,21 @@ def spot_tracks(
     graph = coo_matrix((np.ones(src.size), (src, dst)), shape=(ns, ns))
     n_tracks, track = connected_components(graph, directed=False)
     track = track.astype(np.int64)
-    # each localization's window: the spot of its block anchored at (cx - dx, cy - dy)
+    # each localization's track: the spot of its block whose window holds its cell, else the
+    # strongest spot whose window is one cell away (an emitter straddling the window's edge)
     bc_loc = b_loc * ncell + cell
     u_bc, inv = np.unique(bc_loc, return_inverse=True)
     u_track = np.full(u_bc.size, -1, np.int64)
-    for dx in (0, 1):
-        for dy in (0, 1):
-            j = _lookup(spots, idx, u_bc - dx * ny - dy, default=-1)
-            u_track = np.where(j >= 0, track[np.maximum(j, 0)], u_track)
+    u_count = np.full(u_bc.size, -1, np.int64)
+    for inner in (False, True):
+        for dx in (-1, 0, 1, 2):
+            for dy in (-1, 0, 1, 2):
+                if inner != (dx in (0, 1) and dy in (0, 1)):
+                    continue
+                j = _lookup(spots, idx, u_bc - dx * ny - dy, default=-1)
+                cj = np.where(j >= 0, count[np.maximum(j, 0)], -1)
+                better = (j >= 0) & (inner | (cj > u_count))
+                u_track = np.where(better, track[np.maximum(j, 0)], u_track)
+                u_count = np.where(better, cj, u_count)
     return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, u_track[inv.reshape(-1)], int(n_tracks),
                       event_q90)
