@@ -141,13 +141,14 @@ def persistence_threshold(
     percentile is the persistence a blinking population reaches (``ref``).
 
     The score is log10 of the photon flux over the active span (persistence x median photons,
-    photons per frame), or of the persistence without photons. Rules: (1) a split at the largest
-    empty interval of the score of at least 0.3 dex (a factor 2), if the tracks below it look
-    like blinking: median persistence <= ref, or median photons below half those above;
-    (2) otherwise one population: all of it when its median persistence is above ``ref``, or,
-    without blinking clusters to compare with, when its tracks span at least a quarter of the
-    run (median of ``span_fraction``, the active span over the frames: a fiducial channel);
-    else none (bursts of blinking look alike; ``min_persistence`` decides then).
+    photons per frame), or of the persistence without photons. Rules: (1) a split at the lowest
+    empty interval of the score of at least 0.3 dex (a factor 2) where the (up to 3) lowest
+    tracks above it are twice as bright as the median track below, or twice as persistent while
+    the tracks below persist no more than the blinking clusters (median <= ref); everything
+    above is the outlier mode. (2) Otherwise one population: all of it when its median
+    persistence is above ``ref``, or, without blinking clusters to compare with, when its tracks
+    span at least a quarter of the run (median of ``span_fraction``, active span over frames:
+    a fiducial channel); else none (bursts of blinking look alike; ``min_persistence`` decides).
 
     Returns
     -------
@@ -169,21 +170,20 @@ def persistence_threshold(
     score = np.log10(np.maximum(ps * (ph if ph is not None else 1.0), 1e-12))
     order = np.argsort(score, kind="stable")
     x = score[order]
-    if x.size >= 2:
-        gaps = np.diff(x)
-        i = int(np.argmax(gaps))
+    # the lowest empty interval that has blinking below it: everything above is the outlier mode
+    for i in np.flatnonzero(np.diff(x) >= GAP_DEX) if x.size >= 2 else []:
         below, above = order[: i + 1], order[i + 1:]
+        edge = above[:3]  # the lowest tracks above the interval must differ from those below
+        brighter = ph is not None and bool(np.median(ph[edge]) >= 2.0 * np.median(ph[below]))
+        more_persistent = bool(np.median(ps[edge]) >= 2.0 * np.median(ps[below]))
         blinking_below = ref is not None and np.median(ps[below]) <= ref
-        if ph is not None:
-            blinking_below |= bool(np.median(ph[below]) < 0.5 * np.median(ph[above]))
-        if gaps[i] >= GAP_DEX and blinking_below:
+        if brighter or (blinking_below and more_persistent):
             sel = np.zeros(ps.size, bool)
             sel[above] = True
-            cut = float(10 ** (0.5 * (x[i] + x[i + 1])))
             info.update(rule="gap in photon flux" if ph is not None else "gap in persistence",
-                        min_persistence=float(ps[sel].min()), gap_dex=float(gaps[i]))
+                        min_persistence=float(ps[sel].min()), gap_dex=float(x[i + 1] - x[i]))
             if ph is not None:
-                info["min_flux_photons_per_frame"] = cut
+                info["min_flux_photons_per_frame"] = float(10 ** (0.5 * (x[i] + x[i + 1])))
             return sel, info
     if ref is None:
         if span_fraction is not None and np.median(span_fraction) >= BEAD_CHANNEL_SPAN:
