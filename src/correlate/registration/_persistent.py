@@ -187,7 +187,8 @@ def find_persistent_emitters(
     est.update(block_frames=block_frames, max_gap_blocks=max_gap,
                max_drift_nm_per_frame=float(radius_nm) / block_frames)
     ij = np.floor((pos[:, :2] - pos[:, :2].min(0)) / float(radius_nm)).astype(np.int64)
-    tr = spot_tracks(ij[:, 0], ij[:, 1], f0, block_frames, max_gap=max_gap)
+    tr = spot_tracks(ij[:, 0], ij[:, 1], f0, block_frames, max_gap=max_gap,
+                     min_frames=10 if min_frames is None else min(int(min_frames), 10))
     if min_frames is None:
         q90 = tr.event_frames_q90
         min_frames = int(np.clip(np.ceil(5 * q90), 10, max(10, 0.02 * n_frames)))

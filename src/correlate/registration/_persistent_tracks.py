@@ -53,6 +53,12 @@ class SpotTracks:
     event_frames_q90: float = float("nan")
 
 
+def _unique(a: np.ndarray) -> np.ndarray:
+    """Sorted unique values (a sort: faster than numpy's hash-based unique on large int64)."""
+    a = np.sort(a, kind="stable")
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
 def _lookup(keys: np.ndarray, values: np.ndarray, query: np.ndarray, default=0) -> np.ndarray:
     """values[keys == query] for sorted unique ``keys``; ``default`` where absent."""
     if keys.size == 0:
@@ -71,6 +77,7 @@ def spot_tracks(
     *,
     max_gap: int = 2,
     min_count: int = 2,
+    min_frames: int = 10,
 ) -> SpotTracks:
     """Link per-block window maxima into tracks.
 
@@ -86,6 +93,8 @@ def spot_tracks(
         A track bridges up to ``max_gap - 1`` blocks without a spot.
     min_count
         Smallest number of distinct frames in a window for it to be a spot.
+    min_frames
+        Cells whose 3 x 3 neighbourhood holds fewer distinct frames over the run are left out.
 
     Returns
     -------
@@ -108,15 +117,30 @@ def spot_tracks(
     b_loc = frame.astype(np.int64) // int(block)
     cell = gx * ny + gy
     # distinct (cell, frame) pairs, then their number per (block, cell)
-    ucf = np.unique(cell * nf + frame)
+    ucf = _unique(cell * nf + frame)
     c_u = ucf // nf
     f_u = ucf % nf
     b_u = f_u // int(block)
     new_run = np.r_[True, (c_u[1:] != c_u[:-1]) | (np.diff(f_u) != 1)]
     event_q90 = float(np.quantile(np.bincount(np.cumsum(new_run) - 1), 0.9))
+    # only cells whose 3 x 3 neighbourhood holds >= min_frames distinct frames over the run can
+    # belong to a track that long: the rest is dropped before the per-block work
+    starts = np.flatnonzero(np.r_[True, c_u[1:] != c_u[:-1]])
+    cells_u = c_u[starts]
+    per_cell = np.diff(np.r_[starts, c_u.size])
+    hood = np.zeros(cells_u.size, np.int64)
+    for dx in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            hood += _lookup(cells_u, per_cell, cells_u + dx * ny + dy)
+    live_cells = cells_u[hood >= int(min_frames)]
+    live = np.repeat(hood >= int(min_frames), per_cell)
+    c_u, b_u = c_u[live], b_u[live]
     bc_keys, bc_count = np.unique(b_u * ncell + c_u, return_counts=True)
+    if bc_keys.size == 0:
+        empty.event_frames_q90 = event_q90
+        return empty
     # 2 x 2 windows anchored at (cx - dx, cy - dy) for every occupied cell
-    anchors = np.unique(np.concatenate([bc_keys - dx * ny - dy for dx in (0, 1) for dy in (0, 1)]))
+    anchors = _unique(np.concatenate([bc_keys - dx * ny - dy for dx in (0, 1) for dy in (0, 1)]))
     win = np.zeros(anchors.size, np.int64)
     for dx in (0, 1):
         for dy in (0, 1):
@@ -166,7 +190,8 @@ def spot_tracks(
     track = track.astype(np.int64)
     # each localization's track: the spot of its block whose window holds its cell, else the
     # strongest spot whose window is one cell away (an emitter straddling the window's edge)
-    bc_loc = b_loc * ncell + cell
+    loc_live = np.flatnonzero(_lookup(live_cells, np.ones(live_cells.size, bool), cell, default=False))
+    bc_loc = b_loc[loc_live] * ncell + cell[loc_live]
     u_bc, inv = np.unique(bc_loc, return_inverse=True)
     u_track = np.full(u_bc.size, -1, np.int64)
     u_count = np.full(u_bc.size, -1, np.int64)
@@ -180,5 +205,6 @@ def spot_tracks(
                 better = (j >= 0) & (inner | (cj > u_count))
                 u_track = np.where(better, track[np.maximum(j, 0)], u_track)
                 u_count = np.where(better, cj, u_count)
-    return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, u_track[inv.reshape(-1)], int(n_tracks),
-                      event_q90)
+    loc_track = np.full(n, -1, np.int64)
+    loc_track[loc_live] = u_track[inv.reshape(-1)]
+    return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, loc_track, int(n_tracks), event_q90)
