@@ -103,7 +103,8 @@ def _child(method: str, path: str, subset: int, radius: float, q) -> None:
         d2, _ = cKDTree(truth).query(found[["x", "y"]].to_numpy())
         res = {"n_found": len(found), "recall": float(np.mean(dist < 30)), "precision": float(np.mean(d2 < 30)),
                "radius_nm": float(found.attrs["estimated"]["radius_nm"]),
-               "estimated": {k: v for k, v in found.attrs["estimated"].items() if isinstance(v, (int, float, str, bool))}}
+               "estimated": {k: v for k, v in found.attrs["estimated"].items()
+                             if isinstance(v, (int, float, str, bool))}}
     else:
         from sklearn.cluster import DBSCAN
 
@@ -156,8 +157,10 @@ def main(argv=None) -> int:
         print(f"DBSCAN    n={rb['n']:>9}: {rb['wall_s']:7.2f} s, peak RSS {rb['rss_peak_mb']:7.0f} MB "
               f"(table {rb['rss_table_mb']:.0f} MB); eps {r['radius_nm']:.1f} nm, min_samples 10, "
               f"{rb['n_clusters']} clusters (spatial only: no persistence)")
+        extra_b = rb["rss_peak_mb"] - rb["rss_table_mb"]
+        extra_d = max(rd["rss_peak_mb"] - rd["rss_table_mb"], 1.0)
         print(f"ratio DBSCAN / detector on n={rb['n']}: wall {rb['wall_s'] / rd['wall_s']:.1f}x, "
-              f"peak RSS above the table {(rb['rss_peak_mb'] - rb['rss_table_mb']) / max(rd['rss_peak_mb'] - rd['rss_table_mb'], 1):.1f}x")
+              f"peak RSS above the table {extra_b / extra_d:.1f}x")
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -48,8 +48,9 @@ def _acquisition(rng, *, n_beads=None, beads=True, drift_nm=None, n_frames=None,
         sig = max(label_sigma * np.sqrt(label_photons / ph), 0.5)
         xy0 = rng.uniform(1000, field - 1000, 2)
         xy = xy0 + drift[fr] + rng.normal(0, sig, (fr.size, 2))
-        parts.append(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "frame": fr, "photons": ph * rng.lognormal(0, 0.2, fr.size),
-                                   "precision": sig, "kind": 1, "bead": k}))
+        parts.append(pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "frame": fr,
+                                   "photons": ph * rng.lognormal(0, 0.2, fr.size), "precision": sig,
+                                   "kind": 1, "bead": k}))
         truth.append((*(xy0 + drift[fr].mean(0)), p, end))
     n_bead_locs = sum(len(q) for q in parts)
     # blinking clusters: molecules within a cluster radius, geometric events of geometric length
@@ -99,11 +100,13 @@ def _match(found: pd.DataFrame, truth: pd.DataFrame, tol: float):
     d, j = cKDTree(found[["x", "y"]].to_numpy()).query(truth[["x", "y"]].to_numpy())
     hit = d <= tol
     used = np.unique(j[hit])
-    return hit, len(found) - used.size, (found[["x", "y"]].to_numpy()[j[hit]] - truth[["x", "y"]].to_numpy()[hit]), j[hit]
+    err = found[["x", "y"]].to_numpy()[j[hit]] - truth[["x", "y"]].to_numpy()[hit]
+    return hit, len(found) - used.size, err, j[hit]
 
 
 def _mahalanobis2(found: pd.DataFrame, rows: np.ndarray, err: np.ndarray) -> np.ndarray:
-    cov = np.stack([found[["cov_xx", "cov_xy"]].to_numpy()[rows], found[["cov_xy", "cov_yy"]].to_numpy()[rows]], axis=1)
+    cov = np.stack([found[["cov_xx", "cov_xy"]].to_numpy()[rows],
+                    found[["cov_xy", "cov_yy"]].to_numpy()[rows]], axis=1)
     return np.einsum("ni,nij,nj->n", err, np.linalg.inv(cov), err)
 
 

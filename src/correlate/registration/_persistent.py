@@ -158,11 +158,9 @@ def find_persistent_emitters(
         ("max_step_z", max_step_z))}
     est: dict = {"n_localizations": n, "n_frames": n_frames}
 
-    def result(sel_stats=None, **extra) -> PersistentEmitters:
-        st = sel_stats if sel_stats is not None else pd.DataFrame()
-        est.update(extra)
+    def result() -> PersistentEmitters:
         return PersistentEmitters(
-            np.zeros((0, d)), np.zeros((0, d, d)), np.full(n, -1, np.int64), np.zeros(n, bool), st,
+            np.zeros((0, d)), np.zeros((0, d, d)), np.full(n, -1, np.int64), np.zeros(n, bool), pd.DataFrame(),
             n_frames, float(est.get("radius_nm", np.nan)), est, source, diag)
 
     diag: dict = {}
@@ -200,36 +198,16 @@ def find_persistent_emitters(
     photons = locs["photons"].to_numpy(float) if "photons" in locs.columns else None
     st, lab = track_statistics(pos, f0, tr, prec=prec, sigma=sigma, photons=photons,
                                min_frames=int(min_frames), block_frames=block_frames)
-    long_lived = (st["n_frames_on"] >= min_frames) & (st["span_frames"] >= min_span_frames)
-    single = st["step_z"] <= max_step_z
-    eligible = (long_lived & single).to_numpy()
-    est["n_long_lived"] = int(long_lived.sum())
-    est["n_candidates"] = int(eligible.sum())
-    ok = eligible.copy()
-    if min_persistence is None:
-        sel, info = persistence_threshold(st["persistence"].to_numpy()[eligible],
-                                          st["persistence"].to_numpy()[(long_lived & ~single).to_numpy()],
-                                          st["photons"].to_numpy()[eligible] if photons is not None else None,
-                                          st["span_frames"].to_numpy()[eligible] / n_frames)
-        ok[eligible] = sel
-        est["threshold_rule"] = info.pop("rule")
-        est.update(info)
-    else:
-        ok &= st["persistence"].to_numpy() >= float(min_persistence)
-        est["min_persistence"] = float(min_persistence)
-    if min_photons is not None:
-        ok &= st["photons"].to_numpy() >= float(min_photons)
-    est["min_photons"] = None if min_photons is None else float(min_photons)
+    ok, long_lived, eligible = _select(st, est, n_frames=n_frames, has_photons=photons is not None,
+                                       min_persistence=min_persistence, min_photons=min_photons)
     if photons is not None:
         est["photons_median_all"] = float(np.nanmedian(photons))
-    diag.update(_diagnostics(st, long_lived.to_numpy(), eligible))
+    diag.update(_diagnostics(st, long_lived, eligible))
     sel = np.flatnonzero(ok)
     est["n_selected"] = int(sel.size)
     if sel.size == 0:
         return result()
     fs = st.iloc[sel].reset_index(drop=True)
-    remap = np.full(len(st), -1, np.int64)
-    remap[sel] = np.arange(sel.size)
     track_of_row = st["track"].to_numpy()
     to_fid = np.full(tr.n_tracks, -1, np.int64)
     to_fid[track_of_row[sel]] = np.arange(sel.size)
@@ -250,6 +228,31 @@ def find_persistent_emitters(
     out.stats["first_frame"] += int(frame.min())
     out.stats["last_frame"] += int(frame.min())
     return out
+
+
+def _select(st: pd.DataFrame, est: dict, *, n_frames: int, has_photons: bool, min_persistence, min_photons):
+    """(ok, long_lived, eligible) bool per measured track; the threshold and its rule go to ``est``."""
+    long_lived = ((st["n_frames_on"] >= est["min_frames"]) & (st["span_frames"] >= est["min_span_frames"])).to_numpy()
+    single = (st["step_z"] <= est["max_step_z"]).to_numpy()
+    eligible = long_lived & single
+    est["n_long_lived"] = int(long_lived.sum())
+    est["n_candidates"] = int(eligible.sum())
+    p = st["persistence"].to_numpy()
+    ok = eligible.copy()
+    if min_persistence is None:
+        sel, info = persistence_threshold(p[eligible], p[long_lived & ~single],
+                                          st["photons"].to_numpy()[eligible] if has_photons else None,
+                                          st["span_frames"].to_numpy()[eligible] / n_frames)
+        ok[eligible] = sel
+        est["threshold_rule"] = info.pop("rule")
+        est.update(info)
+    else:
+        ok &= p >= float(min_persistence)
+        est["min_persistence"] = float(min_persistence)
+    if min_photons is not None:
+        ok &= st["photons"].to_numpy() >= float(min_photons)
+    est["min_photons"] = None if min_photons is None else float(min_photons)
+    return ok, long_lived, eligible
 
 
 def _diagnostics(st: pd.DataFrame, long_lived: np.ndarray, eligible: np.ndarray) -> dict:

@@ -100,9 +100,6 @@ def spot_tracks(
     -------
     SpotTracks
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     n = ix.size
     empty = SpotTracks(*(np.zeros(0, np.int64) for _ in range(5)), np.full(n, -1, np.int64), 0)
     if n == 0:
@@ -163,12 +160,23 @@ def spot_tracks(
     s_block = spots // ncell
     s_cell = spots % ncell
     s_ax, s_ay = s_cell // ny, s_cell % ny
+    n_tracks, track = _link(spots, count, ncell, ny, int(max_gap))
+    loc_track = _membership(cell, b_loc, live_cells, spots, count, track, ncell, ny)
+    return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, loc_track, int(n_tracks), event_q90)
+
+
+def _link(spots: np.ndarray, count: np.ndarray, ncell: int, ny: int, max_gap: int) -> tuple[int, np.ndarray]:
+    """Tracks of spots: each links to the strongest spot one cell away in the next block that
+    has one (<= max_gap blocks ahead) and keeps only its strongest predecessor."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     ns = spots.size
     idx = np.arange(ns)
     # successor: the first later block (<= max_gap ahead) with a spot within one cell; the strongest
     succ = np.full(ns, -1, np.int64)
     succ_count = np.full(ns, -1, np.int64)
-    for gap in range(1, int(max_gap) + 1):
+    for gap in range(1, max_gap + 1):
         todo = succ < 0
         for dx in (-1, 0, 1):
             for dy in (-1, 0, 1):
@@ -188,6 +196,13 @@ def spot_tracks(
     graph = coo_matrix((np.ones(src.size), (src, dst)), shape=(ns, ns))
     n_tracks, track = connected_components(graph, directed=False)
     track = track.astype(np.int64)
+    return int(n_tracks), track
+
+
+def _membership(cell, b_loc, live_cells, spots, count, track, ncell: int, ny: int) -> np.ndarray:
+    """(N,) track of each localization (-1 if none)."""
+    n = cell.size
+    idx = np.arange(spots.size)
     # each localization's track: the spot of its block whose window holds its cell, else the
     # strongest spot whose window is one cell away (an emitter straddling the window's edge)
     loc_live = np.flatnonzero(_lookup(live_cells, np.ones(live_cells.size, bool), cell, default=False))
@@ -207,4 +222,4 @@ def spot_tracks(
                 u_count = np.where(better, cj, u_count)
     loc_track = np.full(n, -1, np.int64)
     loc_track[loc_live] = u_track[inv.reshape(-1)]
-    return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, loc_track, int(n_tracks), event_q90)
+    return loc_track
