@@ -202,7 +202,7 @@ def test_estimates_and_overrides_are_recorded():
                 "sigma_nm", "n_candidates", "n_selected"):
         assert key in est
     assert src["min_persistence"] == "estimated" and src["radius_nm"] == "estimated"
-    assert src["sigma_nm"] == "column"
+    assert src["sigma_nm"] == "estimated" and "precision" in est["sigma_from"]
     assert est["n_selected"] == len(found)
     user = detect_smlm_fiducials(locs, min_persistence=0.5 * est["min_persistence"], radius_nm=40.0)
     assert user.attrs["source"]["min_persistence"] == "user"

@@ -59,8 +59,7 @@ class PersistentEmitters:
     radius_nm
         Grid cell (nm); a fiducial's localizations lie within about this of its track.
     estimated, source, diagnostics
-        Parameters used, where each came from ("estimated" | "user" | "column"), and what the
-        detector saw (track population, best candidates).
+        Parameters used, where each came from ("estimated" | "user"), and what the detector saw (track population, best candidates).
     """
 
     centers: np.ndarray
@@ -170,10 +169,11 @@ def find_persistent_emitters(
     prec = _precision(locs)
     if prec is not None and np.isfinite(prec).any():
         sigma = float(np.nanmedian(prec))
-        source["sigma_nm"] = "column"
+        est["sigma_from"] = "median of the precision column"
     else:
         sigma = _sigma_from_steps(pos[:, :2], f0)
-        source["sigma_nm"] = "estimated"
+        est["sigma_from"] = "distances between consecutive frames"
+    source["sigma_nm"] = "estimated"
     est["sigma_nm"] = sigma
     if radius_nm is None:
         radius_nm = max(4.0 * sigma, 20.0) if np.isfinite(sigma) else 50.0

@@ -36,7 +36,7 @@ class Fiducials:
     persistence
         (K,) fraction of frames on within the fiducial's own active span.
     estimated, source
-        Parameters the detector used and where each came from ("estimated" | "user" | "column").
+        Parameters the detector used and where each came from ("estimated" | "user").
     """
 
     centers: np.ndarray
