@@ -196,7 +196,7 @@ def find_persistent_emitters(
     est.update(event_frames_q90=float(tr.event_frames_q90), min_frames=int(min_frames),
                min_span_frames=int(min_span_frames), max_step_z=max_step_z, n_tracks=int(tr.n_tracks))
     photons = locs["photons"].to_numpy(float) if "photons" in locs.columns else None
-    st, lab = track_statistics(pos, f0, tr, prec=prec, sigma=sigma, photons=photons,
+    st, lab, loc_track = track_statistics(pos, f0, tr, prec=prec, sigma=sigma, photons=photons,
                                min_frames=int(min_frames), block_frames=block_frames)
     ok, long_lived, eligible = _select(st, est, n_frames=n_frames, has_photons=photons is not None,
                                        min_persistence=min_persistence, min_photons=min_photons)
@@ -212,7 +212,7 @@ def find_persistent_emitters(
     to_fid = np.full(tr.n_tracks, -1, np.int64)
     to_fid[track_of_row[sel]] = np.arange(sel.size)
     labels = np.where(lab >= 0, to_fid[np.maximum(lab, 0)], -1)
-    members = (tr.loc_track >= 0) & (to_fid[np.maximum(tr.loc_track, 0)] >= 0)
+    members = (loc_track >= 0) & (to_fid[np.maximum(loc_track, 0)] >= 0)
     centers = fs[[f"mean_{a}" for a in axes]].to_numpy(float)
     cov = np.zeros((sel.size, d, d))
     for i, a in enumerate(axes):

@@ -21,7 +21,7 @@ def track_statistics(
     photons: np.ndarray | None,
     min_frames: int,
     block_frames: int,
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Measure the tracks that hold at least ``min_frames`` distinct frames.
 
     Per track one localization per frame is kept (the brightest; without photons the one
@@ -30,11 +30,12 @@ def track_statistics(
 
     Returns
     -------
-    (pandas.DataFrame, numpy.ndarray)
+    (pandas.DataFrame, numpy.ndarray, numpy.ndarray)
         One row per measured track (columns ``track, n_localizations, n_frames_on, first_frame,
         last_frame, span_frames, persistence, frame_fraction, photons, scatter_nm, jitter_nm,
-        track_extent_nm, step_z, mean_*, cov_**``) and (N,) the track of each kept row (-1
-        elsewhere). ``frame`` starts at 0.
+        track_extent_nm, step_z, mean_*, cov_**``), (N,) the track of each kept row (one per
+        track and frame, -1 elsewhere) and (N,) the measured track whose windows hold each row
+        (-1 elsewhere). ``frame`` starts at 0.
     """
     n, d = pos.shape
     axes = "xyz"[:d]
@@ -45,14 +46,15 @@ def track_statistics(
     cols += [f"mean_{a}" for a in axes] + [f"cov_{a}{b}" for i, a in enumerate(axes) for b in axes[i:]]
     empty = pd.DataFrame({c: np.zeros(0) for c in cols})
     if tracks.n_tracks == 0:
-        return empty, lab
+        return empty, lab, np.full(n, -1, np.int64)
     # distinct frames per track from the spot counts, to skip the short tracks early
     approx = np.bincount(tracks.track, tracks.count, minlength=tracks.n_tracks)
     big = approx >= min_frames
-    rows = np.flatnonzero((tracks.loc_track >= 0) & big[np.maximum(tracks.loc_track, 0)])
+    loc_track = tracks.locate(big)
+    rows = np.flatnonzero(loc_track >= 0)
     if rows.size == 0:
-        return empty, lab
-    t = tracks.loc_track[rows]
+        return empty, lab, loc_track
+    t = loc_track[rows]
     f = frame[rows]
     p = pos[rows]
     blk = f // int(block_frames)
@@ -110,7 +112,7 @@ def track_statistics(
         for j in range(i, d):
             scov = np.bincount(ti, w * dev[:, i] * dev[:, j], k) / sw / denom
             out[f"cov_{a}{axes[j]}"] = scov / n_eff
-    return pd.DataFrame(out, columns=cols), lab
+    return pd.DataFrame(out, columns=cols), lab, loc_track
 
 
 def _step_z(xy: np.ndarray, ti: np.ndarray, pr: np.ndarray, k: int) -> np.ndarray:

@@ -14,7 +14,7 @@ edge stays whole).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,8 +34,8 @@ class SpotTracks:
         (S,) distinct frames with a localization in the spot's window during its block.
     track
         (S,) track index of each spot.
-    loc_track
-        (N,) track index of each localization (-1 outside every spot window).
+    codes
+        (N,) (block, cell) code of each localization, for :meth:`locate`.
     n_tracks
         Number of tracks.
     event_frames_q90
@@ -48,9 +48,36 @@ class SpotTracks:
     ay: np.ndarray
     count: np.ndarray
     track: np.ndarray
-    loc_track: np.ndarray
+    codes: np.ndarray
     n_tracks: int
     event_frames_q90: float = float("nan")
+    spot_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ny: int = 0
+
+    def locate(self, wanted: np.ndarray) -> np.ndarray:
+        """(N,) track of each localization among the ``wanted`` (bool per track) ones, -1 else.
+
+        A localization belongs to the spot of its block whose window holds its cell, else to
+        the strongest spot whose window is one cell away (an emitter straddling the edge).
+        """
+        n = self.codes.size
+        keep = np.asarray(wanted, bool)[self.track] if self.track.size else np.zeros(0, bool)
+        if not keep.any():
+            return np.full(n, -1, np.int64)
+        sk, sc, st = self.spot_keys[keep], self.count[keep], self.track[keep]
+        codes, pri, cnt, trk = [], [], [], []
+        for dx in (-1, 0, 1, 2):
+            for dy in (-1, 0, 1, 2):
+                inner = dx in (0, 1) and dy in (0, 1)
+                codes.append(sk + dx * self.ny + dy)
+                pri.append(np.full(sk.size, 1 if inner else 0))
+                cnt.append(sc)
+                trk.append(st)
+        codes, pri, cnt, trk = (np.concatenate(a) for a in (codes, pri, cnt, trk))
+        order = np.lexsort((-cnt, -pri, codes))
+        codes, trk = codes[order], trk[order]
+        first = np.r_[True, codes[1:] != codes[:-1]]
+        return _lookup(codes[first], trk[first], self.codes, default=-1)
 
 
 def _unique(a: np.ndarray) -> np.ndarray:
@@ -101,7 +128,7 @@ def spot_tracks(
     SpotTracks
     """
     n = ix.size
-    empty = SpotTracks(*(np.zeros(0, np.int64) for _ in range(5)), np.full(n, -1, np.int64), 0)
+    empty = SpotTracks(*(np.zeros(0, np.int64) for _ in range(5)), np.zeros(n, np.int64), 0)
     if n == 0:
         return empty
     # one spare cell on each side keeps window neighbours inside the index space
@@ -129,7 +156,6 @@ def spot_tracks(
     for dx in (-1, 0, 1):
         for dy in (-1, 0, 1):
             hood += _lookup(cells_u, per_cell, cells_u + dx * ny + dy)
-    live_cells = cells_u[hood >= int(min_frames)]
     live = np.repeat(hood >= int(min_frames), per_cell)
     c_u, b_u = c_u[live], b_u[live]
     bc_keys, bc_count = np.unique(b_u * ncell + c_u, return_counts=True)
@@ -161,8 +187,8 @@ def spot_tracks(
     s_cell = spots % ncell
     s_ax, s_ay = s_cell // ny, s_cell % ny
     n_tracks, track = _link(spots, count, ncell, ny, int(max_gap))
-    loc_track = _membership(cell, b_loc, live_cells, spots, count, track, ncell, ny)
-    return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, loc_track, int(n_tracks), event_q90)
+    return SpotTracks(s_block, s_ax - 2, s_ay - 2, count, track, b_loc * ncell + cell, int(n_tracks), event_q90,
+                      spots, ny)
 
 
 def _link(spots: np.ndarray, count: np.ndarray, ncell: int, ny: int, max_gap: int) -> tuple[int, np.ndarray]:
@@ -198,28 +224,3 @@ def _link(spots: np.ndarray, count: np.ndarray, ncell: int, ny: int, max_gap: in
     track = track.astype(np.int64)
     return int(n_tracks), track
 
-
-def _membership(cell, b_loc, live_cells, spots, count, track, ncell: int, ny: int) -> np.ndarray:
-    """(N,) track of each localization (-1 if none)."""
-    n = cell.size
-    idx = np.arange(spots.size)
-    # each localization's track: the spot of its block whose window holds its cell, else the
-    # strongest spot whose window is one cell away (an emitter straddling the window's edge)
-    loc_live = np.flatnonzero(_lookup(live_cells, np.ones(live_cells.size, bool), cell, default=False))
-    bc_loc = b_loc[loc_live] * ncell + cell[loc_live]
-    u_bc, inv = np.unique(bc_loc, return_inverse=True)
-    u_track = np.full(u_bc.size, -1, np.int64)
-    u_count = np.full(u_bc.size, -1, np.int64)
-    for inner in (False, True):
-        for dx in (-1, 0, 1, 2):
-            for dy in (-1, 0, 1, 2):
-                if inner != (dx in (0, 1) and dy in (0, 1)):
-                    continue
-                j = _lookup(spots, idx, u_bc - dx * ny - dy, default=-1)
-                cj = np.where(j >= 0, count[np.maximum(j, 0)], -1)
-                better = (j >= 0) & (inner | (cj > u_count))
-                u_track = np.where(better, track[np.maximum(j, 0)], u_track)
-                u_count = np.where(better, cj, u_count)
-    loc_track = np.full(n, -1, np.int64)
-    loc_track[loc_live] = u_track[inv.reshape(-1)]
-    return loc_track
