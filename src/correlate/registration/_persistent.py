@@ -197,7 +197,8 @@ def find_persistent_emitters(
                min_span_frames=int(min_span_frames), max_step_z=max_step_z, n_tracks=int(tr.n_tracks))
     photons = locs["photons"].to_numpy(float) if "photons" in locs.columns else None
     st, lab, loc_track = track_statistics(pos, f0, tr, prec=prec, sigma=sigma, photons=photons,
-                               min_frames=int(min_frames), block_frames=block_frames)
+                                          min_frames=int(min_frames), block_frames=block_frames,
+                                          min_span_frames=int(min_span_frames))
     ok, long_lived, eligible = _select(st, est, n_frames=n_frames, has_photons=photons is not None,
                                        min_persistence=min_persistence, min_photons=min_photons)
     if photons is not None:

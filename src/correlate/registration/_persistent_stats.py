@@ -21,8 +21,10 @@ def track_statistics(
     photons: np.ndarray | None,
     min_frames: int,
     block_frames: int,
+    min_span_frames: int = 0,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Measure the tracks that hold at least ``min_frames`` distinct frames.
+    """Measure the tracks that hold at least ``min_frames`` distinct frames over blocks that
+    span at least ``min_span_frames``.
 
     Per track one localization per frame is kept (the brightest; without photons the one
     nearest the block median), and localizations farther than 5 robust sigmas from the track's
@@ -49,7 +51,11 @@ def track_statistics(
         return empty, lab, np.full(n, -1, np.int64)
     # distinct frames per track from the spot counts, to skip the short tracks early
     approx = np.bincount(tracks.track, tracks.count, minlength=tracks.n_tracks)
-    big = approx >= min_frames
+    first_block = np.full(tracks.n_tracks, np.iinfo(np.int64).max)
+    last_block = np.full(tracks.n_tracks, -1)
+    np.minimum.at(first_block, tracks.track, tracks.block)
+    np.maximum.at(last_block, tracks.track, tracks.block)
+    big = (approx >= min_frames) & ((last_block - first_block + 1) * int(block_frames) >= min_span_frames)
     loc_track = tracks.locate(big)
     rows = np.flatnonzero(loc_track >= 0)
     if rows.size == 0:
