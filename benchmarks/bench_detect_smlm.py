@@ -77,6 +77,15 @@ def make_table(n: int, seed: int = 0) -> dict:
 
 
 def _rss_mb() -> float:
+    """Peak resident set of this process (MB): VmHWM, which starts afresh at exec (ru_maxrss
+    would carry the parent's peak into a spawned child)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

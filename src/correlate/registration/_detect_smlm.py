@@ -10,6 +10,7 @@ is then conservative.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..errors import RegistrationError
@@ -75,9 +76,11 @@ def detect_smlm_fiducials(
                 f"{res.diagnostics.get('n_single_emitter_long_lived', 0)} of one emitter"
                 + (f"; their persistence q50 {q['q50']:.3g}, max {q['max']:.3g}" if q else ""))
         thr = est.get("min_persistence", float("nan"))
+        need = (f"persistence >= {thr:.3g}" if np.isfinite(thr) else
+                f"a population standing out ({est.get('threshold_rule', 'no candidates')})")
         raise RegistrationError(
             f"no SMLM fiducials among {len(locs)} localizations in {res.n_frames} frames: {seen}; "
-            f"needed persistence >= {thr:.3g} over >= {est.get('min_frames')} frames and a span of "
+            f"needed {need} over >= {est.get('min_frames')} frames and a span of "
             f">= {est.get('min_span_frames')} frames",
             field="frame", stage="detection", hint=HINT,
             diagnostics={**res.diagnostics, "estimated": est, "source": dict(res.source)},

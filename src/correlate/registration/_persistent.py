@@ -14,7 +14,9 @@ analysis. Fiducials are persistence outliers among the table's clusters:
    frame-to-frame step (80th percentile) in units of the localization precision (``step_z``;
    one emitter: ~1.79; a chain hopping between molecules: larger).
 3. Fiducials are the long-lived single-emitter tracks (``n_on >= min_frames``,
-   ``span >= min_span_frames``, ``step_z <= max_step_z``) whose persistence is above the
+   ``span >= min_span_frames``, ``step_z <= max_step_z``, on-frames spread over the span:
+   ``coverage >= 0.5``, the blocks of the span holding a frame over the number a persistent
+   emitter of that persistence fills) whose persistence is above the
    blinking population: ``min_persistence`` if given, else the threshold is estimated in
    log-persistence from the data (:func:`_persistence_threshold`).
 
@@ -33,6 +35,7 @@ from ._persistent_stats import persistence_threshold, track_statistics
 
 __all__ = ["PersistentEmitters", "find_persistent_emitters"]
 
+MIN_COVERAGE = 0.5  # blocks of the span with a frame on, over the number a persistent emitter fills
 MAX_STEP_Z = 3.0  # 80th-percentile step / pair sigma; one emitter: 1.79 (Rayleigh), slack for precision misestimates
 
 
@@ -129,7 +132,7 @@ def find_persistent_emitters(
         Minimum frames a fiducial is on in; None: 5 x the 90th percentile of the on-event
         lengths seen on the grid, within [10, max(10, 2 % of the frames)].
     min_span_frames
-        Minimum active span (frames); None: max(5 x min_frames, 5 % of the frames).
+        Minimum active span (frames); None: max(5 x min_frames, 10 % of the frames).
     block_frames
         Frames per block of the track linking; None: max(20, frames / 50).
     max_step_z
@@ -191,7 +194,7 @@ def find_persistent_emitters(
         q90 = tr.event_frames_q90
         min_frames = int(np.clip(np.ceil(5 * q90), 10, max(10, 0.02 * n_frames)))
     if min_span_frames is None:
-        min_span_frames = int(max(5 * min_frames, np.ceil(0.05 * n_frames)))
+        min_span_frames = int(max(5 * min_frames, np.ceil(0.1 * n_frames)))
     max_step_z = MAX_STEP_Z if max_step_z is None else float(max_step_z)
     est.update(event_frames_q90=float(tr.event_frames_q90), min_frames=int(min_frames),
                min_span_frames=int(min_span_frames), max_step_z=max_step_z, n_tracks=int(tr.n_tracks))
@@ -235,7 +238,8 @@ def _select(st: pd.DataFrame, est: dict, *, n_frames: int, has_photons: bool, mi
     """(ok, long_lived, eligible) bool per measured track; the threshold and its rule go to ``est``."""
     long_lived = ((st["n_frames_on"] >= est["min_frames"]) & (st["span_frames"] >= est["min_span_frames"])).to_numpy()
     single = (st["step_z"] <= est["max_step_z"]).to_numpy()
-    eligible = long_lived & single
+    spread = (st["coverage"] >= MIN_COVERAGE).to_numpy()
+    eligible = long_lived & single & spread
     est["n_long_lived"] = int(long_lived.sum())
     est["n_candidates"] = int(eligible.sum())
     p = st["persistence"].to_numpy()

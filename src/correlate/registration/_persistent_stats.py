@@ -27,14 +27,15 @@ def track_statistics(
     span at least ``min_span_frames``.
 
     Per track one localization per frame is kept (the brightest; without photons the one
-    nearest the block median), and localizations farther than 5 robust sigmas from the track's
-    per-block median are dropped (another emitter inside the window).
+    nearest the block median); localizations farther than 5 robust sigmas from the track's
+    per-block median, or 4 x dimmer than its median, are dropped (other emitters inside the
+    window).
 
     Returns
     -------
     (pandas.DataFrame, numpy.ndarray, numpy.ndarray)
         One row per measured track (columns ``track, n_localizations, n_frames_on, first_frame,
-        last_frame, span_frames, persistence, frame_fraction, photons, scatter_nm, jitter_nm,
+        last_frame, span_frames, coverage, persistence, frame_fraction, photons, scatter_nm, jitter_nm,
         track_extent_nm, step_z, mean_*, cov_**``), (N,) the track of each kept row (one per
         track and frame, -1 elsewhere) and (N,) the measured track whose windows hold each row
         (-1 elsewhere). ``frame`` starts at 0.
@@ -43,7 +44,7 @@ def track_statistics(
     axes = "xyz"[:d]
     n_frames = int(frame.max()) + 1 if n else 0
     lab = np.full(n, -1, np.int64)
-    cols = ["track", "n_localizations", "n_frames_on", "first_frame", "last_frame", "span_frames",
+    cols = ["track", "n_localizations", "n_frames_on", "first_frame", "last_frame", "span_frames", "coverage",
             "persistence", "frame_fraction", "photons", "scatter_nm", "jitter_nm", "track_extent_nm", "step_z"]
     cols += [f"mean_{a}" for a in axes] + [f"cov_{a}{b}" for i, a in enumerate(axes) for b in axes[i:]]
     empty = pd.DataFrame({c: np.zeros(0) for c in cols})
@@ -78,6 +79,12 @@ def track_statistics(
     t_o, f_o = t[order], f[order]
     first = np.r_[True, (t_o[1:] != t_o[:-1]) | (f_o[1:] != f_o[:-1])]
     keep = order[first]
+    if photons is not None:
+        # one emitter's brightness: rows 4x dimmer than the track's median are other emitters
+        # in the frames where it was off
+        ph = photons[rows[keep]]
+        med_ph = pd.Series(ph).groupby(t[keep]).transform("median").to_numpy()
+        keep = keep[~(ph < 0.25 * med_ph)]
     kt, kf, kp = t[keep], f[keep], p[keep]
     lab[rows[keep]] = kt
     ut, start, cnt = np.unique(kt, return_index=True, return_counts=True)
@@ -87,6 +94,15 @@ def track_statistics(
     f99 = kf[start + np.ceil(0.99 * (cnt - 1)).astype(np.int64)]
     span = (f99 - f01) / 0.98 + 1.0
     persistence = np.minimum(cnt / span, 1.0)
+    # fraction of the blocks of the active span holding a kept frame, over what a persistent
+    # emitter of this persistence gives (1 - (1 - p)^block): low for a short flash linked to strays
+    kb = kf // int(block_frames)
+    inside = (kf >= f01[ti]) & (kf <= f99[ti])
+    tb = np.unique(ti[inside] * (int(kb.max()) + 1) + kb[inside])
+    n_blocks = np.bincount(tb // (int(kb.max()) + 1), minlength=k)
+    span_blocks = f99 // int(block_frames) - f01 // int(block_frames) + 1
+    expected = 1.0 - (1.0 - persistence) ** int(block_frames)
+    coverage = np.minimum(n_blocks / span_blocks / np.maximum(expected, 1e-12), 1.0)
     # precision-weighted mean and standard error of the mean from the own scatter
     if prec is not None:
         pr = np.nan_to_num(prec[rows[keep]], nan=sigma)
@@ -101,6 +117,7 @@ def track_statistics(
     denom = np.maximum(1.0 - sw2 / sw**2, 1e-12)
     out = {"track": ut, "n_localizations": np.bincount(t, minlength=tracks.n_tracks)[ut], "n_frames_on": cnt,
            "first_frame": kf[start], "last_frame": kf[start + cnt - 1], "span_frames": span,
+           "coverage": coverage,
            "persistence": persistence, "frame_fraction": cnt / max(n_frames, 1)}
     out["photons"] = (pd.Series(photons[rows[keep]]).groupby(ti).median().to_numpy()
                       if photons is not None else np.full(k, np.nan))
@@ -150,13 +167,13 @@ def persistence_threshold(
 
     The score is log10 of the photon flux over the active span (persistence x median photons,
     photons per frame), or of the persistence without photons. Rules: (1) a split at the lowest
-    empty interval of the score of at least 0.3 dex (a factor 2) where the (up to 3) lowest
-    tracks above it are twice as bright as the median track below, or twice as persistent while
-    the tracks below persist no more than the blinking clusters (median <= ref); everything
-    above is the outlier mode. (2) Otherwise one population: all of it when its median
-    persistence is above ``ref``, or, without blinking clusters to compare with, when its tracks
-    span at least a quarter of the run (median of ``span_fraction``, active span over frames:
-    a fiducial channel); else none (bursts of blinking look alike; ``min_persistence`` decides).
+    empty interval of the score of at least 0.3 dex (a factor 2) where the lowest track
+    above it is twice as bright as the median track below, or twice as persistent and above the
+    blinking clusters while those below are not (median below <= ref < the lowest above); everything above is the outlier mode. (2) Otherwise one population: all of
+    it when its median persistence is above ``ref``, or, without blinking clusters to compare
+    with, when its tracks span at least a quarter of the run (median of ``span_fraction``,
+    active span over frames: a fiducial channel); else none (bursts of blinking look alike;
+    ``min_persistence`` decides).
 
     Returns
     -------
@@ -181,11 +198,11 @@ def persistence_threshold(
     # the lowest empty interval that has blinking below it: everything above is the outlier mode
     for i in np.flatnonzero(np.diff(x) >= GAP_DEX) if x.size >= 2 else []:
         below, above = order[: i + 1], order[i + 1:]
-        edge = above[:3]  # the lowest tracks above the interval must differ from those below
+        edge = above[:1]  # the lowest track above the interval must differ from those below
         brighter = ph is not None and bool(np.median(ph[edge]) >= 2.0 * np.median(ph[below]))
         more_persistent = bool(np.median(ps[edge]) >= 2.0 * np.median(ps[below]))
-        blinking_below = ref is not None and np.median(ps[below]) <= ref
-        if brighter or (blinking_below and more_persistent):
+        beyond_blinking = ref is not None and np.median(ps[below]) <= ref < np.median(ps[edge])
+        if brighter or (beyond_blinking and more_persistent):
             sel = np.zeros(ps.size, bool)
             sel[above] = True
             info.update(rule="gap in photon flux" if ph is not None else "gap in persistence",
