@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RegistrationError
-from ._persistent_stats import persistence_threshold, track_statistics
+from ._persistent_stats import BEAD_CHANNEL_SPAN, GAP_DEX, persistence_threshold, track_statistics
 
 __all__ = ["PersistentEmitters", "find_persistent_emitters"]
 
@@ -197,7 +197,8 @@ def find_persistent_emitters(
         min_span_frames = int(max(5 * min_frames, np.ceil(0.1 * n_frames)))
     max_step_z = MAX_STEP_Z if max_step_z is None else float(max_step_z)
     est.update(event_frames_q90=float(tr.event_frames_q90), min_frames=int(min_frames),
-               min_span_frames=int(min_span_frames), max_step_z=max_step_z, n_tracks=int(tr.n_tracks))
+               min_span_frames=int(min_span_frames), max_step_z=max_step_z, min_coverage=MIN_COVERAGE,
+               split_gap_dex=GAP_DEX, fiducial_channel_min_span=BEAD_CHANNEL_SPAN, n_tracks=int(tr.n_tracks))
     photons = locs["photons"].to_numpy(float) if "photons" in locs.columns else None
     st, lab, loc_track = track_statistics(pos, f0, tr, prec=prec, sigma=sigma, photons=photons,
                                           min_frames=int(min_frames), block_frames=block_frames,
