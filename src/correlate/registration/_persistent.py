@@ -6,19 +6,20 @@ analysis. Fiducials are persistence outliers among the table's clusters:
 1. Tracks. Localizations are grouped into space-time tracks on a grid (cells of ``radius_nm``,
    blocks of ``block_frames`` frames, see :mod:`._persistent_tracks`): a drifting bead is one
    track, a blinking molecule or a cluster of molecules one track per burst of activity.
-2. Per track, one localization per frame (the brightest, off-track ones dropped against a
-   running median) gives: the frames it is on (``n_on``), its active span (first to last frame,
-   1 %..99 % quantiles), the *persistence* ``n_on / span`` (fraction of frames on within its own
-   span, so a bead that bleaches half-way keeps its persistence), median photons, the scatter
-   about the running track (jitter) and about the mean (includes drift), and the median
-   frame-to-frame step (80th percentile) in units of the localization precision (``step_z``;
-   one emitter: ~1.79; a chain hopping between molecules: larger).
+2. Per track, one localization per frame (the brightest; ones off the track's per-block median
+   or 4 x dimmer than its median photons dropped) gives: the frames it is on (``n_on``), its
+   active span (1 %..99 % quantiles of its frames), the *persistence* ``n_on / span``
+   (fraction of frames on within its own span, so a bead that bleaches half-way keeps its
+   persistence), median photons, the scatter about the per-block track (jitter) and about the
+   mean (includes drift), and the 80th-percentile frame-to-frame step in units of the
+   localization precision (``step_z``; one emitter: ~1.79; a chain hopping between molecules:
+   larger).
 3. Fiducials are the long-lived single-emitter tracks (``n_on >= min_frames``,
    ``span >= min_span_frames``, ``step_z <= max_step_z``, on-frames spread over the span:
    ``coverage >= 0.5``, the blocks of the span holding a frame over the number a persistent
-   emitter of that persistence fills) whose persistence is above the
-   blinking population: ``min_persistence`` if given, else the threshold is estimated in
-   log-persistence from the data (:func:`_persistence_threshold`).
+   emitter of that persistence fills) that form the outlier mode in photon flux (persistence
+   x photons) or persistence against the blinking population: ``min_persistence`` if given,
+   else estimated from the data (:func:`._persistent_stats.persistence_threshold`).
 
 Every estimated parameter is returned in ``estimated`` with its ``source``.
 """
