@@ -99,7 +99,8 @@ def op_particles(store: str, linker_nm: float) -> None:
     sc = Scene.open(store, "r+")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        analyze_particles(sc, "em", ["antibody"], tre_nm=5.0, events_per_molecule=1.0, linker_nm=linker_nm)
+        analyze_particles(sc, "em", ["antibody"], tre_nm=5.0, events_per_molecule=1.0, linker_nm=linker_nm,
+                      assume_aligned=True)
 
 
 def base_store(kind: str, folder: Path) -> tuple[Path, dict]:

@@ -120,59 +120,25 @@ def assign_localizations(
 def persistent_clusters(
     locs: pd.DataFrame,
     *,
-    min_frames: int = 50,
-    max_dark_frames: int = 1,
-    k_sigma: float = 3.0,
-    max_step_z: float | None = 1.5,
-    events=None,
+    min_persistence: float | None = None,
+    radius_nm: float | None = None,
+    min_photons: float | None = None,
+    **kwargs,
 ) -> np.ndarray:
-    """Flag localizations of fiducial-like sources: spots that stay bright over many consecutive
-    frames (beads, gold), unlike molecules, whose on-events last a few frames.
+    """Flag localizations of fiducial tracks (beads, gold): (N,) bool.
 
-    Localizations are grouped into on-events (:func:`~correlate.analysis.group_blinks` with
-    ``k_sigma`` pair sigmas, across up to ``max_dark_frames`` missed frames). Every localization
-    of an event that spans more than ``min_frames`` frames and whose frame-to-frame steps are
-    those of one emitter (mean step below ``max_step_z`` pair sigmas; a chain hopping between
-    neighbouring molecules of a crowded particle has larger steps) is flagged. Frame-to-frame
-    linking follows slow drift, so a drifting fiducial stays one track. Returns (N,) bool.
+    The fiducials are those of the one persistent-emitter detector
+    (:func:`~correlate.registration._persistent.find_persistent_emitters`, parameters estimated
+    from the data unless given; ``**kwargs`` are its further parameters), so the particle
+    analysis excludes the same fiducials that drift correction and registration use. Flagged:
+    every localization on a fiducial's track in space and time (a drifting fiducial stays one
+    track), including other emitters sharing its place and time.
     """
-    from ._molecules import group_blinks
+    from ..registration._persistent import find_persistent_emitters
 
     n = len(locs)
     if n == 0 or "frame" not in locs.columns:
         return np.zeros(n, bool)
-    ev = group_blinks(locs, max_dark_frames=max_dark_frames, k_sigma=k_sigma) if events is None else np.asarray(events)
-    fr = locs["frame"].to_numpy(np.int64)
-    ne = int(ev.max()) + 1
-    first = np.full(ne, np.iinfo(np.int64).max)
-    last = np.full(ne, np.iinfo(np.int64).min)
-    np.minimum.at(first, ev, fr)
-    np.maximum.at(last, ev, fr)
-    long_ev = (last - first + 1) > int(min_frames)
-    if max_step_z is not None and "precision" in locs.columns and long_ev.any():
-        # one emitter: steps between consecutive localizations are Rayleigh in units of their pair
-        # sigma (mean 1.25); a chain hopping between neighbouring molecules has larger steps
-        sel = np.flatnonzero(long_ev[ev])
-        o = sel[np.lexsort((fr[sel], ev[sel]))]
-        e_o = ev[o]
-        xy = locs[["x", "y"]].to_numpy(float)[o]
-        p = locs["precision"].to_numpy(float)[o]
-        same = e_o[1:] == e_o[:-1]
-        z = np.hypot(*(xy[1:] - xy[:-1]).T) / np.sqrt(p[1:] ** 2 + p[:-1] ** 2)
-        zs = np.bincount(e_o[1:][same], weights=z[same], minlength=ne)
-        zc = np.bincount(e_o[1:][same], minlength=ne)
-        mean_z = np.where(zc > 0, zs / np.maximum(zc, 1), np.inf)
-        long_ev &= mean_z < float(max_step_z)
-    flag = long_ev[ev]
-    if flag.any() and (~flag).any():
-        # short fragments of the same tracks (broken by a few missed frames): localizations
-        # within their own linking distance of a flagged one
-        from scipy.spatial import cKDTree
-
-        xy_all = locs[["x", "y"]].to_numpy(float)
-        p_all = locs["precision"].to_numpy(float) if "precision" in locs.columns else np.full(n, 5.0)
-        d, _ = cKDTree(xy_all[flag]).query(xy_all[~flag], k=1)
-        near = d <= k_sigma * np.sqrt(2.0) * np.nan_to_num(p_all[~flag], nan=5.0)
-        idx = np.flatnonzero(~flag)[near]
-        flag[idx] = True
-    return flag
+    res = find_persistent_emitters(locs, min_persistence=min_persistence, radius_nm=radius_nm,
+                                   min_photons=min_photons, **kwargs)
+    return res.members | (res.labels >= 0)

@@ -35,6 +35,7 @@ from ._io import (
     write_bigwarp_csv,
 )
 from ._pairing import Pairing, pair_points
+from ._persistent import PersistentEmitters, find_persistent_emitters
 from ._register import (
     detect_fiducials,
     field_points,
@@ -52,6 +53,7 @@ __all__ = [
     "MODELS",
     "Fit",
     "Pairing",
+    "PersistentEmitters",
     "Registration",
     "containment_radius",
     "detect_beads",
@@ -63,6 +65,7 @@ __all__ = [
     "fit_gaussians",
     "fit_landmarks",
     "fit_model",
+    "find_persistent_emitters",
     "flag_outliers",
     "loo_residuals",
     "min_pairs",

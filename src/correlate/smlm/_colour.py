@@ -59,7 +59,7 @@ def align_colours(
     reference: pd.DataFrame,
     *,
     model: str = "auto",
-    min_fraction: float = 0.5,
+    min_fraction: float | None = None,
 ) -> tuple[pd.DataFrame, ColourAlignment]:
     """Map the ``moving`` colour's localizations onto the ``reference`` colour's coordinates.
 
@@ -74,7 +74,8 @@ def align_colours(
     model
         ``"auto"`` or a registration model name.
     min_fraction
-        A bead must be on in at least this fraction of the frames.
+        A bead must be on in at least this fraction of the frames of its active span; None:
+        estimated by the fiducial detector.
 
     Returns
     -------
@@ -105,8 +106,18 @@ def _align_with_registration(moving, reference, *, model, min_fraction) -> Colou
     """Bead detection, pairing and fit by :mod:`correlate.registration`."""
     from ..registration import detect_fiducials, register_points
 
-    fm = detect_fiducials(moving, min_frame_fraction=min_fraction)
-    fr = detect_fiducials(reference, min_frame_fraction=min_fraction)
+    found = {}
+    for which, df in (("moving", moving), ("reference", reference)):
+        try:
+            found[which] = detect_fiducials(df, min_persistence=min_fraction)
+        except RegistrationError as exc:
+            if exc.stage != "detection":
+                raise
+            raise RegistrationError(
+                f"colour alignment needs beads in both colours; none found in the {which} colour ({exc})",
+                field="beads", stage="detection", hint="min_fraction", diagnostics=exc.diagnostics,
+            ) from exc
+    fm, fr = found["moving"], found["reference"]
     if len(fm) == 0 or len(fr) == 0:
         raise RegistrationError(
             f"colour alignment needs beads in both colours; found {len(fm)} in the moving and {len(fr)} "

@@ -157,8 +157,8 @@ def drift_from_fiducials(
     df: pd.DataFrame,
     *,
     fiducials=None,
-    min_fraction: float = 0.5,
-    search_radius: float = 150.0,
+    min_fraction: float | None = None,
+    search_radius: float | None = None,
     smoothing: float | str | None = "auto",
     outlier_sigma: float = 5.0,
 ) -> Drift:
@@ -178,7 +178,7 @@ def drift_from_fiducials(
     fiducials
         A :class:`~correlate.smlm.Fiducials` from :func:`find_fiducials`; found if None.
     min_fraction, search_radius
-        Passed to :func:`find_fiducials` when fiducials are not given.
+        Passed to :func:`find_fiducials` when fiducials are not given (None: estimated).
     smoothing
         ``"auto"``/None (chosen by two-fold cross-validation, even vs odd frames), a number (the
         Whittaker smoother's lambda: weight of the squared second differences, per-frame
@@ -199,9 +199,12 @@ def drift_from_fiducials(
     if fiducials is None:
         fiducials = find_fiducials(df, min_fraction=min_fraction, search_radius=search_radius)
     if len(fiducials) == 0:
+        est = fiducials.estimated
         raise CorrelateError(
-            f"no fiducials found: no emitter is localized within {search_radius:g} nm in at least "
-            f"{min_fraction:.0%} of the {fiducials.n_frames} frames; use method='rcc' or lower min_fraction",
+            f"no fiducials found: no persistent emitter among the {fiducials.n_frames} frames "
+            f"(needed persistence >= {est.get('min_persistence', float('nan')):.3g} within its span, "
+            f">= {est.get('min_frames')} frames on over >= {est.get('min_span_frames')} frames, "
+            f"grid {fiducials.search_radius:.3g} nm); use method='rcc' or set min_fraction",
             field="frame",
         )
     cols = ["x", "y"] + (["z"] if "z" in df.columns else [])
