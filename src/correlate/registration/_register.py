@@ -132,20 +132,15 @@ def register_points(
     return reg
 
 
-def _call_register_points(fm: pd.DataFrame, ff: pd.DataFrame, *, allow_mirror: bool = True,
-                          scale_range: tuple[float, float] | None = None, **kwargs) -> Registration:
-    """register_points with allow_mirror / scale_range passed only where they ask for something
-    (None: the pairing's automatic range); an option this pairing cannot honour is an error."""
-    import inspect
-
-    names = set(inspect.signature(register_points).parameters)
-    for key, value, default in (("allow_mirror", allow_mirror, True), ("scale_range", scale_range, None)):
-        if value is None or (value == default and key not in names):
-            continue
-        if key not in names:
-            raise CorrelateError(f"this pairing cannot take {key}={value!r}", field=key)
-        kwargs[key] = tuple(value) if key == "scale_range" else bool(value)
-    return register_points(fm, ff, **kwargs)
+def _pairs_mirrored(lm: Landmarks) -> bool:
+    """Whether manual pairs map one frame onto the other as a mirror image (the least-squares
+    affine of their x, y has a negative determinant)."""
+    src, dst = lm.source[:, :2], lm.target[:, :2]
+    if len(src) < 3:
+        return False
+    a = np.column_stack([src - src.mean(0), np.ones(len(src))])
+    coef, *_ = np.linalg.lstsq(a, dst - dst.mean(0), rcond=None)
+    return bool(np.linalg.det(coef[:2, :2]) < 0)
 
 
 def register_elements(moving, fixed, *, moving_kwargs: dict | None = None, fixed_kwargs: dict | None = None,
@@ -161,7 +156,7 @@ def register_elements(moving, fixed, *, moving_kwargs: dict | None = None, fixed
     """
     fm = fiducials_moving if fiducials_moving is not None else detect_fiducials(moving, **(moving_kwargs or {}))
     ff = fiducials_fixed if fiducials_fixed is not None else detect_fiducials(fixed, **(fixed_kwargs or {}))
-    reg = _call_register_points(fm, ff, allow_mirror=allow_mirror, scale_range=scale_range, **kwargs)
+    reg = register_points(fm, ff, allow_mirror=allow_mirror, scale_range=scale_range, **kwargs)
     reg.fiducials = {"moving": fm, "fixed": ff}
     return reg
 
@@ -369,8 +364,10 @@ def register_scene(
         if landmarks is not None:
             lm = read_landmarks_file(landmarks, source_system=moving, target_system=fixed) if not isinstance(landmarks, Landmarks) else landmarks
             lm.source_system, lm.target_system = moving, fixed
-            reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers)
-            reg.pairing = {"method": "manual", "n_pairs": len(lm)}
+            mirrored = _pairs_mirrored(lm)
+            reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers, reflection=mirrored)
+            reg.mirrored = mirrored
+            reg.pairing = {"method": "manual", "n_pairs": len(lm), "mirrored": mirrored}
             extra["landmarks_file"] = str(landmarks) if not isinstance(landmarks, Landmarks) else None
         else:
             prior = None
