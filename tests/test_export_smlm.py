@@ -70,3 +70,20 @@ def test_picasso_needs_a_pixel_size(tmp_path):
         cio.write_localizations(tmp_path / "a.hdf5", df, format="picasso")
     with pytest.raises(CorrelateError, match="frame"):
         cio.write_localizations(tmp_path / "b.csv", df.drop(columns="frame"), format="thunderstorm")
+
+
+def test_cli_export_localizations_formats(tmp_path):
+    from correlate.cli import main
+    from correlate.scene import Scene
+
+    df = _table(np.random.default_rng(4))
+    sc = Scene.create(tmp_path / "s.ome.zarr")
+    sc.add("locs", df)
+    assert main(["export", str(tmp_path / "s.ome.zarr"), "localizations", "--name", "locs",
+                 "--format", "thunderstorm", "-o", str(tmp_path / "ts.csv")]) == 0
+    np.testing.assert_allclose(cio.read(tmp_path / "ts.csv")["x"].to_numpy(), df["x"].to_numpy(), atol=1e-6, rtol=0)
+    assert main(["export", str(tmp_path / "s.ome.zarr"), "localizations", "--name", "locs", "--format", "picasso",
+                 "--pixel-size", "100", "-o", str(tmp_path / "p_locs.hdf5")]) == 0
+    back = cio.read(tmp_path / "p_locs.hdf5")
+    np.testing.assert_allclose(back["y"].to_numpy(), df["y"].to_numpy(), atol=1e-6, rtol=0)
+    assert back.attrs["camera_pixel_size_nm"] == 100.0

@@ -15,7 +15,8 @@ DESCRIPTION = (
     "(the fiducial pairs of a registration as a BigWarp landmark CSV, nm), 'matrix' (the linear "
     "transform from an element to world or to another element, as a homogeneous matrix in x, y "
     "order, nm), 'table' (a per-particle table as CSV), 'localizations' (a localization table as "
-    "CSV, optionally mapped into another element's coordinates or world), or 'render' (localizations "
+    "CSV, ThunderSTORM CSV or Picasso HDF5 + YAML, optionally mapped into another element's coordinates "
+    "or world), or 'render' (localizations "
     "rendered to a 32-bit TIFF with its pixel size, on a grid of a pixel size or of an image)."
 )
 
@@ -36,7 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assume-aligned", action="store_true",
                         help="localizations and render --to ELEMENT: map even when no registration places "
                         "the two elements in one frame (the frames are already aligned)")
-    parser.add_argument("--pixel-size", metavar="NM", type=float, help="render: pixel size in nm")
+    parser.add_argument("--pixel-size", metavar="NM", type=float,
+                        help="render: pixel size in nm; localizations --format picasso: the camera pixel size "
+                             "(default the table's own)")
+    parser.add_argument("--format", choices=("csv", "thunderstorm", "picasso"), default=None,
+                        help="localizations: plain CSV in nm (default), ThunderSTORM CSV with unit labels and "
+                             "frames from 1, or Picasso HDF5 + YAML (camera pixels)")
     parser.add_argument("--method", choices=("histogram", "gaussian"), default="histogram",
                         help="render: counts per pixel or Gaussians of each precision (default histogram)")
 
@@ -89,9 +95,20 @@ def run(args: argparse.Namespace) -> int:
         df = scene.get(args.name)
         if args.what == "localizations" and args.to:
             df = scene.map_points(df, args.name, args.to, assume_aligned=args.assume_aligned)
-        df.to_csv(out, index=False)
         where = f" in {args.to} coordinates" if args.what == "localizations" and args.to else ""
-        print(f"wrote {out}: {len(df)} rows{where}")
+        fmt = args.format or "csv"
+        if args.what == "table" and fmt != "csv":
+            raise CorrelateError(f"--format {fmt} is for localizations; a table is written as CSV", field="format")
+        if fmt == "csv":
+            df.to_csv(out, index=False)
+            print(f"wrote {out}: {len(df)} rows{where} (lengths in nm)")
+        else:
+            from ..io import write_localizations
+
+            opts = {"pixel_size_nm": args.pixel_size} if fmt == "picasso" and args.pixel_size else {}
+            written = write_localizations(out, df, format=fmt, **opts)
+            files = ", ".join(str(p) for p in (written if isinstance(written, tuple) else (written,)))
+            print(f"wrote {files}: {len(df)} localizations{where} as {fmt}")
     else:  # render
         import numpy as np
         import tifffile
