@@ -44,7 +44,7 @@ def run(args) -> int:
         if not 0 < args.min_persistence <= 1:
             raise CorrelateError(f"--min-persistence is a fraction of frames (0-1], got {args.min_persistence}",
                                  field="min-persistence")
-        kwargs["min_fraction"] = args.min_persistence
+        kwargs["min_persistence"] = args.min_persistence
     if args.bins is not None:
         kwargs["n_bins"] = args.bins
     plot = False if args.no_plot else (args.plot if args.plot else True)

@@ -18,8 +18,8 @@ SCENE_SCHEMA_VERSION = 1
 
 
 def now() -> str:
-    """The current UTC time, ISO 8601 to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    """The current UTC time, ISO 8601 to the microsecond (fixed width: strings order as times)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def software_version() -> str:

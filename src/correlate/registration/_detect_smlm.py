@@ -28,7 +28,11 @@ def detect_smlm_fiducials(
     min_persistence: float | None = None,
     radius_nm: float | None = None,
     min_photons: float | None = None,
-    **kwargs,
+    min_frames: int | None = None,
+    min_span_frames: int | None = None,
+    block_frames: int | None = None,
+    max_step_z: float | None = None,
+    min_frame_fraction: float | None = None,
 ) -> pd.DataFrame:
     """Find persistent bright emitters (fiducials) in a localization table.
 
@@ -43,10 +47,10 @@ def detect_smlm_fiducials(
         Grid cell of the track linking (nm); None: from the localization precision.
     min_photons
         Minimum median photons of a fiducial; None: no photon criterion.
-    **kwargs
-        ``min_frames``, ``min_span_frames``, ``block_frames``, ``max_step_z`` of
-        :func:`find_persistent_emitters`; ``min_frame_fraction`` is accepted as an alias of
-        ``min_persistence``.
+    min_frames, min_span_frames, block_frames, max_step_z
+        As :func:`find_persistent_emitters` takes them (None: estimated).
+    min_frame_fraction
+        An older name of ``min_persistence``.
 
     Returns
     -------
@@ -64,11 +68,11 @@ def detect_smlm_fiducials(
         ``stage="detection"`` when no fiducial is found, with the persistence distribution and
         the best tracks in ``diagnostics``.
     """
-    if "min_frame_fraction" in kwargs:
-        alias = kwargs.pop("min_frame_fraction")
-        min_persistence = alias if min_persistence is None else min_persistence
+    if min_persistence is None:
+        min_persistence = min_frame_fraction
     res = find_persistent_emitters(locs, min_persistence=min_persistence, radius_nm=radius_nm,
-                                   min_photons=min_photons, **kwargs)
+                                   min_photons=min_photons, min_frames=min_frames, min_span_frames=min_span_frames,
+                                   block_frames=block_frames, max_step_z=max_step_z)
     est = dict(res.estimated)
     if len(res) == 0:
         q = res.diagnostics.get("persistence_quantiles_long_lived")

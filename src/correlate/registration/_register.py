@@ -241,7 +241,7 @@ def registration_record(reg: Registration, *, moving: str, fixed: str, field: np
         "error_model": fit.error_model(),
         "notes": list(reg.notes) + list(fit.notes),
         "software": {"name": "correlate", "version": __version__},
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
     }
     pairing = getattr(reg, "pairing", None)
     if pairing:

@@ -157,9 +157,10 @@ def drift_from_fiducials(
     df: pd.DataFrame,
     *,
     fiducials=None,
-    min_fraction: float | None = None,
+    min_persistence: float | None = None,
     search_radius: float | None = None,
     smoothing: float | str | None = "auto",
+    min_fraction: float | None = None,
     outlier_sigma: float = 5.0,
 ) -> Drift:
     """Drift trace from fiducials (persistent bright emitters).
@@ -177,8 +178,9 @@ def drift_from_fiducials(
         Localizations (x, y[, z] nm, frame, optionally precision and photons).
     fiducials
         A :class:`~correlate.smlm.Fiducials` from :func:`find_fiducials`; found if None.
-    min_fraction, search_radius
-        Passed to :func:`find_fiducials` when fiducials are not given (None: estimated).
+    min_persistence, search_radius
+        Passed to :func:`find_fiducials` when fiducials are not given (None: estimated);
+        ``min_fraction`` is an older name of ``min_persistence``.
     smoothing
         ``"auto"``/None (chosen by two-fold cross-validation, even vs odd frames), a number (the
         Whittaker smoother's lambda: weight of the squared second differences, per-frame
@@ -196,8 +198,10 @@ def drift_from_fiducials(
     """
     from ._fiducials import find_fiducials
 
+    if min_persistence is None:
+        min_persistence = min_fraction
     if fiducials is None:
-        fiducials = find_fiducials(df, min_fraction=min_fraction, search_radius=search_radius)
+        fiducials = find_fiducials(df, min_fraction=min_persistence, search_radius=search_radius)
     if len(fiducials) == 0:
         est = fiducials.estimated
         raise CorrelateError(
@@ -324,9 +328,14 @@ def estimate_drift(df: pd.DataFrame, method: str = "auto", **kwargs) -> Drift:
         names = set(inspect.signature(fn).parameters)
         return {k: v for k, v in kwargs.items() if k in names}
 
+    known = set(inspect.signature(drift_from_fiducials).parameters) | set(inspect.signature(drift_rcc).parameters)
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise CorrelateError(f"drift estimation takes no option {', '.join(unknown)}", field=unknown[0])
     if method in ("auto", "fiducials"):
-        fk = {k: v for k, v in pick(drift_from_fiducials).items() if k in ("min_fraction", "search_radius")}
-        fids = find_fiducials(df, **fk)
+        fk = pick(drift_from_fiducials)
+        fids = find_fiducials(df, min_fraction=fk.get("min_persistence", fk.get("min_fraction")),
+                              search_radius=fk.get("search_radius"))
         if len(fids) or method == "fiducials":
             return drift_from_fiducials(df, fiducials=fids, **pick(drift_from_fiducials))
     return drift_rcc(df, **pick(drift_rcc))

@@ -62,7 +62,7 @@ def make_step(
         "results": _jsonable(dict(results or {})),
         "source": source,
         "version": f"correlate {__version__}",
-        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds"),
     }
     json.dumps(rec)  # fail here, not in the store, if something is not serialisable
     return rec
