@@ -76,7 +76,9 @@ def _fit_pass(levels, cand, which, sign, noise, out, discs):
         out["y"][idx] = p[:, 1] * bf + 0.5 * (bf - 1)
         out["cov"][idx] = cov * bf * bf
         out["amp"][idx] = p[:, 2]
-        out["amp_err"][idx] = np.sqrt(pc[:, 2, 2])
+        with np.errstate(invalid="ignore"):
+            out["amp_err"][idx] = np.sqrt(pc[:, 2, 2])
+            out["sigma_err"][idx] = np.sqrt(pc[:, 3, 3]) * bf
         out["peak"][idx] = ex["peak"]
         out["peak_err"][idx] = ex["peak_err"]
         out["bg"][idx] = sign * p[:, 4]
@@ -84,7 +86,6 @@ def _fit_pass(levels, cand, which, sign, noise, out, discs):
         # a level pixel integrates a box of its width: variance 1/12 px^2 of that level
         s2 = np.maximum(p[:, 3] ** 2 - 1.0 / 12.0, 0.09)
         out["sigma"][idx] = np.sqrt(s2) * bf
-        out["sigma_err"][idx] = np.sqrt(pc[:, 3, 3]) * bf
         out["ok"][idx] = ok & (p[:, 3] < hw)
 
 
@@ -139,7 +140,7 @@ def select_fiducials(
         split = gap_split(zg, eg)
         res.update(gap_ratio=split["ratio"], gap_ratio_rest=split["ratio_rest"], gap=split["gap"],
                    spread_top=split["spread_top"])
-        if split["k"] >= 3 and split["ratio"] >= min_gap and split["ratio_rest"] >= 1.0:
+        if split["k"] >= 3 and split["ratio"] >= min_gap and split["ratio_rest"] >= 1.5:
             top = zg > split["threshold"]
             res["rule"] = f"gap split: {split['ratio']:.1f} spreads of the top group above the rest"
         else:
@@ -158,6 +159,12 @@ def select_fiducials(
     members, med, spread = size_mode(ls, top, size_tolerance)
     if members.sum() < 3:
         res["reason"] = f"only {int(members.sum())} blob(s) in the size mode of the strongest group"
+        return res
+    # fiducials are chosen to stand far above the detection limit; a group at the limit is noise
+    snr_med = float(np.median(snr[gi[members]]))
+    res["population_snr"] = snr_med
+    if snr_med < 2.0 * min_snr:
+        res["reason"] = f"strongest group has median SNR {snr_med:.1f}, under twice the detection limit {min_snr:.1f}"
         return res
     mask = np.zeros(len(good), bool)
     mask[gi[members]] = True

@@ -93,7 +93,7 @@ def detect_beads(
     noise: str = "white",
     floor_nm: float | None = None,
     max_diameter_nm: float = 1000.0,
-    min_gap: float = 4.0,
+    min_gap: float = 3.0,
 ) -> pd.DataFrame:
     """Detect fiducial beads (or gold particles) in a 2-D image, with sub-pixel positions.
 

@@ -6,6 +6,8 @@ position covariance is ``s^2 (J^T J)^-1`` with ``s^2`` the pixel noise of the wi
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["fit_gaussians"]
@@ -115,27 +117,50 @@ def _fit_chunk(data, rows, cols, sigma0, half, n_iter, noise, sign, discs, own):
     w3 = wt.reshape(k, w, w)
     hp = r3[:, 1:-1, 1:-1] - 0.25 * (r3[:, :-2, 1:-1] + r3[:, 2:, 1:-1] + r3[:, 1:-1, :-2] + r3[:, 1:-1, 2:])
     hw = w3[:, 1:-1, 1:-1] * w3[:, :-2, 1:-1] * w3[:, 2:, 1:-1] * w3[:, 1:-1, :-2] * w3[:, 1:-1, 2:]
-    # median over the window (the sharp edges of a flat-topped blob leave a few large high-pass
-    # residuals that are misfit, not noise); median of chi2(1) = 0.4549
-    hp2 = np.where(hw > 0, hp**2, np.nan).reshape(k, -1)
-    with np.errstate(all="ignore"):
-        s2_white = np.nanmedian(hp2, axis=1) / 0.4549 / 1.25
-    s2_white = np.where(np.isfinite(s2_white), s2_white, np.nan)
-    s2 = s2_white if noise == "white" else s2_resid
+    # Background noise: median over the window (the sharp edges of a flat-topped blob leave a few
+    # large high-pass residuals that are misfit, not noise); median of chi2(1) = 0.4549.
+    exc = (m - p[:, 4:5] - p[:, 5:6] * xx[None] - p[:, 6:7] * yy[None]).reshape(k, w, w)[:, 1:-1, 1:-1]
+    bright = exc > 0.25 * np.abs(p[:, 2:3, None])
+    hp2 = hp**2
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        s2_bg = np.nanmedian(np.where((hw > 0) & ~bright, hp2, np.nan).reshape(k, -1), axis=1) / 0.4549 / 1.25
+        s2_all = np.nanmedian(np.where(hw > 0, hp2, np.nan).reshape(k, -1), axis=1) / 0.4549 / 1.25
+        s2_bg = np.where(np.isfinite(s2_bg), s2_bg, s2_all)
+        # shot noise of the blob itself: extra variance per unit of excess inside the blob (>= 0:
+        # a dark blob in transmission has less noise, kept at the background's, conservative)
+        # (medians again: the misfit at a flat top's edge is not shot noise). Dark blobs (sign < 0)
+        # keep the background's noise.
+        inside = (hw > 0) & bright
+        nb = inside.sum(axis=(1, 2))
+        v_in = np.nanmedian(np.where(inside, hp2, np.nan).reshape(k, -1), axis=1) / 0.4549 / 1.25
+        e_in = np.nanmedian(np.where(inside, exc, np.nan).reshape(k, -1), axis=1)
+        gain = np.clip((v_in - s2_bg) / np.where(e_in > 0, e_in, np.inf), 0, None)
+        gain = np.where((nb >= 3) & np.isfinite(gain) & (sign > 0), gain, 0.0)
+    exc_full = (m - p[:, 4:5] - p[:, 5:6] * xx[None] - p[:, 6:7] * yy[None])
+    var_px = s2_bg[:, None] + gain[:, None] * np.clip(exc_full, 0, None)
     jw = j * wt[..., None]
     jtj = jw.transpose(0, 2, 1) @ jw
     inv = np.full_like(jtj, np.nan)
-    good = np.isfinite(jtj).all(axis=(1, 2)) & (np.linalg.cond(jtj) < 1e14)
+    good = np.isfinite(jtj).all(axis=(1, 2))
+    if good.any():
+        good[good] = np.linalg.cond(jtj[good]) < 1e14
     if good.any():
         inv[good] = np.linalg.inv(jtj[good])
-    pcov = s2[:, None, None] * inv
+    if noise == "white":  # sandwich with the per-pixel variance
+        meat = (jw * var_px[..., None]).transpose(0, 2, 1) @ jw
+        pcov = inv @ meat @ inv
+        s2 = s2_bg
+    else:
+        s2 = s2_resid
+        pcov = s2[:, None, None] * inv
     # measured central excess: mean of the pixels within ~half a width of the fitted centre
     rc = np.hypot(xx[None] - p[:, 0:1], yy[None] - p[:, 1:2])
     core = (rc <= np.maximum(0.5 * p[:, 3:4], 0.75)) & (wt > 0)
     n_core = np.maximum(core.sum(1), 1)
     base = p[:, 4:5] + p[:, 5:6] * xx[None] + p[:, 6:7] * yy[None]
     peak = ((win - base) * core).sum(1) / n_core
-    peak_err = np.sqrt(s2 / n_core)
+    peak_err = np.sqrt((var_px * core).sum(1) / n_core**2) if noise == "white" else np.sqrt(s2 / n_core)
     ok = (
         np.all(np.isfinite(p), axis=1)
         & (np.abs(p[:, 0]) < half * 0.6)

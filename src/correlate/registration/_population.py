@@ -30,7 +30,9 @@ def contrast_score(peak, peak_err, background, noise, sigma_nm, dark: bool):
     sigma_nm = np.asarray(sigma_nm, float)
     transmission = dark & (bg > 10 * np.asarray(noise, float))
     with np.errstate(divide="ignore", invalid="ignore"):
-        floor = np.clip(np.maximum(peak_err, 1e-12) / np.abs(bg), 1e-6, 0.5)
+        # an opaque blob's depth is known only down to the noise: transmission below 2 % (OD 3.9)
+        # counts as 2 %, so saturated gold reads alike whatever the local noise
+        floor = np.clip(np.maximum(peak_err, 1e-12) / np.abs(bg), 0.02, 0.5)
         rel = np.clip(peak / bg, 0.0, 1.0 - floor)
         od = -np.log1p(-rel)
         contrast = np.where(transmission, od, peak)
@@ -50,12 +52,13 @@ def _group_spread(zs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.abs(q1 - q3) / 1.349
 
 
-def gap_split(z: np.ndarray, z_err: np.ndarray, min_members: int = 3) -> dict:
+def gap_split(z: np.ndarray, z_err: np.ndarray, min_members: int = 3, min_rest: float = 1.5) -> dict:
     """Best split of ``z`` into a top group (>= ``min_members``) and the rest.
 
     For each split after the k-th largest, the gap to the next value is measured in units of the
     top group's spread (robust, at least its median measurement error and ``_MIN_SPREAD``) and of
-    the rest's spread. Returns ``{"k", "ratio", "ratio_rest", "gap", "spread_top", "threshold"}``
+    the rest's spread; splits whose gap is under ``min_rest`` spreads of the rest are not
+    considered (they cut a population in two). Returns ``{"k", "ratio", "ratio_rest", "gap", "spread_top", "threshold"}``
     for the best k (``k = 0`` when there is nothing to split).
     """
     z = np.asarray(z, float)
@@ -75,7 +78,9 @@ def gap_split(z: np.ndarray, z_err: np.ndarray, min_members: int = 3) -> dict:
     s_top = np.maximum.reduce([s_top, err_mean, np.full(len(k), _MIN_SPREAD)])
     s_rest = np.maximum(_group_spread(zs, k, np.full_like(k, n)), _MIN_SPREAD)
     ratio = gap / s_top
-    best = int(np.argmax(ratio))
+    ratio_rest = gap / s_rest
+    ratio_ok = np.where(ratio_rest >= min_rest, ratio, -np.inf)
+    best = int(np.argmax(ratio_ok)) if np.isfinite(ratio_ok).any() else int(np.argmax(ratio))
     kb = int(k[best])
     out.update(
         k=kb,
