@@ -64,12 +64,17 @@ def _fit_pass(levels, cand, which, sign, noise, out, discs):
         if len(idx) == 0:
             continue
         sb_idx = sb[idx]
-        md, own = None, None
+        md, own, init = None, None, None
         if discs is not None:
-            own = (2.0 * out["sigma"][which[idx]] + 1.0) / bf
+            w_ = which[idx]
+            own = (2.0 * out["sigma"][w_] + 1.0) / bf
+            # start from the first pass (level pixels); sigma back to the level's fitted width
+            init = np.column_stack([(out["x"][w_] - 0.5 * (bf - 1)) / bf, (out["y"][w_] - 0.5 * (bf - 1)) / bf,
+                                    out["amp"][w_], np.sqrt((out["sigma"][w_] / bf) ** 2 + 1.0 / 12.0),
+                                    sign * out["bg"][w_]])
             md = np.column_stack([(discs[:, 0] - 0.5 * (bf - 1)) / bf, (discs[:, 1] - 0.5 * (bf - 1)) / bf, discs[:, 2] / bf])
         p, cov, ok, ex = fit_gaussians(lev, rows, cols, 0.9 * sb_idx, hw, noise=noise, return_full=True, sign=sign,
-                                       mask_discs=md, own_radius=own)
+                                       mask_discs=md, own_radius=own, init=init)
         idx = which[idx]
         pc = ex["param_cov"]
         out["x"][idx] = p[:, 0] * bf + 0.5 * (bf - 1)

@@ -23,9 +23,15 @@ def _model_and_jac(p: np.ndarray, xx: np.ndarray, yy: np.ndarray):
     e = np.exp(-r2 / (2 * s2))
     a = p[:, 2:3]
     m = p[:, 4:5] + p[:, 5:6] * xx[None] + p[:, 6:7] * yy[None] + a * e
-    one = np.ones_like(e)
-    j = np.stack([a * e * dx / s2, a * e * dy / s2, e, a * e * r2 / (s2 * p[:, 3:4]), one,
-                  one * xx[None], one * yy[None]], -1)
+    j = np.empty(e.shape + (7,))
+    ae = a * e / s2
+    j[..., 0] = ae * dx
+    j[..., 1] = ae * dy
+    j[..., 2] = e
+    j[..., 3] = ae * r2 / p[:, 3:4]
+    j[..., 4] = 1.0
+    j[..., 5] = xx[None]
+    j[..., 6] = yy[None]
     return m, j
 
 
@@ -93,7 +99,7 @@ def _mask_weights(rows, cols, xx, yy, discs, self_radius):
     return wt
 
 
-def _fit_chunk(data, rows, cols, sigma0, half, n_iter, noise, sign, discs, own):
+def _fit_chunk(data, rows, cols, sigma0, half, n_iter, noise, sign, discs, own, init):
     k = len(rows)
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     xx = xx.ravel().astype(float)
@@ -107,6 +113,11 @@ def _fit_chunk(data, rows, cols, sigma0, half, n_iter, noise, sign, discs, own):
     bg0 = np.nanmedian(np.where(np.isfinite(bw).any(1)[:, None], bw, win[:, border]), axis=1)
     p = np.column_stack([np.zeros(k), np.zeros(k), win[:, (xx == 0) & (yy == 0)][:, 0] - bg0, sigma0, bg0,
                          np.zeros(k), np.zeros(k)])
+    if init is not None:  # start from a previous fit (x0, y0 in data pixels, amp, sigma, bg)
+        good = np.all(np.isfinite(init), axis=1)
+        p[good, 0] = init[good, 0] - cols[good]
+        p[good, 1] = init[good, 1] - rows[good]
+        p[good, 2:5] = init[good, 2:5]
     p, m, j, cost = _lm(win, wt, xx, yy, p, half, n_iter)
     n_used = wt.sum(1)
     s2_resid = cost / np.maximum(n_used - p.shape[1], 1)
@@ -187,6 +198,7 @@ def fit_gaussians(
     sign: float = 1.0,
     mask_discs: np.ndarray | None = None,
     own_radius: float | np.ndarray | None = None,
+    init: np.ndarray | None = None,
 ):
     """Fit ``bg + amp exp(-r^2 / 2 s^2)`` around each (row, col) of a 2-D array, vectorised.
 
@@ -203,6 +215,7 @@ def fit_gaussians(
     mask_discs : (M, 3) discs (col, row, radius in pixels) of other blobs whose pixels are left out
         of each window's fit; a disc whose centre lies within ``own_radius`` (pixels, default
         ``2 sigma_px + 1``) of the window centre is part of the blob itself and stays.
+    init : (K, 5) starting parameters as returned in ``params`` (rows with NaN start afresh).
     return_full : also return a dict with ``param_cov`` (K, 7, 7) (x0, y0, amp, sigma, bg, bg slope x, bg slope y), ``noise`` (K,) pixel noise,
         ``peak`` / ``peak_err`` (K,) the measured mean excess over the background near the centre.
 
@@ -223,7 +236,7 @@ def fit_gaussians(
     step = max(1, _MAX_WINDOW_VALUES // (npx * 7))
     parts = [
         _fit_chunk(data, rows[i : i + step], cols[i : i + step], sig0[i : i + step], half, n_iter, noise, float(sign),
-                   mask_discs, own[i : i + step])
+                   mask_discs, own[i : i + step], None if init is None else np.asarray(init, float)[i : i + step])
         for i in range(0, k, step)
     ] or [(np.zeros((0, 7)), np.zeros((0, 7, 7)), np.zeros(0, bool), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))]
     params, pcov, ok, nse, peak, peak_err, used = (np.concatenate(c) for c in zip(*parts))

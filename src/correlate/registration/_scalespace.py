@@ -1,9 +1,10 @@
-"""Blob candidates across scales: scale-normalised Laplacian of Gaussian on a 2x pyramid.
+"""Blob candidates across scales: scale-normalised difference of Gaussians (~LoG) on a 2x pyramid.
 
 The widths form a geometric series (``per_octave`` per doubling). A width ``s`` (pixels of the
 full image) is filtered on the pyramid level ``2^l`` where ``s / 2^l`` lies in [1.25, 2.5) pixels
 (level 0 below that), so every filter is a few pixels wide and large blobs cost no more than small
-ones. Levels are processed in row strips, so the filters never hold more than a strip of a level
+ones. On each level the blurs are made one from the previous (small kernels) and adjacent ones
+subtracted (DoG, ``(G(k s) - G(s)) / (k - 1) ~ s^2 LoG``). Levels are processed in row strips, so the filters never hold more than a strip of a level
 in memory beside the pyramid itself (4/3 of the image).
 
 Each scale gives local maxima (bright blobs) and minima (dark blobs) of the response above a
@@ -79,42 +80,53 @@ def _robust_level(a: np.ndarray) -> tuple[float, float]:
     return med, 1.4826 * mad if mad > 0 else float(np.std(s))
 
 
-def _scale_extrema(level: np.ndarray, s: float, threshold: float, margin: int):
-    """(rows, cols, response, sign) of the LoG extrema of one scale on one level, and its noise."""
+def _extrema(resp: np.ndarray, core_rows: slice, r0: int, h: int, w: int, threshold: float, margin: int):
+    """3 x 3 extrema of one response strip above ``threshold`` robust sigmas, both signs."""
+    core = resp[core_rows]
+    med, sd = _robust_level(core)
+    hh, ww = resp.shape
+    out = []
+    for sign in (1.0, -1.0):
+        rr, cc = np.nonzero(core > med + threshold * sd) if sign > 0 else np.nonzero(core < med - threshold * sd)
+        ok = (rr + r0 >= margin) & (rr + r0 < h - margin) & (cc >= margin) & (cc < w - margin)
+        rr, cc = rr[ok], cc[ok]
+        ra = rr + core_rows.start  # rows in resp
+        v = sign * resp[ra, cc]
+        is_ext = np.ones(len(rr), bool)
+        for di in (-1, 0, 1):  # the 8 neighbours, only at pixels above threshold
+            for dj in (-1, 0, 1):
+                if di or dj:
+                    is_ext &= v >= sign * resp[np.clip(ra + di, 0, hh - 1), np.clip(cc + dj, 0, ww - 1)]
+        rr, cc = rr[is_ext], cc[is_ext]
+        out.append((rr + r0, cc, np.abs(core[rr, cc] - med), np.full(len(rr), sign)))
+    rows, cols, val, sgn = (np.concatenate(c) for c in zip(*out))
+    return rows, cols, val, sgn, sd
+
+
+def _level_extrema(level: np.ndarray, sig: np.ndarray, ratio: float, threshold: float):
+    """Extrema of the scale-normalised difference of Gaussians at widths ``sig`` (pixels of this
+    level): ``(G(k s) - G(s)) / (k - 1) ~ s^2 LoG``, each blur made from the previous one.
+    Yields (scale index, rows, cols, |response|, sign, noise) per scale and strip."""
     from scipy import ndimage as ndi
 
     h, w = level.shape
     rows_per = max(64, _STRIP_PIXELS // max(w, 1))
-    pad = int(np.ceil(4 * s)) + 2
-    out = []
-    noise = []
+    chain = np.concatenate([sig, [sig[-1] * ratio]])
+    pad = int(np.ceil(4 * chain[-1])) + 2
     for r0 in range(0, h, rows_per):
         r1 = min(h, r0 + rows_per)
         a0, a1 = max(0, r0 - pad), min(h, r1 + pad)
-        resp = ndi.gaussian_laplace(level[a0:a1], s, mode="nearest")
-        resp *= np.float32(-(s * s))
-        core = resp[r0 - a0 : r1 - a0]
-        med, sd = _robust_level(core)
-        noise.append(sd)
-        hh, ww = resp.shape
-        for sign in (1.0, -1.0):
-            rr, cc = np.nonzero(sign * (core - med) > threshold * sd)
-            ok = (rr + r0 >= margin) & (rr + r0 < h - margin) & (cc >= margin) & (cc < w - margin)
-            rr, cc = rr[ok], cc[ok]
-            ra = rr + (r0 - a0)  # rows in resp
-            v = sign * resp[ra, cc]
-            is_ext = np.ones(len(rr), bool)
-            for di in (-1, 0, 1):  # the 8 neighbours (3 x 3 extremum), only at pixels above threshold
-                for dj in (-1, 0, 1):
-                    if di or dj:
-                        ri = np.clip(ra + di, 0, hh - 1)
-                        cj = np.clip(cc + dj, 0, ww - 1)
-                        is_ext &= v >= sign * resp[ri, cj]
-            rr, cc = rr[is_ext], cc[is_ext]
-            out.append((rr + r0, cc, np.abs(core[rr, cc] - med), np.full(len(rr), sign)))
-        del resp
-    rows, cols, val, sgn = (np.concatenate(c) for c in zip(*out))
-    return rows, cols, val, sgn, float(np.median(noise))
+        core_rows = slice(r0 - a0, r1 - a0)
+        g_prev = ndi.gaussian_filter(level[a0:a1], chain[0], mode="nearest", truncate=4.0)
+        for i in range(len(sig)):
+            inc = float(np.sqrt(chain[i + 1] ** 2 - chain[i] ** 2))
+            g_next = ndi.gaussian_filter(g_prev, inc, mode="nearest", truncate=4.0)
+            resp = g_prev - g_next  # bright blob > 0
+            resp *= np.float32(1.0 / (ratio - 1.0))
+            rows, cols, val, sgn, sd = _extrema(resp, core_rows, r0, h, w, threshold, int(np.ceil(sig[i])) + 1)
+            del resp
+            yield i, rows, cols, val, sgn, sd
+            g_prev = g_next
 
 
 def log_candidates(
@@ -123,31 +135,39 @@ def log_candidates(
     threshold: float | np.ndarray,
     max_per_scale: int = 20000,
 ) -> tuple[dict[str, Candidates], dict]:
-    """LoG extrema of every width in ``sigmas`` (full-image pixels).
+    """Scale-space extrema of every width in ``sigmas`` (full-image pixels, a geometric series).
 
     ``threshold`` is in robust standard deviations of each scale's response (scalar or one per
     level). Returns ``{"bright": Candidates, "dark": Candidates}`` before suppression and a dict
     with the response noise per scale.
     """
+    sigmas = np.asarray(sigmas, float)
+    ratio = float(sigmas[1] / sigmas[0]) if len(sigmas) > 1 else 2.0 ** (1 / 3)
     lv = level_for_sigma(sigmas, n_levels=len(levels))
     thr = np.broadcast_to(np.asarray(threshold, float), (len(levels),))
     parts: dict[str, list[Candidates]] = {"bright": [], "dark": []}
-    info = {"sigma_px": [], "level": [], "response_noise": [], "n_extrema": []}
-    for s, level_idx in zip(sigmas, lv):
-        b = 2**level_idx
-        sb = float(s) / b
-        rows, cols, val, sgn, nse = _scale_extrema(levels[level_idx], sb, float(thr[level_idx]), int(np.ceil(sb)) + 1)
-        info["sigma_px"].append(float(s))
-        info["level"].append(int(level_idx))
-        info["response_noise"].append(nse)
-        info["n_extrema"].append(len(rows))
-        for name, sign in (("bright", 1.0), ("dark", -1.0)):
-            m = sgn == sign
-            r, c, v = rows[m], cols[m], val[m]
-            if len(v) > max_per_scale:
-                top = np.argpartition(-v, max_per_scale)[:max_per_scale]
-                r, c, v = r[top], c[top], v[top]
-            parts[name].append(Candidates(r * b + 0.5 * (b - 1), c * b + 0.5 * (b - 1), np.full(len(r), float(s)), v))
+    noise: dict[int, list[float]] = {}
+    counts: dict[int, int] = {}
+    for level_idx in np.unique(lv):
+        b = 2**int(level_idx)
+        idx = np.nonzero(lv == level_idx)[0]
+        for i, rows, cols, val, sgn, sd in _level_extrema(levels[level_idx], sigmas[idx] / b, ratio, float(thr[level_idx])):
+            k = int(idx[i])
+            noise.setdefault(k, []).append(sd)
+            counts[k] = counts.get(k, 0) + len(rows)
+            for name, sign in (("bright", 1.0), ("dark", -1.0)):
+                m = sgn == sign
+                r, c, v = rows[m], cols[m], val[m]
+                if len(v) > max_per_scale:
+                    top = np.argpartition(-v, max_per_scale)[:max_per_scale]
+                    r, c, v = r[top], c[top], v[top]
+                parts[name].append(Candidates(r * b + 0.5 * (b - 1), c * b + 0.5 * (b - 1), np.full(len(r), sigmas[k]), v))
+    info = {
+        "sigma_px": sigmas.tolist(),
+        "level": lv.tolist(),
+        "response_noise": [float(np.median(noise.get(k, [np.nan]))) for k in range(len(sigmas))],
+        "n_extrema": [counts.get(k, 0) for k in range(len(sigmas))],
+    }
     return {k: Candidates.concat(v) for k, v in parts.items()}, info
 
 
