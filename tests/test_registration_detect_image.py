@@ -239,3 +239,26 @@ def test_particles_without_gold_raise():
         detect_beads(_image(data, px, "em"))
     assert e.value.stage == "detection"
     assert e.value.diagnostics["polarities"]["dark"]["best_candidates"], "the particles were seen as candidates"
+
+
+def test_overrides_and_metadata_are_recorded():
+    img, truth, p = make_lm(5, 0.4)
+    fwhm = FWHM * p["sigma"]
+    auto = detect_beads(img)
+    user = detect_beads(img, psf_fwhm_nm=fwhm, polarity="bright")
+    assert user.attrs["source"]["psf_fwhm_nm"] == "user" and user.attrs["source"]["polarity"] == "user"
+    assert user.attrs["estimated"]["psf_fwhm_nm"] == pytest.approx(fwhm)
+    assert len(user) == len(auto) == len(_match(user, truth, 3 * p["px"])[0])
+    meta = img.copy()
+    meta.attrs["resolution_nm"] = fwhm
+    m = detect_beads(meta)
+    assert m.attrs["source"]["psf_fwhm_nm"] == "metadata"
+    # the spots' own width is still measured and reported beside the stated resolution
+    assert abs(m.attrs["estimated"]["spot_fwhm_nm"] / fwhm - 1) < 0.15
+    em, gold, q = make_em(11, 0.2)
+    d = detect_beads(em, diameter_nm=q["d_gold"])
+    assert d.attrs["source"]["diameter_nm"] == "user" and d.attrs["estimated"]["diameter_nm"] == q["d_gold"]
+    assert len(_match(d, gold, 0.25 * q["d_gold"])[0]) >= len(gold) - 1
+    with pytest.raises(RegistrationError) as e:
+        detect_beads(img, polarity="sideways")
+    assert e.value.stage == "detection"

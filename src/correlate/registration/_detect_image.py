@@ -232,7 +232,7 @@ def _table(img, fit, sel, polarity, modality, is_lm, px, px_x, px_y, x0, y0, dia
     est: dict = {"polarity": polarity, "sigma_nm": sigma_med, "threshold_sigma": thr}
     if is_lm:
         spot_fwhm = _FWHM * sigma_med
-        est["spot_fwhm_nm"] = spot_fwhm
+        est["spot_fwhm_nm"] = float(spot_fwhm)
         if psf_fwhm_nm is None:
             d2 = 0.0 if diameter_nm is None else diameter_nm**2 / 20.0
             psf_fwhm_nm = float(_FWHM * np.sqrt(max(sigma_med**2 - d2, 0.25 * sigma_med**2)))
