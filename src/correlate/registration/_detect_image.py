@@ -182,46 +182,51 @@ def detect_beads(
     cands, scale_info = log_candidates(levels, sigmas, np.array(thr))
 
     pols = [polarity] if polarity is not None else ["dark", "bright"]
-    results = {}
-    for pol in pols:
-        c = cands[pol]
-        n_raw = len(c)
-        # a blob's own extent is ~1.4 LoG widths: weaker extrema inside it are parts of it
-        c = c.take(np.nonzero(suppress(c.y, c.x, 1.5 * c.sigma, c.strength))[0])
-        n_blobs = len(c)
-        if len(c) > max_candidates:
-            c = c.take(np.argsort(-c.strength)[:max_candidates])
-        fit = fit_candidates(levels, c, -1.0 if pol == "dark" else 1.0, noise=noise, min_snr=thr[0])
-        sel = select_fiducials(fit, dark=pol == "dark", px_nm=px, min_snr=thr[0], expected_sigma_nm=exp_fit_nm,
-                               size_tolerance=size_tolerance, min_gap=min_gap, min_contrast=min_contrast)
-        sel.update(n_extrema=n_raw, n_candidates=n_blobs, n_fitted_candidates=len(c))
-        results[pol] = (fit, sel)
+    sel_kw = dict(px_nm=px, min_snr=thr[0], expected_sigma_nm=exp_fit_nm, size_tolerance=size_tolerance,
+                  min_gap=min_gap, min_contrast=min_contrast)
+    results = {pol: _one_polarity(levels, cands[pol], pol, max_candidates, noise, sel_kw) for pol in pols}
     del levels
-
-    found = {p: r for p, r in results.items() if r[1]["mask"] is not None}
     diag = {
         "modality": modality, "pixel_nm": px, "sigma_range_nm": [float(sigmas.min() * px), float(sigmas.max() * px)],
         "threshold_sigma": thr[0],
         "polarities": {p: {k: v for k, v in r[1].items() if k not in ("mask", "z", "contrast", "snr")} for p, r in results.items()},
     }
+    polarity = _choose_polarity(results, modality, diag, img.name or "", px)
+    fit, sel = results[polarity]
+    return _table(img, fit, sel, polarity, modality, is_lm, px, px_x, px_y, x0, y0, diameter_nm, psf_fwhm_nm,
+                  floor_nm, source, thr[0], diag)
+
+
+def _one_polarity(levels, cand, pol, max_candidates, noise, sel_kw):
+    """Suppress, fit and select the candidates of one sign: (fits, selection dict)."""
+    n_raw = len(cand)
+    # a blob's own extent is ~1.4 LoG widths: weaker extrema inside it are parts of it
+    cand = cand.take(np.nonzero(suppress(cand.y, cand.x, 1.5 * cand.sigma, cand.strength))[0])
+    n_blobs = len(cand)
+    if len(cand) > max_candidates:
+        cand = cand.take(np.argsort(-cand.strength)[:max_candidates])
+    fit = fit_candidates(levels, cand, -1.0 if pol == "dark" else 1.0, noise=noise, min_snr=sel_kw["min_snr"])
+    sel = select_fiducials(fit, dark=pol == "dark", **sel_kw)
+    sel.update(n_extrema=n_raw, n_candidates=n_blobs, n_fitted_candidates=len(cand))
+    return fit, sel
+
+
+def _choose_polarity(results: dict, modality: str, diag: dict, name: str, px: float) -> str:
+    """The sign whose population stands clearer (gap ratio); the modality breaks a tie."""
+    found = {p: r for p, r in results.items() if r[1]["mask"] is not None}
     if not found:
         why = "; ".join(f"{p}: {r[1].get('reason', 'no population')}" for p, r in results.items())
         raise RegistrationError(
-            f"no fiducial population in image '{img.name or ''}' ({modality}, {px:.3g} nm/px): {why}",
+            f"no fiducial population in image '{name}' ({modality}, {px:.3g} nm/px): {why}",
             field="image", stage="detection", hint=HINT, diagnostics=diag,
         )
-    if len(found) == 2:
-        ra, rb = found["dark"][1]["gap_ratio"], found["bright"][1]["gap_ratio"]
-        if max(ra, rb) > 1.1 * min(ra, rb):
-            polarity = "dark" if ra > rb else "bright"
-        else:
-            polarity = BEAD_DEFAULTS.get(modality, BEAD_DEFAULTS["lm"])["polarity"]
-            diag["polarity_tie_break"] = f"modality {modality}"
-    else:
-        polarity = next(iter(found))
-    fit, sel = found[polarity]
-    return _table(img, fit, sel, polarity, modality, is_lm, px, px_x, px_y, x0, y0, diameter_nm, psf_fwhm_nm,
-                  floor_nm, source, thr[0], diag)
+    if len(found) == 1:
+        return next(iter(found))
+    ra, rb = found["dark"][1]["gap_ratio"], found["bright"][1]["gap_ratio"]
+    if max(ra, rb) > 1.1 * min(ra, rb):
+        return "dark" if ra > rb else "bright"
+    diag["polarity_tie_break"] = f"modality {modality}"
+    return BEAD_DEFAULTS.get(modality, BEAD_DEFAULTS["lm"])["polarity"]
 
 
 def _table(img, fit, sel, polarity, modality, is_lm, px, px_x, px_y, x0, y0, diameter_nm, psf_fwhm_nm, floor_nm,
