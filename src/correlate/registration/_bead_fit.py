@@ -145,7 +145,7 @@ def select_fiducials(
         split = gap_split(zg, eg)
         res.update(gap_ratio=split["ratio"], gap_ratio_rest=split["ratio_rest"], gap=split["gap"],
                    spread_top=split["spread_top"])
-        if split["k"] >= 3 and split["ratio"] >= min_gap and split["ratio_rest"] >= 1.5:
+        if split["k"] >= 3 and split["ratio"] >= min_gap and split["ratio_rest"] >= 0.5:
             top = zg > split["threshold"]
             res["rule"] = f"gap split: {split['ratio']:.1f} spreads of the top group above the rest"
         else:

@@ -52,7 +52,7 @@ def _group_spread(zs: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.abs(q1 - q3) / 1.349
 
 
-def gap_split(z: np.ndarray, z_err: np.ndarray, min_members: int = 3, min_rest: float = 1.5) -> dict:
+def gap_split(z: np.ndarray, z_err: np.ndarray, min_members: int = 3, min_rest: float = 0.5) -> dict:
     """Best split of ``z`` into a top group (>= ``min_members``) and the rest.
 
     For each split after the k-th largest, the gap to the next value is measured in units of the
@@ -77,6 +77,7 @@ def gap_split(z: np.ndarray, z_err: np.ndarray, min_members: int = 3, min_rest: 
     err_mean = np.cumsum(np.minimum(np.where(np.isfinite(es), es, 1.0), 1.0))[k - 1] / k
     s_top = np.maximum.reduce([s_top, err_mean, np.full(len(k), _MIN_SPREAD)])
     s_rest = np.maximum(_group_spread(zs, k, np.full_like(k, n)), _MIN_SPREAD)
+    s_rest = np.where(n - k < 5, np.maximum(s_rest, s_top), s_rest)  # a rest of a few is no spread
     ratio = gap / s_top
     ratio_rest = gap / s_rest
     ratio_ok = np.where(ratio_rest >= min_rest, ratio, -np.inf)
