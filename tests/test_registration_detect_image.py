@@ -259,6 +259,11 @@ def test_overrides_and_metadata_are_recorded():
     d = detect_beads(em, diameter_nm=q["d_gold"])
     assert d.attrs["source"]["diameter_nm"] == "user" and d.attrs["estimated"]["diameter_nm"] == q["d_gold"]
     assert len(_match(d, gold, 0.25 * q["d_gold"])[0]) >= len(gold) - 1
+    holes = img.copy()
+    holes.values[3, :] = np.nan  # a dropped line must not blank the image
+    h = detect_beads(holes)
+    assert h.attrs["diagnostics"]["n_nonfinite_pixels"] == img.shape[1]
+    assert len(_match(h, truth, 3 * p["px"])[0]) >= len(truth) - 1
     with pytest.raises(RegistrationError) as e:
         detect_beads(img, polarity="sideways")
     assert e.value.stage == "detection"

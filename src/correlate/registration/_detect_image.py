@@ -1,7 +1,7 @@
 """Fiducial beads / gold particles in images, with every parameter taken from the data.
 
 1. Blob candidates across scales, from about a pixel to ``max_diameter_nm`` (1 um): a
-   scale-normalised LoG over a geometric series of widths on a 2x pyramid (:mod:`._scalespace`),
+   scale-normalised DoG (~LoG) over a geometric series of widths on a 2x pyramid (:mod:`._scalespace`),
    bright and dark blobs from the same responses, each with its best scale;
 2. a vectorised Gaussian + background fit of every candidate on the level where it is 2-4 pixels
    wide (:func:`fit_gaussians`): sub-pixel position with covariance, width, amplitude;
@@ -168,6 +168,13 @@ def detect_beads(
     exp_fit_nm, exp_log_nm = _expected_widths(is_lm, diameter_nm, psf_fwhm_nm, px)
 
     data = np.asarray(img.values, dtype=np.float32)
+    finite = np.isfinite(data)
+    n_bad = int(data.size - np.count_nonzero(finite))
+    if n_bad:  # blurs would spread NaN over whole strips: fill with the median, and say so
+        if n_bad == data.size:
+            raise RegistrationError(f"image '{img.name or ''}' has no finite pixel", field="image", stage="detection")
+        data = np.where(finite, data, np.float32(np.median(data[finite])))
+    del finite
     h, w = data.shape
     lo_px, hi_px = 1.0, min(max_diameter_nm / (2 * np.sqrt(2)) / px, min(h, w) / 8.0)
     if exp_log_nm is not None:
@@ -188,7 +195,7 @@ def detect_beads(
     del levels
     diag = {
         "modality": modality, "pixel_nm": px, "sigma_range_nm": [float(sigmas.min() * px), float(sigmas.max() * px)],
-        "threshold_sigma": thr[0],
+        "threshold_sigma": thr[0], "n_nonfinite_pixels": n_bad, "scales": scale_info,
         "polarities": {p: {k: v for k, v in r[1].items() if k not in ("mask", "z", "contrast", "snr")} for p, r in results.items()},
     }
     polarity = _choose_polarity(results, modality, diag, img.name or "", px)
