@@ -1,15 +1,19 @@
-"""Fiducial beads / gold particles in images: blob detection + sub-pixel Gaussian fit.
+"""Fiducial beads / gold particles in images, with every parameter taken from the data.
 
-1. Laplacian-of-Gaussian response at the expected bead size (on a binned copy when the bead
-   spans many pixels), dark beads (EM gold) by inverting the image;
-2. local maxima above a robust noise threshold;
-3. a 2-D Gaussian + constant background fitted to a small window around each candidate by a
-   vectorised Levenberg-Marquardt (all candidates at once); the position covariance is
-   ``s^2 (J^T J)^-1`` with ``s^2`` the residual variance of the window;
-4. beads are kept by size (fitted width near the expected one) and by contrast (the strong,
-   compact spots: fiducials are much darker in EM, brighter in SIM/AFM than the sample).
+1. Blob candidates across scales, from about a pixel to ``max_diameter_nm`` (1 um): a
+   scale-normalised DoG (~LoG) over a geometric series of widths on a 2x pyramid (:mod:`._scalespace`),
+   bright and dark blobs from the same responses, each with its best scale;
+2. a vectorised Gaussian + background fit of every candidate on the level where it is 2-4 pixels
+   wide (:func:`fit_gaussians`): sub-pixel position with covariance, width, amplitude;
+3. the fiducials are the compact population whose contrast per size stands clear of the rest
+   (:mod:`._population`): gold absorbs far more per nm than organic particles, beads outshine
+   labelled particles. Polarity, when not given, is the sign whose blobs show that population more
+   clearly. In light microscopy the PSF width comes from the selected spots unless the user or
+   the file states it.
 
-Positions are in nm in the image's own frame (its coordinates), covariances in nm^2.
+What was estimated is in ``df.attrs["estimated"]``, where each value came from in
+``df.attrs["source"]`` ("estimated", "user" or "metadata"). Positions are in nm in the image's own
+frame (its coordinates), covariances in nm^2.
 """
 
 from __future__ import annotations
@@ -18,110 +22,62 @@ import numpy as np
 import pandas as pd
 
 from ..errors import RegistrationError
+from ._bead_fit import fit_candidates, select_fiducials
 from ._fiducials import fiducial_table
+from ._gaussfit import fit_gaussians
+from ._scalespace import build_pyramid, level_for_sigma, log_candidates, sigma_series, suppress
 
 __all__ = ["BEAD_DEFAULTS", "detect_beads", "fit_gaussians"]
 
-#: Per-modality defaults: bead diameter (nm) and polarity.
+#: Polarity each modality usually shows; only breaks a tie when both signs show a population
+#: equally clearly. Sizes are always measured (``diameter_nm`` None).
 BEAD_DEFAULTS: dict[str, dict] = {
-    "em": {"diameter_nm": 40.0, "polarity": "dark"},
-    "sim": {"diameter_nm": None, "polarity": "bright"},  # None: use the resolution (PSF)
+    "em": {"diameter_nm": None, "polarity": "dark"},
+    "sim": {"diameter_nm": None, "polarity": "bright"},
     "sted": {"diameter_nm": None, "polarity": "bright"},
     "lm": {"diameter_nm": None, "polarity": "bright"},
-    "afm": {"diameter_nm": 60.0, "polarity": "bright"},  # tip-broadened 40 nm gold
+    "afm": {"diameter_nm": None, "polarity": "bright"},
 }
 
-
-def fit_gaussians(data: np.ndarray, rows: np.ndarray, cols: np.ndarray, sigma_px: float, half: int, n_iter: int = 40, noise: str = "white"):
-    """Fit ``bg + amp exp(-r^2 / 2 s^2)`` around each (row, col) of a 2-D array, vectorised.
-
-    ``noise="white"`` estimates the pixel noise from a high-pass of the residuals (the smooth misfit
-    of a Gaussian to a bead profile does not count as noise; that misfit is symmetric and does not
-    move the centre); ``noise="residual"`` uses the full residual variance (conservative).
-
-    Returns
-    -------
-    params : (K, 5) x0 (col), y0 (row) in pixels, amp, sigma (px), bg
-    cov : (K, 2, 2) covariance of (x0, y0) in px^2
-    ok : (K,) bool, converged with a sane result inside the window
-    """
-    k = len(rows)
-    yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
-    xx = xx.ravel().astype(float)
-    yy = yy.ravel().astype(float)
-    win = data[rows[:, None] + yy.astype(int)[None, :], cols[:, None] + xx.astype(int)[None, :]].astype(float)
-    border = (np.abs(xx) == half) | (np.abs(yy) == half)
-    bg0 = np.median(win[:, border], axis=1)
-    p = np.column_stack([np.zeros(k), np.zeros(k), win[:, (xx == 0) & (yy == 0)][:, 0] - bg0, np.full(k, sigma_px), bg0])
-
-    def model_and_jac(p):
-        dx = xx[None] - p[:, 0:1]
-        dy = yy[None] - p[:, 1:2]
-        s2 = p[:, 3:4] ** 2
-        r2 = dx * dx + dy * dy
-        e = np.exp(-r2 / (2 * s2))
-        a = p[:, 2:3]
-        m = p[:, 4:5] + a * e
-        j = np.stack([a * e * dx / s2, a * e * dy / s2, e, a * e * r2 / (s2 * p[:, 3:4]), np.ones_like(e)], -1)
-        return m, j
-
-    mu = np.full(k, 1e-3)
-    m, j = model_and_jac(p)
-    cost = ((win - m) ** 2).sum(1)
-    for _ in range(n_iter):
-        r = win - m
-        jt = j.transpose(0, 2, 1)
-        jtj = jt @ j
-        jtr = (jt @ r[..., None])[..., 0]
-        dg = np.einsum("kii->ki", jtj)
-        a = jtj + mu[:, None, None] * dg[:, :, None] * np.eye(5)[None]
-        try:
-            step = np.linalg.solve(a, jtr[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            step = np.zeros_like(p)
-        pn = p + step
-        pn[:, 3] = np.clip(np.abs(pn[:, 3]), 0.3, 4 * half)
-        mn, jn = model_and_jac(pn)
-        cn = ((win - mn) ** 2).sum(1)
-        better = cn < cost
-        p = np.where(better[:, None], pn, p)
-        m = np.where(better[:, None], mn, m)
-        j = np.where(better[:, None, None], jn, j)
-        cost = np.where(better, cn, cost)
-        mu = np.where(better, mu * 0.3, mu * 10)
-        if np.all(np.abs(step[:, :2]).max(1) < 1e-4):
-            break
-    npx = len(xx)
-    s2_resid = cost / max(npx - 5, 1)
-    # White-noise variance from a high-pass of the residuals (insensitive to the smooth misfit of a
-    # Gaussian to a bead profile): h = r - mean(4 neighbours), var(h) = 1.25 sigma^2.
-    w = 2 * half + 1
-    r3 = (win - m).reshape(k, w, w)
-    hp = r3[:, 1:-1, 1:-1] - 0.25 * (r3[:, :-2, 1:-1] + r3[:, 2:, 1:-1] + r3[:, 1:-1, :-2] + r3[:, 1:-1, 2:])
-    s2_white = (hp**2).mean(axis=(1, 2)) / 1.25
-    s2 = s2_white if noise == "white" else s2_resid
-    jtj = j.transpose(0, 2, 1) @ j
-    try:
-        inv = np.linalg.inv(jtj)
-    except np.linalg.LinAlgError:
-        inv = np.linalg.pinv(jtj)
-    cov = s2[:, None, None] * inv[:, :2, :2]
-    ok = (
-        np.all(np.isfinite(p), axis=1)
-        & (np.abs(p[:, 0]) < half * 0.6)
-        & (np.abs(p[:, 1]) < half * 0.6)
-        & (p[:, 2] > 0)
-        & np.all(np.isfinite(cov.reshape(k, -1)), axis=1)
-    )
-    p = p.copy()
-    p[:, 0] += cols
-    p[:, 1] += rows
-    return p, cov, ok
+_NOT_LM = {"em", "sem", "tem", "stem", "afm", "xray"}
+_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: Gaussian width fitted to a projected sphere, per unit diameter (0.27 thin - 0.31 opaque)
+_SPHERE_SIGMA_PER_D = 0.29
+HINT = "--bead-diameter/--polarity/--psf-fwhm"
 
 
-def _robust_sigma(a: np.ndarray) -> float:
-    med = np.median(a)
-    return float(1.4826 * np.median(np.abs(a - med))) or float(np.std(a)) or 1.0
+def _default_threshold(n_pixels: int) -> float:
+    """Detection threshold (standard deviations) with ~0.1 expected false blob per image."""
+    from scipy.special import ndtri
+
+    return float(max(5.0, -ndtri(0.1 / max(n_pixels, 1))))
+
+
+def _image_geometry(image):
+    img = image
+    if "c" in img.dims:
+        img = img.isel(c=0)
+    if "z" in img.dims:
+        raise RegistrationError("bead detection works on 2-D images; pick a z plane", field="z", stage="detection")
+    xs, ys = img.coords["x"].values, img.coords["y"].values
+    if len(xs) < 8 or len(ys) < 8:
+        raise RegistrationError(f"image of {len(ys)} x {len(xs)} pixels is too small for bead detection",
+                                field="x", stage="detection")
+    px_x = float(xs[1] - xs[0])
+    px_y = float(ys[1] - ys[0])
+    return img, px_x, px_y, float(xs[0]), float(ys[0])
+
+
+def _expected_widths(is_lm, diameter_nm, psf_fwhm_nm, px):
+    """(expected fitted width nm or None, expected LoG width nm or None)."""
+    if is_lm:
+        if psf_fwhm_nm is None:
+            return None, None
+        s = np.hypot(psf_fwhm_nm / _FWHM, 0.0 if diameter_nm is None else diameter_nm / np.sqrt(20.0))
+        return float(s), float(s)
+    if diameter_nm is None:
+        return None, None
+    return float(np.hypot(_SPHERE_SIGMA_PER_D * diameter_nm, 0.5 * px)), float(diameter_nm / (2 * np.sqrt(2)))
 
 
 def detect_beads(
@@ -129,12 +85,15 @@ def detect_beads(
     *,
     diameter_nm: float | None = None,
     polarity: str | None = None,
-    threshold: float = 5.0,
+    psf_fwhm_nm: float | None = None,
+    threshold: float | None = None,
     min_contrast: float | None = None,
     size_tolerance: float = 1.6,
     max_candidates: int = 5000,
     noise: str = "white",
     floor_nm: float | None = None,
+    max_diameter_nm: float = 1000.0,
+    min_gap: float = 3.0,
 ) -> pd.DataFrame:
     """Detect fiducial beads (or gold particles) in a 2-D image, with sub-pixel positions.
 
@@ -144,135 +103,190 @@ def detect_beads(
         An Image element (xarray, dims ``(y, x)``, nm coordinates), or one with a ``c`` axis
         (the first channel is used).
     diameter_nm
-        Expected bead diameter (nm); default per modality (:data:`BEAD_DEFAULTS`); for light
-        microscopy the optical resolution (``attrs["resolution_nm"]``, else 250 nm) sets the size.
+        Bead diameter (nm); None: measured. Given, it limits the scales searched and the widths
+        accepted (within ``size_tolerance``); in light microscopy it is removed from the spot width
+        when the PSF width is estimated.
     polarity
-        ``"dark"`` (EM gold), ``"bright"`` (fluorescent beads, AFM height) or ``"auto"``.
+        ``"dark"`` (transmission EM gold), ``"bright"`` (fluorescent beads, AFM height, HAADF) or
+        None / ``"auto"``: the sign whose blobs hold the clearer fiducial population.
+    psf_fwhm_nm
+        Light microscopy PSF FWHM (nm); None: ``attrs["resolution_nm"]`` of the image if present,
+        else estimated from the selected spots.
     threshold
-        LoG response threshold in robust standard deviations of the response.
+        Detection threshold in robust standard deviations of the LoG response (and minimum fit
+        SNR); None: from the image size, so that about 0.1 noise blob per image passes (>= 5).
     min_contrast
-        Keep beads whose fitted amplitude is at least this fraction of the third strongest;
-        default 0.5 (fiducials are the strongest compact spots).
+        Override of the automatic population split: keep blobs whose contrast is at least this
+        fraction of the third strongest.
     size_tolerance
-        Keep beads whose fitted width is within this factor of the expected width.
+        Factor around the expected width (given diameter / PSF) and largest spread of the size mode.
+    max_candidates
+        Largest number of blobs fitted per polarity (the strongest responses).
     noise
         ``"white"`` (pixel noise from a high-pass of the fit residuals) or ``"residual"``; see
         :func:`fit_gaussians`.
     floor_nm
         Systematic localisation floor (nm per axis) added in quadrature to each covariance;
-        default 1 % of the resolution for light microscopy (neighbouring emitters, aberrations),
-        0 for EM and AFM.
+        default 1 % of the spot FWHM in light microscopy, 0 for EM and AFM.
+    max_diameter_nm
+        Largest blob searched for (nm).
+    min_gap
+        Gap, in spreads of the top group, that the fiducials' score must keep from the rest.
 
     Returns
     -------
     pandas.DataFrame
         One row per bead: ``x, y`` (nm, image frame), ``cov_xx, cov_xy, cov_yy`` (nm^2),
         ``amplitude`` (image units, sign-corrected), ``sigma_nm`` (fitted Gaussian width),
-        ``background``, ``snr``. ``attrs`` record the parameters.
+        ``background``, ``snr``, ``contrast`` (optical density or excess), ``score``.
+        ``attrs["estimated"]`` / ``attrs["source"]`` record the parameters used.
+
+    Raises
+    ------
+    RegistrationError
+        ``stage="detection"`` when no fiducial population is found; ``diagnostics`` holds the
+        strongest candidates of each polarity tried.
     """
-    from scipy import ndimage as ndi
-
-    img = image
-    if "c" in img.dims:
-        img = img.isel(c=0)
-    if "z" in img.dims:
-        raise RegistrationError("bead detection works on 2-D images; pick a z plane", field="z")
-    modality = img.attrs.get("modality", "lm")
-    dflt = BEAD_DEFAULTS.get(modality, BEAD_DEFAULTS["lm"])
-    if polarity is None:
-        polarity = dflt["polarity"]
-    px_x = float(img.coords["x"].values[1] - img.coords["x"].values[0])
-    px_y = float(img.coords["y"].values[1] - img.coords["y"].values[0])
-    px = 0.5 * (px_x + px_y)
-    x0 = float(img.coords["x"].values[0])
-    y0 = float(img.coords["y"].values[0])
-    if diameter_nm is None:
-        diameter_nm = dflt["diameter_nm"]
-    if diameter_nm is None:  # light microscopy: a point source at the resolution
-        fwhm = float(img.attrs.get("resolution_nm", 250.0))
-        sigma_nm = fwhm / 2.3548
-    else:
-        sigma_nm = np.sqrt((diameter_nm / 3.0) ** 2 + (0.5 * px) ** 2)  # Gaussian width of a projected bead
-    data = np.asarray(img.values, dtype=np.float32)
+    img, px_x, px_y, x0, y0 = _image_geometry(image)
+    px = 0.5 * (abs(px_x) + abs(px_y))
+    modality = str(img.attrs.get("modality", "lm")).lower()
+    is_lm = modality not in _NOT_LM
+    source: dict[str, str] = {}
+    if diameter_nm is not None:
+        source["diameter_nm"] = "user"
+    if psf_fwhm_nm is not None:
+        source["psf_fwhm_nm"] = "user"
+    elif is_lm and img.attrs.get("resolution_nm") is not None:
+        psf_fwhm_nm = float(img.attrs["resolution_nm"])
+        source["psf_fwhm_nm"] = "metadata"
     if polarity == "auto":
-        med = np.median(data)
-        polarity = "dark" if (med - data.min()) > (data.max() - med) else "bright"
-    sgn = -1.0 if polarity == "dark" else 1.0
-    work = sgn * data
-    # Detection on a binned copy when beads span many pixels.
-    sigma_px = sigma_nm / px
-    b = max(1, int(sigma_px // 2.5))
-    if b > 1:
-        h, w = (work.shape[0] // b) * b, (work.shape[1] // b) * b
-        small = work[:h, :w].reshape(h // b, b, w // b, b).mean((1, 3))
-    else:
-        small = work
-    s_small = sigma_px / b
-    resp = -(s_small**2) * ndi.gaussian_laplace(small.astype(np.float32), s_small)
-    resp_noise = _robust_sigma(resp[:: max(1, resp.shape[0] // 256), :: max(1, resp.shape[1] // 256)])
-    size = max(3, int(2 * s_small) | 1)
-    peaks = (resp == ndi.maximum_filter(resp, size=size)) & (resp > np.median(resp) + threshold * resp_noise)
-    rr, cc = np.nonzero(peaks)
-    if len(rr) > max_candidates:
-        top = np.argsort(resp[rr, cc])[::-1][:max_candidates]
-        rr, cc = rr[top], cc[top]
-    rr = rr * b + b // 2
-    cc = cc * b + b // 2
-    half = max(3, int(np.ceil(3.0 * sigma_px)))
-    inside = (rr >= half) & (rr < work.shape[0] - half) & (cc >= half) & (cc < work.shape[1] - half)
-    rr, cc = rr[inside], cc[inside]
-    empty = fiducial_table(np.zeros((0, 2)), np.zeros((0, 2, 2)), amplitude=[], sigma_nm=[], background=[], snr=[])
-    if len(rr) == 0:
-        return empty
-    # fiducials are the strongest spots: do not fit the weak tail of the response
-    strongest = np.sort(resp[(rr - b // 2) // b, (cc - b // 2) // b])[::-1]
-    keep_r = resp[(rr - b // 2) // b, (cc - b // 2) // b] >= 0.2 * strongest[min(2, len(strongest) - 1)]
-    rr, cc = rr[keep_r], cc[keep_r]
-    params, cov_px, ok = fit_gaussians(work, rr, cc, sigma_px, half, noise=noise)
-    params, cov_px = params[ok], cov_px[ok]
-    if len(params) == 0:
-        return empty
-    # one detection per bead
-    from scipy.spatial import cKDTree
+        polarity = None
+    if polarity is not None and polarity not in ("dark", "bright"):
+        raise RegistrationError(f"polarity {polarity!r}; expected 'dark', 'bright' or None", field="polarity",
+                                stage="detection", hint="--polarity")
+    source["polarity"] = "user" if polarity is not None else "estimated"
+    exp_fit_nm, exp_log_nm = _expected_widths(is_lm, diameter_nm, psf_fwhm_nm, px)
 
-    order = np.argsort(-params[:, 2])
-    params, cov_px = params[order], cov_px[order]
-    tree = cKDTree(params[:, :2])
-    drop = np.zeros(len(params), bool)
-    for i, j in sorted(tree.query_pairs(max(1.0, sigma_px))):
-        if not drop[i]:
-            drop[j] = True
-    params, cov_px = params[~drop], cov_px[~drop]
-    size_ok = (params[:, 3] > sigma_px / size_tolerance) & (params[:, 3] < sigma_px * size_tolerance)
-    params, cov_px = params[size_ok], cov_px[size_ok]
-    if len(params) == 0:
-        return empty
-    mc = 0.5 if min_contrast is None else float(min_contrast)
-    ref = np.sort(params[:, 2])[::-1][min(2, len(params) - 1)]  # 3rd strongest: robust to one artefact
-    strong = params[:, 2] >= mc * ref
-    params, cov_px = params[strong], cov_px[strong]
+    data = np.asarray(img.values, dtype=np.float32)
+    finite = np.isfinite(data)
+    n_bad = int(data.size - np.count_nonzero(finite))
+    if n_bad:  # blurs would spread NaN over whole strips: fill with the median, and say so
+        if n_bad == data.size:
+            raise RegistrationError(f"image '{img.name or ''}' has no finite pixel", field="image", stage="detection")
+        data = np.where(finite, data, np.float32(np.median(data[finite])))
+    del finite
+    h, w = data.shape
+    lo_px, hi_px = 1.0, min(max_diameter_nm / (2 * np.sqrt(2)) / px, min(h, w) / 8.0)
+    if exp_log_nm is not None:
+        lo_px = max(0.8, exp_log_nm / size_tolerance / px)
+        hi_px = min(hi_px, exp_log_nm * size_tolerance / px)
+    hi_px = max(hi_px, lo_px)
+    sigmas = sigma_series(lo_px, hi_px)
+    n_levels = int(level_for_sigma(sigmas.max())) + 1
+    levels = build_pyramid(data, n_levels)
+    thr = [_default_threshold(lv.size) if threshold is None else float(threshold) for lv in levels]
+    source["threshold"] = "user" if threshold is not None else "estimated"
+    cands, scale_info = log_candidates(levels, sigmas, np.array(thr))
+
+    pols = [polarity] if polarity is not None else ["dark", "bright"]
+    sel_kw = dict(px_nm=px, min_snr=thr[0], expected_sigma_nm=exp_fit_nm, size_tolerance=size_tolerance,
+                  min_gap=min_gap, min_contrast=min_contrast)
+    results = {pol: _one_polarity(levels, cands[pol], pol, max_candidates, noise, sel_kw) for pol in pols}
+    del levels
+    diag = {
+        "modality": modality, "pixel_nm": px, "sigma_range_nm": [float(sigmas.min() * px), float(sigmas.max() * px)],
+        "threshold_sigma": thr[0], "n_nonfinite_pixels": n_bad, "scales": scale_info,
+        "polarities": {p: {k: v for k, v in r[1].items() if k not in ("mask", "z", "contrast", "snr")} for p, r in results.items()},
+    }
+    polarity = _choose_polarity(results, modality, diag, img.name or "", px)
+    fit, sel = results[polarity]
+    return _table(img, fit, sel, polarity, modality, is_lm, px, px_x, px_y, x0, y0, diameter_nm, psf_fwhm_nm,
+                  floor_nm, source, thr[0], diag)
+
+
+def _one_polarity(levels, cand, pol, max_candidates, noise, sel_kw):
+    """Suppress, fit and select the candidates of one sign: (fits, selection dict)."""
+    n_raw = len(cand)
+    # a blob's own extent is ~1.4 LoG widths: weaker extrema inside it are parts of it
+    cand = cand.take(np.nonzero(suppress(cand.y, cand.x, 1.5 * cand.sigma, cand.strength))[0])
+    n_blobs = len(cand)
+    if len(cand) > max_candidates:
+        cand = cand.take(np.argsort(-cand.strength)[:max_candidates])
+    fit = fit_candidates(levels, cand, -1.0 if pol == "dark" else 1.0, noise=noise, min_snr=sel_kw["min_snr"])
+    sel = select_fiducials(fit, dark=pol == "dark", **sel_kw)
+    sel.update(n_extrema=n_raw, n_candidates=n_blobs, n_fitted_candidates=len(cand))
+    return fit, sel
+
+
+def _choose_polarity(results: dict, modality: str, diag: dict, name: str, px: float) -> str:
+    """The sign whose population stands clearer (gap ratio); the modality breaks a tie."""
+    found = {p: r for p, r in results.items() if r[1]["mask"] is not None}
+    if not found:
+        why = "; ".join(f"{p}: {r[1].get('reason', 'no population')}" for p, r in results.items())
+        raise RegistrationError(
+            f"no fiducial population in image '{name}' ({modality}, {px:.3g} nm/px): {why}",
+            field="image", stage="detection", hint=HINT, diagnostics=diag,
+        )
+    if len(found) == 1:
+        return next(iter(found))
+    ra, rb = found["dark"][1]["gap_ratio"], found["bright"][1]["gap_ratio"]
+    if max(ra, rb) > 1.1 * min(ra, rb):
+        return "dark" if ra > rb else "bright"
+    diag["polarity_tie_break"] = f"modality {modality}"
+    return BEAD_DEFAULTS.get(modality, BEAD_DEFAULTS["lm"])["polarity"]
+
+
+def _table(img, fit, sel, polarity, modality, is_lm, px, px_x, px_y, x0, y0, diameter_nm, psf_fwhm_nm, floor_nm,
+           source, thr, diag) -> pd.DataFrame:
+    m = sel["mask"]
+    sig_nm = fit["sigma"][m] * px
+    sigma_med = float(np.median(sig_nm))
+    est: dict = {"polarity": polarity, "sigma_nm": sigma_med, "threshold_sigma": thr}
+    if is_lm:
+        spot_fwhm = _FWHM * sigma_med
+        est["spot_fwhm_nm"] = float(spot_fwhm)
+        if psf_fwhm_nm is None:
+            d2 = 0.0 if diameter_nm is None else diameter_nm**2 / 20.0
+            psf_fwhm_nm = float(_FWHM * np.sqrt(max(sigma_med**2 - d2, 0.25 * sigma_med**2)))
+            source["psf_fwhm_nm"] = "estimated"
+        est["psf_fwhm_nm"] = float(psf_fwhm_nm)
+        est["diameter_nm"] = None if diameter_nm is None else float(diameter_nm)
+        if floor_nm is None:
+            floor_nm = 0.01 * spot_fwhm
+            source["floor_nm"] = "estimated"
+    else:
+        est["psf_fwhm_nm"] = None
+        if diameter_nm is None:
+            diameter_nm = sigma_med / _SPHERE_SIGMA_PER_D
+            source["diameter_nm"] = "estimated"
+        est["diameter_nm"] = float(diameter_nm)
+        if floor_nm is None:
+            floor_nm = 0.0
+            source["floor_nm"] = "estimated"
+    source.setdefault("floor_nm", "user")
+    est.update(
+        floor_nm=float(floor_nm), n_candidates=int(sel["n_candidates"]), n_significant=int(sel["n_significant"]),
+        n_selected=int(m.sum()), gap_ratio=float(sel["gap_ratio"]), contrast_kind=sel["contrast_kind"],
+        rule=sel["rule"],
+    )
     scale = np.array([px_x, px_y])
-    pos = np.column_stack([x0 + params[:, 0] * px_x, y0 + params[:, 1] * px_y])
-    cov = cov_px * np.outer(scale, scale)[None]
-    if floor_nm is None:
-        floor_nm = 0.01 * 2.3548 * sigma_nm if diameter_nm is None or modality in ("sim", "sted", "lm") else 0.0
-    cov = cov + float(floor_nm) ** 2 * np.eye(2)[None]
+    pos = np.column_stack([x0 + fit["x"][m] * px_x, y0 + fit["y"][m] * px_y])
+    cov = fit["cov"][m] * np.outer(scale, scale)[None] + float(floor_nm) ** 2 * np.eye(2)[None]
     df = fiducial_table(
-        pos,
-        cov,
-        amplitude=params[:, 2],
-        sigma_nm=params[:, 3] * px,
-        background=sgn * params[:, 4],
-        snr=params[:, 2] / max(resp_noise, 1e-12),
+        pos, cov, amplitude=fit["amp"][m], sigma_nm=sig_nm, background=fit["bg"][m], snr=sel["snr"][m],
+        contrast=sel["contrast"][m], score=sel["z"][m],
     )
     df.attrs.update(
         {
-            "detector": "image-log-gaussian",
+            "detector": "image-scalespace-log-gaussian",
             "modality": modality,
             "polarity": polarity,
-            "expected_sigma_nm": float(sigma_nm),
+            "expected_sigma_nm": sigma_med,
             "floor_nm": float(floor_nm),
             "frame": img.name or "",
+            "estimated": est,
+            "source": dict(source),
+            "diagnostics": diag,
         }
     )
     return df.sort_values(["y", "x"]).reset_index(drop=True)
