@@ -151,6 +151,32 @@ def _step_z(xy: np.ndarray, ti: np.ndarray, pr: np.ndarray, k: int) -> np.ndarra
     return out
 
 
+def _gap_split(score, ps, ph, ref, *, min_above: int = 1, photons_only: bool = False):
+    """The lowest empty interval (>= GAP_DEX) of ``score`` with the outlier mode above it (see
+    :func:`persistence_threshold`); returns (selection, gap in dex, rule) or None."""
+    order = np.argsort(score, kind="stable")
+    x = score[order]
+    for i in np.flatnonzero(np.diff(x) >= GAP_DEX) if x.size >= 2 else []:
+        below, above = order[: i + 1], order[i + 1:]
+        if len(above) < min_above:
+            continue
+        edge = above[:1]  # the lowest track above the interval must differ from those below
+        brighter = ph is not None and bool(np.median(ph[edge]) >= 2.0 * np.median(ph[below]))
+        if photons_only:
+            ok = brighter and bool(np.median(ps[above]) >= 0.8 * np.median(ps[below]))
+        else:
+            more_persistent = bool(np.median(ps[edge]) >= 2.0 * np.median(ps[below]))
+            beyond_blinking = ref is not None and np.median(ps[below]) <= ref < np.median(ps[edge])
+            ok = brighter or (beyond_blinking and more_persistent)
+        if ok:
+            sel = np.zeros(ps.size, bool)
+            sel[above] = True
+            rule = "gap in photons per localization" if photons_only else (
+                "gap in photon flux" if ph is not None else "gap in persistence")
+            return sel, float(x[i + 1] - x[i]), rule
+    return None
+
+
 def persistence_threshold(
     p_single: np.ndarray,
     p_multi: np.ndarray,
@@ -169,7 +195,9 @@ def persistence_threshold(
     photons per frame), or of the persistence without photons. Rules: (1) a split at the lowest
     empty interval of the score of at least 0.3 dex (a factor 2) where the lowest track
     above it is twice as bright as the median track below, or twice as persistent and above the
-    blinking clusters while those below are not (median below <= ref < the lowest above); everything above is the outlier mode. (2) Otherwise one population: all of
+    blinking clusters while those below are not (median below <= ref < the lowest above); everything above is the outlier mode. (1b) With photons, the same split on the photons per
+    localization alone (at least 3 tracks above, persisting at least 0.8 x as much as those
+    below): beads much brighter than the dye at a like persistence. (2) Otherwise one population: all of
     it when its median persistence is above ``ref``, or, without blinking clusters to compare
     with, when its tracks span at least a quarter of the run (median of ``span_fraction``,
     active span over frames: a fiducial channel); else none (bursts of blinking look alike;
@@ -193,23 +221,19 @@ def persistence_threshold(
         info.update(rule="no long-lived single-emitter track", min_persistence=float("inf"))
         return np.zeros(0, bool), info
     score = np.log10(np.maximum(ps * (ph if ph is not None else 1.0), 1e-12))
-    order = np.argsort(score, kind="stable")
-    x = score[order]
-    # the lowest empty interval that has blinking below it: everything above is the outlier mode
-    for i in np.flatnonzero(np.diff(x) >= GAP_DEX) if x.size >= 2 else []:
-        below, above = order[: i + 1], order[i + 1:]
-        edge = above[:1]  # the lowest track above the interval must differ from those below
-        brighter = ph is not None and bool(np.median(ph[edge]) >= 2.0 * np.median(ph[below]))
-        more_persistent = bool(np.median(ps[edge]) >= 2.0 * np.median(ps[below]))
-        beyond_blinking = ref is not None and np.median(ps[below]) <= ref < np.median(ps[edge])
-        if brighter or (beyond_blinking and more_persistent):
-            sel = np.zeros(ps.size, bool)
-            sel[above] = True
-            info.update(rule="gap in photon flux" if ph is not None else "gap in persistence",
-                        min_persistence=float(ps[sel].min()), gap_dex=float(x[i + 1] - x[i]))
-            if ph is not None:
-                info["min_flux_photons_per_frame"] = float(10 ** (0.5 * (x[i] + x[i + 1])))
-            return sel, info
+    found = _gap_split(score, ps, ph, ref)
+    if found is None and ph is not None:
+        # beads far brighter per localization than the dye, at a persistence like the blinking
+        # molecules': the flux gap is then diluted, the photon gap is not
+        found = _gap_split(np.log10(np.maximum(ph, 1e-12)), ps, ph, ref, min_above=3, photons_only=True)
+    if found is not None:
+        sel, gap, rule = found
+        info.update(rule=rule, min_persistence=float(ps[sel].min()), gap_dex=gap)
+        if ph is not None and rule == "gap in photon flux":
+            x = np.sort(score)
+            i = int(np.searchsorted(x, score[sel].min())) - 1
+            info["min_flux_photons_per_frame"] = float(10 ** (0.5 * (x[i] + x[i + 1])))
+        return sel, info
     if ref is None:
         if span_fraction is not None and np.median(span_fraction) >= BEAD_CHANNEL_SPAN:
             info.update(rule="one population spanning the run (a fiducial channel)", min_persistence=float(ps.min()))
