@@ -32,34 +32,47 @@ _H5_ERRORS = (KeyError, OSError, RuntimeError, ValueError, TypeError, AttributeE
 PREFLIGHT_FULL_BYTES = 64 << 20
 #: Seconds the preflight may take (plus one per 16 MiB it reads) before the file counts as one
 #: the HDF5 library hangs on.
-PREFLIGHT_TIMEOUT_S = 2.0
+PREFLIGHT_TIMEOUT_S = 5.0
+
+
+#: How deep and how many objects the preflight visits (the readers use the first levels only).
+PREFLIGHT_DEPTH = 3
+PREFLIGHT_MAX_OBJECTS = 2000
 
 
 def _walk(path: Path, full: bool) -> None:
+    """Read the root's attributes, and down to :data:`PREFLIGHT_DEPTH` levels the attributes of
+    groups and the data of datasets (whole, or first and last rows when not ``full``)."""
     import h5py
-
-    def visit(name, obj):
-        for k in obj.attrs.keys():
-            obj.attrs[k]
-        if isinstance(obj, h5py.Dataset) and obj.shape:
-            try:
-                check_declared_size(obj, path, name)
-            except FormatError:
-                return  # the reader refuses it before reading anything
-            if full:
-                obj[()]
-            elif obj.shape[0]:
-                obj[:1]
-                obj[-1:]
 
     with h5py.File(path, "r") as f:
         for k in f.attrs.keys():
             f.attrs[k]
-        f.visititems(visit)
+        todo, seen = [(f, 0)], 0
+        while todo and seen < PREFLIGHT_MAX_OBJECTS:
+            group, depth = todo.pop()
+            for name in group.keys():
+                seen += 1
+                obj = group.get(name)
+                if isinstance(obj, h5py.Group):
+                    if depth + 1 < PREFLIGHT_DEPTH:
+                        for k in obj.attrs.keys():
+                            obj.attrs[k]
+                        todo.append((obj, depth + 1))
+                elif isinstance(obj, h5py.Dataset) and obj.shape:
+                    try:
+                        check_declared_size(obj, path, obj.name)
+                    except FormatError:
+                        continue  # the reader refuses it before reading anything
+                    if full:
+                        obj[()]
+                    elif obj.shape[0]:
+                        obj[:1]
+                        obj[-1:]
 
 
 def preflight(path: Path, kind: str = "HDF5") -> None:
-    """Walk the file's attributes and data in a forked child process first.
+    """Walk the file's first levels (attributes and data) in a forked child process first.
 
     A damaged HDF5 file can make the HDF5 C library abort the process or loop for ever in places
     no Python exception or alarm reaches (a corrupt attribute heap, a damaged chunk index); the
