@@ -145,7 +145,7 @@ def _sniff(spec: ReaderSpec, path: Path, head: bytes) -> bool:
     """``spec.can_open``; a sniff that fails on a damaged file means "not this format"."""
     try:
         return bool(spec.can_open(path, head))
-    except (MemoryError, RecursionError, Exception):  # noqa: BLE001 - a look at the first bytes never raises
+    except Exception:  # noqa: BLE001 - a look at the first bytes never raises
         return False
 
 
@@ -196,7 +196,7 @@ def read(path: str | PathLike, modality: str | None = None, *, format: str | Non
             f"reading as {spec.name} needs more memory than is available; the file's declared sizes may be damaged",
             path=path,
         ) from None
-    except (RecursionError, Exception) as exc:  # a damaged file must not escape as a library's own error
+    except Exception as exc:  # a damaged file must not escape as a library's own error
         raise FormatError(
             f"cannot be read as {spec.name}: the file looks damaged or is a variant this reader does not know "
             f"({short_exception(exc)})",

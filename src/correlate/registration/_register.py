@@ -384,7 +384,9 @@ def register_scene(
                 reject_outliers=reject_outliers, moving_name=moving, fixed_name=fixed,
                 fiducials_moving=fids["moving"], fiducials_fixed=fids["fixed"], allow_mirror=allow_mirror,
             )
-            extra["detection"] = {role: _detection_summary(f) for role, f in fids.items()}
+            from ._diagnostics import detection_summary
+
+            extra["detection"] = {role: detection_summary(f) for role, f in fids.items()}
     except RegistrationError as exc:
         if diagnostics is not None:
             from ._diagnostics import write_diagnostics
@@ -415,12 +417,6 @@ def register_scene(
         write_diagnostics(diagnostics, moving=moving, fixed=fixed, fiducials=fids,
                           elements={"moving": mov_el, "fixed": fix_el}, registration=reg, record=record)
     return reg, record
-
-
-def _detection_summary(f: pd.DataFrame | None) -> dict[str, Any]:
-    from ._diagnostics import detection_summary
-
-    return detection_summary(f)
 
 
 def _element_versions(scene, *names: str) -> dict[str, str | None]:

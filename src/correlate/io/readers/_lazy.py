@@ -33,7 +33,7 @@ class GuardedArray:
             return np.asarray(self._array[key])
         except CorrelateError:
             raise
-        except (MemoryError, RecursionError, Exception) as exc:
+        except Exception as exc:
             raise FormatError(f"cannot read image block {key!r}: {short_exception(exc)}; the file may be damaged",
                               path=self._path) from None
 
@@ -47,7 +47,7 @@ def guarded_loader(func: Callable[..., Any], path: Path) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except CorrelateError:
             raise
-        except (MemoryError, RecursionError, Exception) as exc:
+        except Exception as exc:
             raise FormatError(f"cannot read the image data: {short_exception(exc)}; the file may be damaged",
                               path=path) from None
 
