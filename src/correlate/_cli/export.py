@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import CorrelateError
 
 NAME = "export"
-HELP = "export landmarks (BigWarp CSV), transforms (matrix), tables, localizations or renders"
+HELP = "export landmarks (BigWarp CSV), transforms (matrix), tables, localizations, renders or SpatialData"
 ORDER = 90
 DESCRIPTION = (
     "Write part of a correlate store in a format other tools read. WHAT is one of: 'bigwarp' "
@@ -17,10 +17,12 @@ DESCRIPTION = (
     "order, nm), 'table' (a per-particle table as CSV), 'localizations' (a localization table as "
     "CSV, ThunderSTORM CSV or Picasso HDF5 + YAML, optionally mapped into another element's coordinates "
     "or world), or 'render' (localizations "
-    "rendered to a 32-bit TIFF with its pixel size, on a grid of a pixel size or of an image)."
+    "rendered to a 32-bit TIFF with its pixel size, on a grid of a pixel size or of an image), or "
+    "'spatialdata' (the scene as a SpatialData Zarr store: images, labels, points, particle circles and the "
+    "per-particle table annotating its labels, in one 'world' system in nm; --name picks elements)."
 )
 
-_WHAT = ("bigwarp", "matrix", "table", "localizations", "render")
+_WHAT = ("bigwarp", "matrix", "table", "localizations", "render", "spatialdata")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +66,15 @@ def run(args: argparse.Namespace) -> int:
     scene = Scene.open(args.store, mode="r")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.what == "spatialdata":
+        from ..interop import write_spatialdata
+
+        names = [n.strip() for n in (args.name or "").split(",") if n.strip()] or None
+        sdata = write_spatialdata(scene, out, names, assume_aligned=args.assume_aligned)
+        kinds = {k: len(getattr(sdata, k)) for k in ("images", "labels", "points", "shapes", "tables")}
+        print(f"wrote {out}: SpatialData with " + ", ".join(f"{v} {k}" for k, v in kinds.items() if v)
+              + " in coordinate system 'world' (nm)")
+        return 0
     if args.what == "bigwarp":
         from ..registration import write_bigwarp_csv
 
