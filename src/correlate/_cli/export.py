@@ -50,11 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _latest_pair(scene) -> tuple[str, str]:
-    recs = scene.registrations()
-    for r in reversed(recs):
-        if r.get("moving") and r.get("fixed"):
-            return r["moving"], r["fixed"]
+    """The (moving, fixed) pair of the latest registration that has fiducial pairs stored (a
+    colour alignment from beads found in one pass has none), else the last stored pair."""
     pairs = scene.landmark_pairs()
+    for r in reversed(scene.registrations()):
+        if (r.get("moving"), r.get("fixed")) in pairs:
+            return r["moving"], r["fixed"]
     if pairs:
         return pairs[-1]
     raise CorrelateError("the store has no registration and no landmarks to export", path=scene.path)
