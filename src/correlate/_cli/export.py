@@ -19,10 +19,12 @@ DESCRIPTION = (
     "or world), or 'render' (localizations "
     "rendered to a 32-bit TIFF with its pixel size, on a grid of a pixel size or of an image), or "
     "'spatialdata' (the scene as a SpatialData Zarr store: images, labels, points, particle circles and the "
-    "per-particle table annotating its labels, in one 'world' system in nm; --name picks elements)."
+    "per-particle table annotating its labels, in one 'world' system in nm; --name picks elements), or "
+    "'displacements' (the transform of --name to world, non-linear included, as NGFF displacement "
+    "fields: forward over the element, inverse over its image in world; --pixel-size sets the grid step)."
 )
 
-_WHAT = ("bigwarp", "matrix", "table", "localizations", "render", "spatialdata")
+_WHAT = ("bigwarp", "matrix", "table", "localizations", "render", "spatialdata", "displacements")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the two elements in one frame (the frames are already aligned)")
     parser.add_argument("--pixel-size", metavar="NM", type=float,
                         help="render: pixel size in nm; localizations --format picasso: the camera pixel size "
-                             "(default the table's own)")
+                             "(default the table's own); displacements: grid step (default extent / 255)")
     parser.add_argument("--format", choices=("csv", "thunderstorm", "picasso"), default=None,
                         help="localizations: plain CSV in nm (default), ThunderSTORM CSV with unit labels and "
                              "frames from 1, or Picasso HDF5 + YAML (camera pixels)")
@@ -75,6 +77,17 @@ def run(args: argparse.Namespace) -> int:
         kinds = {k: len(getattr(sdata, k)) for k in ("images", "labels", "points", "shapes", "tables")}
         print(f"wrote {out}: SpatialData with " + ", ".join(f"{v} {k}" for k, v in kinds.items() if v)
               + " in coordinate system 'world' (nm)")
+        return 0
+    if args.what == "displacements":
+        from ..io._export_fields import write_displacement_fields
+
+        if not args.name:
+            raise CorrelateError("displacements needs --name ELEMENT", field="name")
+        info = write_displacement_fields(scene, args.name, out, spacing_nm=args.pixel_size)
+        for k in ("forward", "inverse"):
+            f = info[k]
+            print(f"wrote {out}/{k}: {' x '.join(map(str, f['shape']))} grid at {f['spacing_nm']:.4g} nm, "
+                  f"largest interpolation error {f['max_error_nm']:.3g} nm")
         return 0
     if args.what == "bigwarp":
         from ..registration import write_bigwarp_csv
