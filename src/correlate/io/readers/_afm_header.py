@@ -44,7 +44,9 @@ def values_in_nm(values: np.ndarray, unit: str, *, path: Path, field: str) -> tu
         return values, unit
 
 
-def scan_pixel_size(length_y: float, length_x: float, rows: int, cols: int, nm_per_unit: float = 1.0) -> dict[str, float]:
+def scan_pixel_size(
+    length_y: float, length_x: float, rows: int, cols: int, nm_per_unit: float = 1.0
+) -> dict[str, float]:
     """Pixel size (nm) per axis from the scan lengths (in a unit of ``nm_per_unit`` nm) over the
     number of rows and columns; non-square pixels are kept."""
     return {"y": length_y * nm_per_unit / rows, "x": length_x * nm_per_unit / cols}
@@ -86,7 +88,11 @@ def build_afm_image(
 
 
 def afm_reader(
-    name: str, suffixes: tuple[str, ...], read: Callable[..., Any], can_open: Callable[[Path, bytes], bool], description: str
+    name: str,
+    suffixes: tuple[str, ...],
+    read: Callable[..., Any],
+    can_open: Callable[[Path, bytes], bool],
+    description: str,
 ) -> ReaderSpec:
     """The registry entry of an AFM format (modality ``"afm"``, priority 10)."""
     return ReaderSpec(

@@ -223,20 +223,9 @@ def read_mrc(path, **overrides):
         origin_px = {d: float(start_phys[d]) for d in spatial}
         notes.append("origin = nxstart/nystart/nzstart x voxel size")
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=dims,
-        pixel_size_nm=px,
-        default_modality="em",
-        source_format="mrc",
-        origin_nm=origin,
-        origin_px=origin_px,
-        value_unit="",
-        notes=notes,
-        raw_calibration=raw,
-        uncalibrated_reason=reason,
-        attrs=attrs,
+        data, path=path, ov=ov, dims=dims, pixel_size_nm=px, default_modality="em", source_format="mrc",
+        origin_nm=origin, origin_px=origin_px, value_unit="", notes=notes, raw_calibration=raw,
+        uncalibrated_reason=reason, attrs=attrs,
     )
 
 

@@ -279,19 +279,8 @@ def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", *
     except Exception:
         pass
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=dims,
-        pixel_size_nm=px,
-        default_modality="em",
-        source_format=_fmt,
-        origin_nm=origin,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
-        uncalibrated_reason=why,
-        attrs=attrs,
+        data, path=path, ov=ov, dims=dims, pixel_size_nm=px, default_modality="em", source_format=_fmt,
+        origin_nm=origin, value_unit="counts", notes=notes, raw_calibration=raw, uncalibrated_reason=why, attrs=attrs,
     )
 
 

@@ -284,17 +284,8 @@ def read_czi(path, **overrides):
         reason = "; ".join(problems) if problems else f"no Scaling Distance for axes {[m.upper() for m in missing]}"
     raw["bounding_rectangle_px"] = {"x": roi[0], "y": roi[1], "w": roi[2], "h": roi[3]}
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=tuple(dims),
-        pixel_size_nm=px or None,
-        default_modality="lm",
-        source_format="czi",
-        channel_names=chans,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
+        data, path=path, ov=ov, dims=tuple(dims), pixel_size_nm=px or None, default_modality="lm",
+        source_format="czi", channel_names=chans, value_unit="counts", notes=notes, raw_calibration=raw,
         uncalibrated_reason=reason,
         attrs={"series": scene if scene is not None else 0, "czi_dims": {k: [int(a), int(b)] for k, (a, b) in box.items()},
                "pixel_type": ptype},

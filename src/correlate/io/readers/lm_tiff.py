@@ -234,18 +234,8 @@ def read_tiff(path, **overrides):
     if px is not None:
         px = {d: px[d] for d in dims if d != "c" and d in px}
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=dims,
-        pixel_size_nm=px,
-        default_modality="lm",
-        source_format=fmt,
-        channel_names=chans,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
-        uncalibrated_reason=why,
+        data, path=path, ov=ov, dims=dims, pixel_size_nm=px, default_modality="lm", source_format=fmt,
+        channel_names=chans, value_unit="counts", notes=notes, raw_calibration=raw, uncalibrated_reason=why,
         attrs={"series": si, "tiff_axes": axes},
     )
 
