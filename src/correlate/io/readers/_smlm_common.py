@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ import pandas as pd
 from ...elements import make_localizations
 from ...errors import CorrelateError, FormatError, UnitError
 from ...units import normalize_length_unit, to_nm_factor
+from .._registry import ReaderSpec
 
 __all__ = [
     "HDF5_SIGNATURE",
@@ -31,6 +32,7 @@ __all__ = [
     "split_unit",
     "require_pixel_size",
     "hdf5_has",
+    "smlm_reader",
 ]
 
 #: The 8-byte signature of an HDF5 file (at offset 0, 512, 1024... when a user block precedes it).
@@ -263,3 +265,18 @@ def hdf5_has(path: Path, head: bytes, *required: str) -> bool:
             return all(name in f for name in required)
     except Exception:  # noqa: BLE001 - a sniff never raises
         return False
+
+
+def smlm_reader(
+    name: str,
+    suffixes: tuple[str, ...],
+    read: Callable[..., Any],
+    can_open: Callable[[Path, bytes], bool],
+    priority: int,
+    description: str,
+) -> ReaderSpec:
+    """The registry entry of an SMLM localization format (modality ``"smlm"``)."""
+    return ReaderSpec(
+        name=name, suffixes=suffixes, modality="smlm", read=read, can_open=can_open, priority=priority,
+        description=description,
+    )

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import FormatError, UnitError
+from ...errors import FormatError
 from ...units import to_nm_factor
-from .._registry import ReaderSpec
-from ._image_common import build_image, file_size, parse_overrides, pick_index
+from ._afm_header import afm_reader, build_afm_image, scan_pixel_size, values_in_nm
+from ._image_common import file_size, parse_overrides, pick_index
 
 __all__ = ["read_gwy", "parse_gwy", "READERS"]
 
@@ -137,8 +137,6 @@ def read_gwy(path, **overrides):
         title mentions height/topography, else ``/0/data``), ``pixel_size_nm=``, ``modality=``
         (default ``"afm"``), ``name=``.
     """
-    import dask.array as da
-
     path = Path(path)
     ov = parse_overrides(path, overrides)
     file_size(path)
@@ -173,46 +171,20 @@ def read_gwy(path, **overrides):
     why = None
     if uxy:
         fxy = to_nm_factor(uxy, path=path, field="si_unit_xy")
-        px = {"y": yreal * fxy / yres, "x": xreal * fxy / xres}
+        px = scan_pixel_size(yreal, xreal, yres, xres, fxy)
     else:
         why = "si_unit_xy is empty (lateral unit unknown)"
     origin = None
     if px is not None and ("xoff" in f or "yoff" in f):
         origin = {"y": float(f.get("yoff", 0.0)) * fxy + px["y"] / 2, "x": float(f.get("xoff", 0.0)) * fxy + px["x"] / 2}
         notes.append("origin = xoff/yoff (pixel corner) + half a pixel")
-    value_unit = uz
-    if uz:
-        try:
-            values = values * to_nm_factor(uz, path=path, field="si_unit_z")
-            value_unit = "nm"
-        except UnitError:
-            pass
-    return build_image(
-        da.from_array(values, chunks="auto"),
-        path=path,
-        ov=ov,
-        dims=("y", "x"),
-        pixel_size_nm=px,
-        default_modality="afm",
-        source_format="gwy",
-        origin_nm=origin,
-        value_unit=value_unit,
-        notes=notes,
-        raw_calibration={"xres": xres, "yres": yres, "xreal": xreal, "yreal": yreal, "si_unit_xy": uxy, "si_unit_z": uz,
-                         "xoff": f.get("xoff"), "yoff": f.get("yoff"), "channels": titles},
-        uncalibrated_reason=why,
-        attrs={"channel": titles[ci]},
+    values, value_unit = values_in_nm(values, uz, path=path, field="si_unit_z")
+    raw_cal = {"xres": xres, "yres": yres, "xreal": xreal, "yreal": yreal, "si_unit_xy": uxy, "si_unit_z": uz,
+               "xoff": f.get("xoff"), "yoff": f.get("yoff"), "channels": titles}
+    return build_afm_image(
+        values, path=path, ov=ov, source_format="gwy", pixel_size_nm=px, value_unit=value_unit, channel=titles[ci],
+        notes=notes, raw_calibration=raw_cal, uncalibrated_reason=why, origin_nm=origin,
     )
 
 
-READERS = [
-    ReaderSpec(
-        name="gwy",
-        suffixes=(".gwy",),
-        modality="afm",
-        read=read_gwy,
-        can_open=_can_open,
-        priority=10,
-        description="Gwyddion .gwy (own parser; non-square images handled)",
-    )
-]
+READERS = [afm_reader("gwy", (".gwy",), read_gwy, _can_open, "Gwyddion .gwy (own parser; non-square images handled)")]

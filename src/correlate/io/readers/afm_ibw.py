@@ -32,17 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import FormatError, UnitError
+from ...errors import FormatError
 from ...units import to_nm_factor
-from .._registry import ReaderSpec
-from ._image_common import (
-    build_image,
-    optional_import,
-    parse_overrides,
-    pick_index,
-    read_head,
-    require_bytes,
-)
+from ._afm_header import afm_reader, build_afm_image, values_in_nm
+from ._image_common import optional_import, parse_overrides, pick_index, read_head, require_bytes
 
 __all__ = ["READERS", "ibw_image_from_wave", "read_ibw"]
 
@@ -75,6 +68,18 @@ def _parse_note(note: Any) -> dict[str, str]:
             k, v = line.split(":", 1)
             out[k.strip()] = v.strip()
     return out
+
+
+def _unitless_channel(values: np.ndarray, name: str, notes: list[str]) -> tuple[np.ndarray, str]:
+    """Values and unit of a channel whose wave has no data unit, guessed from its name (noted)."""
+    if _LENGTH_LIKE.search(name):
+        notes.append(f"channel {name!r} has no data unit; taken as metres (Asylum stores SI units)")
+        return values * 1e9, "nm"
+    if "phase" in name.lower():
+        notes.append(f"channel {name!r} has no data unit; taken as degrees")
+        return values, "deg"
+    notes.append(f"channel {name!r} has no data unit; values kept as stored")
+    return values, ""
 
 
 def ibw_image_from_wave(wave: Mapping[str, Any], channel: Any = None, path: Path | str = "<ibw>") -> dict[str, Any]:
@@ -174,22 +179,10 @@ def ibw_image_from_wave(wave: Mapping[str, Any], channel: Any = None, path: Path
             break
 
     name = names[ci]
-    value_unit = data_unit
     if data_unit:
-        try:
-            values = values * to_nm_factor(data_unit, path=path, field="dataUnits")
-            value_unit = "nm"
-        except UnitError:
-            pass
-    elif _LENGTH_LIKE.search(name):
-        values = values * 1e9
-        value_unit = "nm"
-        notes.append(f"channel {name!r} has no data unit; taken as metres (Asylum stores SI units)")
-    elif "phase" in name.lower():
-        value_unit = "deg"
-        notes.append(f"channel {name!r} has no data unit; taken as degrees")
+        values, value_unit = values_in_nm(values, data_unit, path=path, field="dataUnits")
     else:
-        notes.append(f"channel {name!r} has no data unit; values kept as stored")
+        values, value_unit = _unitless_channel(values, name, notes)
     return {"values": values, "pixel_size_nm": px, "value_unit": value_unit, "channel": name, "channels": names,
             "notes": notes, "raw": raw, "uncalibrated_reason": why}
 
@@ -209,8 +202,6 @@ def read_ibw(path, **overrides):
         ``channel=`` (label such as ``"HeightTrace"`` or index; default height),
         ``pixel_size_nm=``, ``modality=`` (default ``"afm"``), ``name=``.
     """
-    import dask.array as da
-
     path = Path(path)
     ov = parse_overrides(path, overrides)
     size, head = read_head(path, 8, 8, "an IBW header")
@@ -230,30 +221,16 @@ def read_ibw(path, **overrides):
     except Exception as exc:
         raise FormatError(f"igor2 cannot read it: {type(exc).__name__}: {exc}", path=path) from exc
     res = ibw_image_from_wave(loaded["wave"], channel=ov.channel, path=path)
-    return build_image(
-        da.from_array(res["values"], chunks="auto"),
-        path=path,
-        ov=ov,
-        dims=("y", "x"),
-        pixel_size_nm=res["pixel_size_nm"],
-        default_modality="afm",
-        source_format="ibw",
-        value_unit=res["value_unit"],
-        notes=res["notes"],
-        raw_calibration=res["raw"],
-        uncalibrated_reason=res["uncalibrated_reason"],
-        attrs={"channel": res["channel"], "ibw_version": int(loaded.get("version", version))},
+    return build_afm_image(
+        res["values"], path=path, ov=ov, source_format="ibw", pixel_size_nm=res["pixel_size_nm"],
+        value_unit=res["value_unit"], channel=res["channel"], notes=res["notes"], raw_calibration=res["raw"],
+        uncalibrated_reason=res["uncalibrated_reason"], attrs={"ibw_version": int(loaded.get("version", version))},
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="ibw",
-        suffixes=(".ibw",),
-        modality="afm",
-        read=read_ibw,
-        can_open=_can_open,
-        priority=10,
-        description="Asylum Research / Igor binary wave (igor2, optional); sfA per axis in m -> nm, height in nm",
+    afm_reader(
+        "ibw", (".ibw",), read_ibw, _can_open,
+        "Asylum Research / Igor binary wave (igor2, optional); sfA per axis in m -> nm, height in nm",
     )
 ]

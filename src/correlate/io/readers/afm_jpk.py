@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import FormatError, UnitError
-from ...units import to_nm_factor
-from .._registry import ReaderSpec
-from ._image_common import build_image, check_tiff_complete, file_size, parse_overrides, pick_index
+from ._afm_header import afm_reader, build_afm_image, choose_channel, scan_pixel_size, values_in_nm
+from ._image_common import check_tiff_complete, file_size, parse_overrides
 
 __all__ = ["read_jpk", "READERS", "jpk_channels"]
 
@@ -90,7 +89,6 @@ def read_jpk(path, **overrides):
     xarray.DataArray
         dims ``(y, x)``, float64 values in nm for length channels (``attrs["value_unit"]``).
     """
-    import dask.array as da
     import tifffile
 
     path = Path(path)
@@ -104,10 +102,7 @@ def read_jpk(path, **overrides):
             channels = jpk_channels(tags)
             if not channels:
                 raise FormatError("JPK file without channel pages", path=path)
-            if ov.channel is None:
-                ci = channels.index("height_trace") if "height_trace" in channels else 0
-            else:
-                ci = pick_index(path, ov.channel, channels, "channel")
+            ci = choose_channel(path, ov.channel, channels, "height_trace")
             page = pages[ci + 1]
             raw = page.asarray()
     except (FormatError, UnitError):
@@ -120,14 +115,7 @@ def read_jpk(path, **overrides):
     if ov.channel is None and channel != "height_trace":
         notes.append(f"no height_trace channel; read {channel!r} (channels: {channels})")
     mult, off, unit, slot = _scaling(path, tags[ci + 1], channel)
-    values = raw.astype(np.float64) * mult + off
-    value_unit = unit
-    if unit:
-        try:
-            values = values * to_nm_factor(unit, path=path, field=f"{channel} unit")
-            value_unit = "nm"
-        except UnitError:
-            value_unit = unit  # V, deg, ... not a length
+    values, value_unit = values_in_nm(raw.astype(np.float64) * mult + off, unit, path=path, field=f"{channel} unit")
     values = np.flipud(values)
     notes.append(f"flipped up-down as AFMReader does (page-0 scan direction tag 32843 = {tags[0].get(32843)!r})")
     rows, cols = values.shape
@@ -139,34 +127,19 @@ def read_jpk(path, **overrides):
     if isinstance(ulen, float) and isinstance(vlen, float) and ilen and jlen:
         if (int(jlen), int(ilen)) != (rows, cols):
             notes.append(f"grid {jlen}x{ilen} differs from the page shape {rows}x{cols}; page shape used")
-        px = {"y": vlen * 1e9 / rows, "x": ulen * 1e9 / cols}
+        px = scan_pixel_size(vlen, ulen, rows, cols, 1e9)
     else:
         why = "no scan grid (Grid-uLength/vLength/iLength/jLength) in page 0"
     raw_cal = {"grid": grid, "slot": slot, "multiplier": mult, "offset": off, "unit": unit, "channels": channels}
-    return build_image(
-        da.from_array(values, chunks="auto"),
-        path=path,
-        ov=ov,
-        dims=("y", "x"),
-        pixel_size_nm=px,
-        default_modality="afm",
-        source_format="jpk",
-        value_unit=value_unit,
-        notes=notes,
-        raw_calibration=raw_cal,
-        uncalibrated_reason=why,
-        attrs={"channel": channel},
+    return build_afm_image(
+        values, path=path, ov=ov, source_format="jpk", pixel_size_nm=px, value_unit=value_unit, channel=channel,
+        notes=notes, raw_calibration=raw_cal, uncalibrated_reason=why,
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="jpk",
-        suffixes=(".jpk", ".jpk-qi-image"),
-        modality="afm",
-        read=read_jpk,
-        can_open=_can_open,
-        priority=10,
-        description="JPK AFM image (TIFF container; default calibration slot, heights in nm)",
+    afm_reader(
+        "jpk", (".jpk", ".jpk-qi-image"), read_jpk, _can_open,
+        "JPK AFM image (TIFF container; default calibration slot, heights in nm)",
     )
 ]

@@ -21,16 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import FormatError, UnitError
+from ...errors import FormatError
 from ...units import to_nm_factor
-from .._registry import ReaderSpec
-from ._image_common import build_image, parse_overrides, pick_index, read_head, require_bytes
+from ._afm_header import NUMBER as _NUM
+from ._afm_header import afm_reader, build_afm_image, choose_channel, scan_pixel_size, values_in_nm
+from ._image_common import parse_overrides, read_head, require_bytes
 
 __all__ = ["read_nanoscope", "parse_nanoscope_header", "READERS"]
 
 _MAGIC = (b"\\*File list", b"\\*EC File list", b"?*File list")
 _END = b"\\*File list end"
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _SCALE_RE = re.compile(
     rf"^\s*(?P<type>[A-Z])\s*(?:\[(?P<soft>[^\]]*)\])?\s*(?:\((?P<hard>{_NUM})\s*(?P<hardunit>[^)]*)\))?\s*(?P<value>{_NUM})\s*(?P<unit>.*?)\s*$"
 )
@@ -119,8 +119,6 @@ def read_nanoscope(path, **overrides):
     xarray.DataArray
         dims ``(y, x)``, float64 heights in nm (other channels keep their unit).
     """
-    import dask.array as da
-
     path = Path(path)
     ov = parse_overrides(path, overrides)
     size, head = read_head(path, 1 << 20)
@@ -134,10 +132,7 @@ def read_nanoscope(path, **overrides):
     if not sections:
         raise FormatError("no '\\*Ciao image list' section: not an image file (force curve?)", path=path)
     names = [_channel_name(s) for s in sections]
-    if ov.channel is None:
-        ci = names.index("Height") if "Height" in names else 0
-    else:
-        ci = pick_index(path, ov.channel, names, "channel")
+    ci = choose_channel(path, ov.channel, names, "Height")
     sec = sections[ci]
     notes: list[str] = []
     try:
@@ -167,7 +162,6 @@ def read_nanoscope(path, **overrides):
 
     # z scaling
     zkey = _z_scale_key(sec)
-    value_unit = ""
     raw_cal: dict = {"channel": names[ci], "channels": names, "Bytes/pixel": bpp, "Frame direction": sec.get("Frame direction"),
                      "Line direction": sec.get("Line direction"), "Version": glob.get("Version")}
     if zkey is None:
@@ -191,12 +185,7 @@ def read_nanoscope(path, **overrides):
     else:
         factor = per_lsb
         unit = zs["unit"]
-    values = raw.astype(np.float64) * factor
-    try:
-        values = values * to_nm_factor(unit, path=path, field=f"{names[ci]} unit")
-        value_unit = "nm"
-    except UnitError:
-        value_unit = unit  # deg, V ...
+    values, value_unit = values_in_nm(raw.astype(np.float64) * factor, unit, path=path, field=f"{names[ci]} unit")
     values = np.flipud(values)
     notes.append(f"flipped up-down as AFMReader/pySPM do (Frame direction: {sec.get('Frame direction')})")
 
@@ -216,33 +205,18 @@ def read_nanoscope(path, **overrides):
         else:
             sy = sx * nrows / ncols
             notes.append("Scan size gives one length: square pixels assumed")
-        px = {"y": sy * f / nrows, "x": sx * f / ncols}
+        px = scan_pixel_size(sy, sx, nrows, ncols, f)
     else:
         why = "no 'Scan size' in the header"
-    return build_image(
-        da.from_array(values, chunks="auto"),
-        path=path,
-        ov=ov,
-        dims=("y", "x"),
-        pixel_size_nm=px,
-        default_modality="afm",
-        source_format="nanoscope",
-        value_unit=value_unit,
-        notes=notes,
-        raw_calibration=raw_cal,
-        uncalibrated_reason=why,
-        attrs={"channel": names[ci]},
+    return build_afm_image(
+        values, path=path, ov=ov, source_format="nanoscope", pixel_size_nm=px, value_unit=value_unit, channel=names[ci],
+        notes=notes, raw_calibration=raw_cal, uncalibrated_reason=why,
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="nanoscope",
-        suffixes=(".spm",) + tuple(f".{i:03d}" for i in range(1000)),
-        modality="afm",
-        read=read_nanoscope,
-        can_open=_can_open,
-        priority=10,
-        description="Bruker/Veeco Nanoscope (.spm, .000-.999): heights = raw x Z scale x Sens. Zscan, in nm",
+    afm_reader(
+        "nanoscope", (".spm",) + tuple(f".{i:03d}" for i in range(1000)), read_nanoscope, _can_open,
+        "Bruker/Veeco Nanoscope (.spm, .000-.999): heights = raw x Z scale x Sens. Zscan, in nm",
     )
 ]

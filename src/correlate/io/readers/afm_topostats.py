@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import FormatError
-from .._registry import ReaderSpec
+from ._afm_header import afm_reader, build_afm_image, choose_channel
 from ._hdf5 import read_dataset
-from ._image_common import build_image, file_size, parse_overrides, pick_index
+from ._image_common import file_size, parse_overrides
 
 __all__ = ["read_topostats", "READERS"]
 
@@ -46,7 +46,6 @@ def read_topostats(path, **overrides):
         ``channel=`` (top-level 2-D dataset; default ``image``), ``pixel_size_nm=``,
         ``modality=`` (default ``"afm"``), ``name=``.
     """
-    import dask.array as da
     import h5py
 
     path = Path(path)
@@ -57,10 +56,7 @@ def read_topostats(path, **overrides):
             images = [k for k, v in h5.items() if isinstance(v, h5py.Dataset) and v.ndim == 2 and v.dtype.kind in "fiu"]
             if not images:
                 raise FormatError("no 2-D image dataset at the top level (expected 'image')", path=path, field="image")
-            if ov.channel is None:
-                key = "image" if "image" in images else images[0]
-            else:
-                key = images[pick_index(path, ov.channel, images, "channel")]
+            key = images[choose_channel(path, ov.channel, images, "image")]
             values = np.asarray(read_dataset(h5[key], path, key), dtype=np.float64)
             scale = h5.get("pixel_to_nm_scaling")
             scale = None if scale is None else float(np.asarray(scale[()]).ravel()[0])
@@ -75,30 +71,13 @@ def read_topostats(path, **overrides):
     if ov.channel is None and key != "image":
         notes.append(f"no 'image' dataset; read {key!r}")
     px = None if scale is None or not scale > 0 else {"y": scale, "x": scale}
-    return build_image(
-        da.from_array(values, chunks="auto"),
-        path=path,
-        ov=ov,
-        dims=("y", "x"),
-        pixel_size_nm=px,
-        default_modality="afm",
-        source_format="topostats",
-        value_unit="nm",
-        notes=notes,
-        raw_calibration={"pixel_to_nm_scaling": scale, "datasets": images},
-        uncalibrated_reason="no positive 'pixel_to_nm_scaling'",
-        attrs={"channel": key, "topostats_file_version": version},
+    return build_afm_image(
+        values, path=path, ov=ov, source_format="topostats", pixel_size_nm=px, value_unit="nm", channel=key,
+        notes=notes, raw_calibration={"pixel_to_nm_scaling": scale, "datasets": images},
+        uncalibrated_reason="no positive 'pixel_to_nm_scaling'", attrs={"topostats_file_version": version},
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="topostats",
-        suffixes=(".topostats",),
-        modality="afm",
-        read=read_topostats,
-        can_open=_can_open,
-        priority=10,
-        description="TopoStats HDF5 (.topostats): image + pixel_to_nm_scaling",
-    )
+    afm_reader("topostats", (".topostats",), read_topostats, _can_open, "TopoStats HDF5 (.topostats): image + pixel_to_nm_scaling")
 ]

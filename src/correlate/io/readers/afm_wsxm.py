@@ -20,14 +20,14 @@ import numpy as np
 
 from ...errors import FormatError
 from ...units import to_nm_factor
-from .._registry import ReaderSpec
-from ._image_common import build_image, parse_overrides, read_head, require_bytes
+from ._afm_header import NUMBER as _NUM
+from ._afm_header import afm_reader, build_afm_image, scan_pixel_size
+from ._image_common import parse_overrides, read_head, require_bytes
 
 __all__ = ["read_wsxm", "READERS"]
 
 _MAGIC = b"WSxM file copyright"
 _DTYPES = {"short": "<i2", "integer": "<i4", "int": "<i4", "float": "<f4", "double": "<f8"}
-_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
 
 def _can_open(path: Path, head: bytes) -> bool:
@@ -59,8 +59,6 @@ def read_wsxm(path, **overrides):
     xarray.DataArray
         dims ``(y, x)``, float64 heights in nm in stored row order.
     """
-    import dask.array as da
-
     path = Path(path)
     ov = parse_overrides(path, overrides)
     size, head = read_head(path, 1 << 16)
@@ -117,36 +115,23 @@ def read_wsxm(path, **overrides):
         notes.append(f"floating-point data taken to be in the Z Amplitude unit ({zunit})")
     xamp, xunit = _quantity(path, header, "X Amplitude")
     yamp, yunit = _quantity(path, header, "Y Amplitude")
-    px = {
-        "y": yamp * to_nm_factor(yunit, path=path, field="Y Amplitude unit") / nrows,
-        "x": xamp * to_nm_factor(xunit, path=path, field="X Amplitude unit") / ncols,
-    }
+    px = scan_pixel_size(
+        yamp * to_nm_factor(yunit, path=path, field="Y Amplitude unit"),
+        xamp * to_nm_factor(xunit, path=path, field="X Amplitude unit"),
+        nrows, ncols,
+    )
     notes.append("stored row order kept (AFMReader does the same; Gwyddion rotates by 180 degrees)")
     raw_cal = {k: header.get(k) for k in ("X Amplitude", "Y Amplitude", "Z Amplitude", "Image Data Type", "Acquisition channel",
                                           "X scanning direction", "Y scanning direction", "Conversion Factor 00", "Z Gain")}
-    return build_image(
-        da.from_array(values, chunks="auto"),
-        path=path,
-        ov=ov,
-        dims=("y", "x"),
-        pixel_size_nm=px,
-        default_modality="afm",
-        source_format="wsxm",
-        value_unit="nm",
-        notes=notes,
-        raw_calibration=raw_cal,
-        attrs={"channel": header.get("Acquisition channel", "")},
+    return build_afm_image(
+        values, path=path, ov=ov, source_format="wsxm", pixel_size_nm=px, value_unit="nm",
+        channel=header.get("Acquisition channel", ""), notes=notes, raw_calibration=raw_cal,
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="wsxm",
-        suffixes=(".top", ".stp", ".ch1", ".ch2", ".ch3", ".ch4"),
-        modality="afm",
-        read=read_wsxm,
-        can_open=_can_open,
-        priority=10,
-        description="WSxM image (.top/.stp): heights raw x Z Amplitude/(max-min), Gwyddion's rule",
+    afm_reader(
+        "wsxm", (".top", ".stp", ".ch1", ".ch2", ".ch3", ".ch4"), read_wsxm, _can_open,
+        "WSxM image (.top/.stp): heights raw x Z Amplitude/(max-min), Gwyddion's rule",
     )
 ]

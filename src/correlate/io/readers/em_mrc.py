@@ -62,6 +62,75 @@ def _can_open(path: Path, head: bytes) -> bool:
     return 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and mode in _MODE_BYTES and nsymbt >= 0
 
 
+def _mrcfile_header(path: Path):
+    """(dtype, voxel size Å per axis, mapc/mapr/maps, n*start, origin Å, ispg, exttyp, cella Å,
+    mx/my/mz, FEI extended-header fields) as mrcfile reads them (permissive)."""
+    import mrcfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            mrc = mrcfile.mmap(path, mode="r", permissive=True)
+        except Exception as exc:  # mrcfile raises ValueError on malformed headers
+            raise FormatError(f"mrcfile cannot open it: {exc}", path=path) from exc
+    try:
+        if mrc.data is None:
+            raise FormatError("mrcfile found no data block (header inconsistent with file size?)", path=path)
+        hdr = mrc.header
+        vs = mrc.voxel_size
+        exttyp = bytes(hdr.exttyp).decode("latin-1", errors="replace").strip("\x00 ")
+        fei = {}
+        if exttyp in ("FEI1", "FEI2"):
+            try:
+                ext = mrc.indexed_extended_header
+                if ext is not None and len(ext):
+                    names = ext.dtype.names or ()
+                    fei = {k: to_py(ext[0][k]) for k in _FEI_FIELDS if k in names}
+            except Exception:  # extended header unreadable: keep going, note it
+                fei = {"error": "FEI extended header could not be decoded"}
+        return (
+            mrc.data.dtype,
+            {"x": float(vs.x), "y": float(vs.y), "z": float(vs.z)},
+            (int(hdr.mapc), int(hdr.mapr), int(hdr.maps)),
+            (int(hdr.nxstart), int(hdr.nystart), int(hdr.nzstart)),
+            (float(hdr.origin.x), float(hdr.origin.y), float(hdr.origin.z)),
+            int(hdr.ispg),
+            exttyp,
+            (float(hdr.cella.x), float(hdr.cella.y), float(hdr.cella.z)),
+            (int(hdr.mx), int(hdr.my), int(hdr.mz)),
+            fei,
+        )
+    finally:
+        mrc.close()
+
+
+def _to_zyx(data, mapcrs: tuple[int, int, int], notes: list[str]):
+    """``data`` transposed to (z, y, x) from its (section, row, column) order, which runs along
+    the physical axes (maps, mapr, mapc) with 1 = x, 2 = y, 3 = z; and the mapcrs used."""
+    if sorted(mapcrs) != [1, 2, 3]:
+        notes.append(f"mapc/mapr/maps = {mapcrs} invalid; assumed 1, 2, 3")
+        mapcrs = (1, 2, 3)
+    phys_of_data_axis = {0: mapcrs[2], 1: mapcrs[1], 2: mapcrs[0]}  # data axis -> physical axis
+    if mapcrs != (1, 2, 3):
+        perm = [next(a for a, p in phys_of_data_axis.items() if p == want) for want in (3, 2, 1)]
+        data = data.transpose(perm)
+        notes.append(f"axes transposed to (z, y, x) from mapc/mapr/maps = {mapcrs}")
+    return data, mapcrs
+
+
+def _cross_check_fei(fei: dict, vox_a: dict[str, float], notes: list[str]) -> None:
+    """Note where the FEI extended header's pixel size (m) differs from the main header's (Å)."""
+    for ax in ("X", "Y"):
+        v = fei.get(f"Pixel size {ax}")
+        if isinstance(v, (int, float)) and v > 0 and vox_a[ax.lower()] > 0:
+            rel = abs(v * 1e10 - vox_a[ax.lower()]) / vox_a[ax.lower()]
+            if rel > 1e-3:
+                notes.append(
+                    f"FEI extended header pixel size {ax} {v * 1e9:.6g} nm differs from the main "
+                    f"header {vox_a[ax.lower()] / 10:.6g} nm by {rel:.1%}; the main header is used"
+                )
+
+
 def read_mrc(path, **overrides):
     """Read an MRC-family file as an EM Image (lazy, memory-mapped).
 
@@ -78,8 +147,6 @@ def read_mrc(path, **overrides):
     xarray.DataArray
         dims ``(y, x)`` or ``(z, y, x)``, coordinates in nm at pixel centres.
     """
-    import mrcfile
-
     path = Path(path)
     ov = parse_overrides(path, overrides)
     size = file_size(path)
@@ -97,37 +164,7 @@ def read_mrc(path, **overrides):
     data_offset = 1024 + max(nsymbt, 0)
     require_bytes(path, data_offset + nx * ny * nz * _MODE_BYTES[mode], f"a {nz}x{ny}x{nx} mode-{mode} array", size)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            mrc = mrcfile.mmap(path, mode="r", permissive=True)
-        except Exception as exc:  # mrcfile raises ValueError on malformed headers
-            raise FormatError(f"mrcfile cannot open it: {exc}", path=path) from exc
-    try:
-        if mrc.data is None:
-            raise FormatError("mrcfile found no data block (header inconsistent with file size?)", path=path)
-        hdr = mrc.header
-        dtype = mrc.data.dtype
-        vs = mrc.voxel_size
-        vox_a = {"x": float(vs.x), "y": float(vs.y), "z": float(vs.z)}
-        mapcrs = (int(hdr.mapc), int(hdr.mapr), int(hdr.maps))
-        nstart = (int(hdr.nxstart), int(hdr.nystart), int(hdr.nzstart))
-        hdr_origin = (float(hdr.origin.x), float(hdr.origin.y), float(hdr.origin.z))
-        ispg = int(hdr.ispg)
-        exttyp = bytes(hdr.exttyp).decode("latin-1", errors="replace").strip("\x00 ")
-        cella = (float(hdr.cella.x), float(hdr.cella.y), float(hdr.cella.z))
-        mxyz = (int(hdr.mx), int(hdr.my), int(hdr.mz))
-        fei = {}
-        if exttyp in ("FEI1", "FEI2"):
-            try:
-                ext = mrc.indexed_extended_header
-                if ext is not None and len(ext):
-                    names = ext.dtype.names or ()
-                    fei = {k: to_py(ext[0][k]) for k in _FEI_FIELDS if k in names}
-            except Exception:  # extended header unreadable: keep going, note it
-                fei = {"error": "FEI extended header could not be decoded"}
-    finally:
-        mrc.close()
+    dtype, vox_a, mapcrs, nstart, hdr_origin, ispg, exttyp, cella, mxyz, fei = _mrcfile_header(path)
 
     notes: list[str] = []
     arr = np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=(nz, ny, nx))
@@ -135,16 +172,7 @@ def read_mrc(path, **overrides):
 
     data = da.from_array(arr, chunks="auto", name=dask_name("mrc", path, data_offset, str(dtype), nx, ny, nz))
 
-    # data axes (section, row, column) run along physical axes (maps, mapr, mapc); 1=x 2=y 3=z
-    if sorted(mapcrs) != [1, 2, 3]:
-        notes.append(f"mapc/mapr/maps = {mapcrs} invalid; assumed 1, 2, 3")
-        mapcrs = (1, 2, 3)
-    phys_of_data_axis = {0: mapcrs[2], 1: mapcrs[1], 2: mapcrs[0]}  # data axis -> physical axis
-    if mapcrs != (1, 2, 3):
-        # want data axes ordered z(3), y(2), x(1)
-        perm = [next(a for a, p in phys_of_data_axis.items() if p == want) for want in (3, 2, 1)]
-        data = data.transpose(perm)
-        notes.append(f"axes transposed to (z, y, x) from mapc/mapr/maps = {mapcrs}")
+    data, mapcrs = _to_zyx(data, mapcrs, notes)
     # nstart: first column / row / section index -> physical axes
     start_phys = {{1: "x", 2: "y", 3: "z"}[mapcrs[i]]: nstart[i] for i in range(3)}
 
@@ -158,15 +186,7 @@ def read_mrc(path, **overrides):
     attrs = {}
     if fei:
         attrs["fei_extended_header"] = fei
-        for ax in ("X", "Y"):
-            v = fei.get(f"Pixel size {ax}")
-            if isinstance(v, (int, float)) and v > 0 and vox_a[ax.lower()] > 0:
-                rel = abs(v * 1e10 - vox_a[ax.lower()]) / vox_a[ax.lower()]
-                if rel > 1e-3:
-                    notes.append(
-                        f"FEI extended header pixel size {ax} {v * 1e9:.6g} nm differs from the main "
-                        f"header {vox_a[ax.lower()] / 10:.6g} nm by {rel:.1%}; the main header is used"
-                    )
+        _cross_check_fei(fei, vox_a, notes)
 
     if is_stack:
         if ov.frame is None:
@@ -203,20 +223,9 @@ def read_mrc(path, **overrides):
         origin_px = {d: float(start_phys[d]) for d in spatial}
         notes.append("origin = nxstart/nystart/nzstart x voxel size")
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=dims,
-        pixel_size_nm=px,
-        default_modality="em",
-        source_format="mrc",
-        origin_nm=origin,
-        origin_px=origin_px,
-        value_unit="",
-        notes=notes,
-        raw_calibration=raw,
-        uncalibrated_reason=reason,
-        attrs=attrs,
+        data, path=path, ov=ov, dims=dims, pixel_size_nm=px, default_modality="em", source_format="mrc",
+        origin_nm=origin, origin_px=origin_px, value_unit="", notes=notes, raw_calibration=raw,
+        uncalibrated_reason=reason, attrs=attrs,
     )
 
 

@@ -99,6 +99,93 @@ def _is_image(d: dict) -> bool:
     )
 
 
+def _file_reader(path: Path, module: str) -> list[dict]:
+    """The datasets rosettasciio's ``module`` reads from the file (lazily), at least one."""
+    mod = _import(module, path)
+    kwargs = {"lazy": True}
+    try:
+        try:
+            if module == "emd":
+                out = mod.file_reader(str(path), select_type="image", **kwargs)
+            else:
+                out = mod.file_reader(str(path), **kwargs)
+        except TypeError:
+            out = mod.file_reader(str(path), **kwargs)
+    except (FormatError, UnitError):
+        raise
+    except Exception as exc:
+        raise FormatError(
+            f"rosettasciio {module} reader failed (truncated or damaged file?): {type(exc).__name__}: {exc}", path=path
+        ) from exc
+    if not out:
+        raise FormatError("rosettasciio found no dataset in the file", path=path)
+    return out
+
+
+def _pick_dataset(path: Path, out: list[dict], titles: list[str], series, notes: list[str]) -> int:
+    """Index of the dataset to read: ``series=`` (index or title), else the first image."""
+    if series is not None:
+        return pick_index(path, series, titles, "series")
+    images = [i for i, d in enumerate(out) if _is_image(d)]
+    if not images:
+        return 0
+    idx = images[0]
+    if len(out) > 1:
+        notes.append(f"file holds {len(out)} datasets {titles}; read #{idx} {titles[idx]!r} (series= picks another)")
+    return idx
+
+
+def _refuse_non_image(path: Path, d: dict, axes: list, kinds: list[str]) -> None:
+    """A FormatError for a spectrum (energy axis, EELS/EDS signal) or a reciprocal-space dataset."""
+    signal_type = ""
+    try:
+        signal_type = str(d["metadata"]["Signal"].get("signal_type", ""))
+    except (KeyError, TypeError, AttributeError):
+        pass
+    if any(k == "energy" for k in kinds) or "EELS" in signal_type or "EDS" in signal_type:
+        raise FormatError(
+            f"not an image: a spectrum ({signal_type or 'energy axis'}; axes: {_describe(axes)}). "
+            "correlate reads images with spatial axes only",
+            path=path,
+        )
+    if any(k == "reciprocal" for k in kinds):
+        raise FormatError(
+            f"not a real-space image: reciprocal-space axes (diffraction pattern or FFT; axes: {_describe(axes)})",
+            path=path,
+        )
+
+
+def _axis_calibration(path: Path, module: str, dims, axes: list, kinds: list[str], shape, notes: list[str]):
+    """(pixel size nm per dim or None, origin nm or None, data axes to flip, why uncalibrated)."""
+    px: dict | None = {}
+    origin: dict = {}
+    flips: list[int] = []
+    why = None
+    for dim, a, k in zip(dims, axes, kinds):
+        scale = float(a.get("scale", 1.0) or 1.0)
+        offset = float(a.get("offset", 0.0) or 0.0)
+        if k == "uncalibrated":
+            px = None
+            why = f"axis {a.get('name')!r} has scale {scale} and no length unit ({a.get('units')!r})"
+            break
+        f = to_nm_factor(str(a["units"]), path=path, field=f"axis {a.get('name')} units")
+        px[dim] = abs(scale) * f
+        if module == "tia" and offset != 0 and abs(offset) < 1e-3 * abs(scale):
+            origin[dim] = offset * 1e9
+            notes.append(f"axis {dim}: offset {offset:g} taken as metres (rosettasciio TIA quirk; unit says {a['units']})")
+        else:
+            origin[dim] = offset * f
+        if scale < 0:
+            # coordinates decrease along the stored axis: flip it so that they increase, and put
+            # the origin at the (new) first pixel, the stored last one
+            flips.append(dims.index(dim))
+            origin[dim] += scale * f * (shape[dims.index(dim)] - 1)
+            notes.append(f"axis {dim}: negative scale {scale}; data flipped so that coordinates increase")
+    if px is None or not any(origin.values()):
+        return px, None, flips, why  # offsets of an uncalibrated file are in unknown units
+    return px, origin, flips, why
+
+
 def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", **overrides):
     """Read a DM3/DM4, SER/EMI or EMD file as an EM Image through rosettasciio.
 
@@ -127,39 +214,11 @@ def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", *
     ov = parse_overrides(path, overrides)
     size = file_size(path)
     require_bytes(path, 16, "a header", size)
-    mod = _import(_module, path)
-    kwargs = {"lazy": True}
-    try:
-        try:
-            if _module == "emd":
-                out = mod.file_reader(str(path), select_type="image", **kwargs)
-            else:
-                out = mod.file_reader(str(path), **kwargs)
-        except TypeError:
-            out = mod.file_reader(str(path), **kwargs)
-    except (FormatError, UnitError):
-        raise
-    except Exception as exc:
-        raise FormatError(
-            f"rosettasciio {_module} reader failed (truncated or damaged file?): {type(exc).__name__}: {exc}", path=path
-        ) from exc
-    if not out:
-        raise FormatError("rosettasciio found no dataset in the file", path=path)
+    out = _file_reader(path, _module)
     titles = [_title(d, i) for i, d in enumerate(out)]
     notes: list[str] = []
-    if ov.series is not None:
-        idx = pick_index(path, ov.series, titles, "series")
-        d = out[idx]
-    else:
-        images = [i for i, d in enumerate(out) if _is_image(d)]
-        if not images:
-            d = out[0]
-            idx = 0
-        else:
-            idx = images[0]
-            d = out[idx]
-            if len(out) > 1:
-                notes.append(f"file holds {len(out)} datasets {titles}; read #{idx} {titles[idx]!r} (series= picks another)")
+    idx = _pick_dataset(path, out, titles, ov.series, notes)
+    d = out[idx]
     axes = list(d["axes"])
     data = d["data"]
     if not hasattr(data, "dask") and not isinstance(data, np.ndarray):
@@ -167,22 +226,7 @@ def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", *
     if len(axes) != data.ndim:
         raise FormatError(f"rosettasciio returned {len(axes)} axes for a {data.ndim}-D array", path=path)
     kinds = [_axis_kind(a) for a in axes]
-    signal_type = ""
-    try:
-        signal_type = str(d["metadata"]["Signal"].get("signal_type", ""))
-    except (KeyError, TypeError, AttributeError):
-        pass
-    if any(k == "energy" for k in kinds) or "EELS" in signal_type or "EDS" in signal_type:
-        raise FormatError(
-            f"not an image: a spectrum ({signal_type or 'energy axis'}; axes: {_describe(axes)}). "
-            "correlate reads images with spatial axes only",
-            path=path,
-        )
-    if any(k == "reciprocal" for k in kinds):
-        raise FormatError(
-            f"not a real-space image: reciprocal-space axes (diffraction pattern or FFT; axes: {_describe(axes)})",
-            path=path,
-        )
+    _refuse_non_image(path, d, axes, kinds)
     # drop length-1 axes
     keep = [i for i, a in enumerate(axes) if data.shape[i] > 1]
     if len(keep) < data.ndim:
@@ -217,34 +261,7 @@ def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", *
         dim: {"name": a.get("name"), "scale": a.get("scale"), "units": a.get("units"), "offset": a.get("offset"), "size": a.get("size")}
         for dim, a in zip(dims, axes)
     }
-    px: dict | None = {}
-    origin: dict = {}
-    flips: list[int] = []
-    why = None
-    for dim, a, k in zip(dims, axes, kinds):
-        scale = float(a.get("scale", 1.0) or 1.0)
-        offset = float(a.get("offset", 0.0) or 0.0)
-        if k == "uncalibrated":
-            px = None
-            why = f"axis {a.get('name')!r} has scale {scale} and no length unit ({a.get('units')!r})"
-            break
-        f = to_nm_factor(str(a["units"]), path=path, field=f"axis {a.get('name')} units")
-        px[dim] = abs(scale) * f
-        if _module == "tia" and offset != 0 and abs(offset) < 1e-3 * abs(scale):
-            origin[dim] = offset * 1e9
-            notes.append(f"axis {dim}: offset {offset:g} taken as metres (rosettasciio TIA quirk; unit says {a['units']})")
-        else:
-            origin[dim] = offset * f
-        if scale < 0:
-            # coordinates decrease along the stored axis: flip it so that they increase, and put
-            # the origin at the (new) first pixel, the stored last one
-            flips.append(dims.index(dim))
-            origin[dim] += scale * f * (data.shape[dims.index(dim)] - 1)
-            notes.append(f"axis {dim}: negative scale {scale}; data flipped so that coordinates increase")
-    if px is None:
-        origin = None  # offsets of an uncalibrated file are in unknown units
-    elif not any(origin.values()):
-        origin = None
+    px, origin, flips, why = _axis_calibration(path, _module, dims, axes, kinds, data.shape, notes)
     import dask.array as da
 
     if not isinstance(data, da.Array):
@@ -262,19 +279,8 @@ def read_rsciio(path, *, _module: str = "digitalmicrograph", _fmt: str = "dm", *
     except Exception:
         pass
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=dims,
-        pixel_size_nm=px,
-        default_modality="em",
-        source_format=_fmt,
-        origin_nm=origin,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
-        uncalibrated_reason=why,
-        attrs=attrs,
+        data, path=path, ov=ov, dims=dims, pixel_size_nm=px, default_modality="em", source_format=_fmt,
+        origin_nm=origin, value_unit="counts", notes=notes, raw_calibration=raw, uncalibrated_reason=why, attrs=attrs,
     )
 
 

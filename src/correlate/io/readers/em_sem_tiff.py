@@ -231,19 +231,10 @@ def read_sem_tiff(path, **overrides):
     attrs["vendor"] = vendor
     dims = ("c", "y", "x") if data.ndim == 3 else ("y", "x")
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=dims,
-        pixel_size_nm=px,
-        default_modality="em",
+        data, path=path, ov=ov, dims=dims, pixel_size_nm=px, default_modality="em",
         source_format=f"sem_tiff_{vendor}",
-        channel_names=["R", "G", "B", "A"][: data.shape[0]] if data.ndim == 3 else None,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
-        uncalibrated_reason=why,
-        attrs=attrs,
+        channel_names=["R", "G", "B", "A"][: data.shape[0]] if data.ndim == 3 else None, value_unit="counts",
+        notes=notes, raw_calibration=raw, uncalibrated_reason=why, attrs=attrs,
     )
 
 

@@ -129,6 +129,67 @@ def _load_plane(path: str, plane: dict, scene: int | None, roi: tuple[int, int, 
         return czi.read(plane=plane, scene=scene, roi=roi)
 
 
+def _scene_roi(path: Path, series: Any, scenes: dict, whole, notes: list[str]) -> tuple[int | None, tuple[int, int, int, int]]:
+    """The scene to read (``series=``; ``None`` for a file without scenes) and its bounding
+    rectangle ``(x, y, w, h)`` in pixels."""
+    scene_ids = sorted(scenes)
+    if scene_ids:
+        si = 0 if series is None else pick_index(path, series, [str(s) for s in scene_ids], "series")
+        scene: int | None = scene_ids[si]
+        rect = scenes[scene]
+        if len(scene_ids) > 1 and series is None:
+            notes.append(f"file holds {len(scene_ids)} scenes {scene_ids}; read scene {scene} (series= picks another)")
+    else:
+        if series not in (None, 0, "0"):
+            raise FormatError(f"the CZI has no scenes; series={series!r} cannot be used", path=path, field="series")
+        scene, rect = None, whole
+    roi = (int(rect.x), int(rect.y), int(rect.w), int(rect.h))
+    if roi[2] <= 0 or roi[3] <= 0:
+        raise FormatError(f"empty bounding rectangle {roi} (no image subblocks)", path=path, field="X/Y")
+    return scene, roi
+
+
+def _fixed_plane(path: Path, frame: Any, box: dict, notes: list[str]) -> dict[str, int]:
+    """Index of every non-spatial dimension (T, R, I, ...): its only value, or ``frame=``."""
+    plane0: dict[str, int] = {}
+    for d in _OTHER_DIMS:
+        if d not in box:
+            continue
+        lo, hi = int(box[d][0]), int(box[d][1])
+        if hi - lo <= 1:
+            plane0[d] = lo
+            continue
+        if frame is None:
+            raise FormatError(
+                f"the CZI has dimension {d!r} of length {hi - lo} (sizes {box}); pass frame=<index> to pick one",
+                path=path,
+                field="frame",
+            )
+        others = [o for o in _OTHER_DIMS if o != d and o in box and box[o][1] - box[o][0] > 1]
+        if others:
+            raise FormatError(f"several non-spatial dimensions {[d] + others} of length > 1; not supported", path=path)
+        fi = pick_index(path, frame, [str(k) for k in range(hi - lo)], "frame")
+        plane0[d] = lo + fi
+        notes.append(f"frame {fi} of {hi - lo} along {d!r}")
+    return plane0
+
+
+def _pixel_type(path: Path, pixel_types: dict[int, str], n_c: int) -> tuple[str, type]:
+    """The one pixel type of the ``n_c`` channels and its numpy dtype."""
+    ptypes = {pixel_types.get(c, "Invalid") for c in range(n_c)} or {"Invalid"}
+    if len(ptypes) > 1:
+        raise FormatError(f"channels have different pixel types {sorted(ptypes)}; not supported", path=path, field="PixelType")
+    ptype = ptypes.pop()
+    if ptype in _BGR and n_c > 1:
+        raise FormatError(f"{n_c} channels of BGR pixel type {ptype}; not supported", path=path, field="PixelType")
+    probe_dtype = {"Gray8": np.uint8, "Gray16": np.uint16, "Gray32Float": np.float32, "Bgr24": np.uint8,
+                   "Bgr48": np.uint16, "Bgr96Float": np.float32}.get(ptype)
+    if probe_dtype is None:
+        raise FormatError(f"pixel type {ptype!r} is not supported (Gray8/16/32Float, Bgr24/48/96Float are)", path=path,
+                          field="PixelType")
+    return ptype, probe_dtype
+
+
 def read_czi(path, **overrides):
     """Read one scene of a Zeiss CZI file as a light-microscopy Image.
 
@@ -170,57 +231,13 @@ def read_czi(path, **overrides):
     except Exception as exc:
         raise FormatError(f"pylibCZIrw cannot read it: {type(exc).__name__}: {exc}", path=path) from exc
 
-    scene_ids = sorted(scenes)
-    if scene_ids:
-        si = 0 if ov.series is None else pick_index(path, ov.series, [str(s) for s in scene_ids], "series")
-        scene: int | None = scene_ids[si]
-        rect = scenes[scene]
-        if len(scene_ids) > 1 and ov.series is None:
-            notes.append(f"file holds {len(scene_ids)} scenes {scene_ids}; read scene {scene} (series= picks another)")
-    else:
-        if ov.series not in (None, 0, "0"):
-            raise FormatError(f"the CZI has no scenes; series={ov.series!r} cannot be used", path=path, field="series")
-        scene, rect = None, whole
-    roi = (int(rect.x), int(rect.y), int(rect.w), int(rect.h))
-    if roi[2] <= 0 or roi[3] <= 0:
-        raise FormatError(f"empty bounding rectangle {roi} (no image subblocks)", path=path, field="X/Y")
-
+    scene, roi = _scene_roi(path, ov.series, scenes, whole, notes)
     n_c = int(box.get("C", (0, 1))[1] - box.get("C", (0, 1))[0])
     n_z = int(box.get("Z", (0, 1))[1] - box.get("Z", (0, 1))[0])
-    plane0: dict[str, int] = {}
-    for d in _OTHER_DIMS:
-        if d not in box:
-            continue
-        lo, hi = int(box[d][0]), int(box[d][1])
-        if hi - lo <= 1:
-            plane0[d] = lo
-            continue
-        if ov.frame is None:
-            raise FormatError(
-                f"the CZI has dimension {d!r} of length {hi - lo} (sizes {box}); pass frame=<index> to pick one",
-                path=path,
-                field="frame",
-            )
-        others = [o for o in _OTHER_DIMS if o != d and o in box and box[o][1] - box[o][0] > 1]
-        if others:
-            raise FormatError(f"several non-spatial dimensions {[d] + others} of length > 1; not supported", path=path)
-        fi = pick_index(path, ov.frame, [str(k) for k in range(hi - lo)], "frame")
-        plane0[d] = lo + fi
-        notes.append(f"frame {fi} of {hi - lo} along {d!r}")
+    plane0 = _fixed_plane(path, ov.frame, box, notes)
     c0, z0 = int(box.get("C", (0, 1))[0]), int(box.get("Z", (0, 1))[0])
-
-    ptypes = {pixel_types.get(c, "Invalid") for c in range(n_c)} or {"Invalid"}
-    if len(ptypes) > 1:
-        raise FormatError(f"channels have different pixel types {sorted(ptypes)}; not supported", path=path, field="PixelType")
-    ptype = ptypes.pop()
+    ptype, probe_dtype = _pixel_type(path, pixel_types, n_c)
     rgb = ptype in _BGR
-    if rgb and n_c > 1:
-        raise FormatError(f"{n_c} channels of BGR pixel type {ptype}; not supported", path=path, field="PixelType")
-    probe_dtype = {"Gray8": np.uint8, "Gray16": np.uint16, "Gray32Float": np.float32, "Bgr24": np.uint8,
-                   "Bgr48": np.uint16, "Bgr96Float": np.float32}.get(ptype)
-    if probe_dtype is None:
-        raise FormatError(f"pixel type {ptype!r} is not supported (Gray8/16/32Float, Bgr24/48/96Float are)", path=path,
-                          field="PixelType")
     ns = 3 if rgb else 1
     h, w = roi[3], roi[2]
     planes = []
@@ -267,17 +284,8 @@ def read_czi(path, **overrides):
         reason = "; ".join(problems) if problems else f"no Scaling Distance for axes {[m.upper() for m in missing]}"
     raw["bounding_rectangle_px"] = {"x": roi[0], "y": roi[1], "w": roi[2], "h": roi[3]}
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=tuple(dims),
-        pixel_size_nm=px or None,
-        default_modality="lm",
-        source_format="czi",
-        channel_names=chans,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
+        data, path=path, ov=ov, dims=tuple(dims), pixel_size_nm=px or None, default_modality="lm",
+        source_format="czi", channel_names=chans, value_unit="counts", notes=notes, raw_calibration=raw,
         uncalibrated_reason=reason,
         attrs={"series": scene if scene is not None else 0, "czi_dims": {k: [int(a), int(b)] for k, (a, b) in box.items()},
                "pixel_type": ptype},

@@ -189,18 +189,8 @@ def read_lif(path, **overrides):
     # origin ~1e-20 m round-off noise from Leica
     origin = {k: (0.0 if abs(v) < 1e-6 else v) for k, v in origin.items()}
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=out_dims,
-        pixel_size_nm=px,
-        default_modality="lm",
-        source_format="lif",
-        origin_nm=origin,
-        channel_names=chans,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
+        data, path=path, ov=ov, dims=out_dims, pixel_size_nm=px, default_modality="lm", source_format="lif",
+        origin_nm=origin, channel_names=chans, value_unit="counts", notes=notes, raw_calibration=raw,
         attrs={"series": si, "series_name": names[si], "lif_dims": "".join(dims)},
     )
 

@@ -231,18 +231,9 @@ def read_nd2(path, **overrides):
                      frame=ov.frame, channel=ov.channel, path=path)
     data = data[tuple(lay.index)].transpose(lay.order)
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=lay.out_dims,
-        pixel_size_nm=lay.pixel_size_nm or None,
-        default_modality="lm",
-        source_format="nd2",
-        channel_names=lay.channel_names,
-        value_unit="counts",
-        notes=lay.notes,
-        raw_calibration=lay.raw,
-        uncalibrated_reason=lay.uncalibrated_reason,
+        data, path=path, ov=ov, dims=lay.out_dims, pixel_size_nm=lay.pixel_size_nm or None, default_modality="lm",
+        source_format="nd2", channel_names=lay.channel_names, value_unit="counts", notes=lay.notes,
+        raw_calibration=lay.raw, uncalibrated_reason=lay.uncalibrated_reason,
         attrs={"nd2_sizes": sizes, "series": lay.raw.get("position", 0)},
     )
 

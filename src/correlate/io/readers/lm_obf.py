@@ -262,19 +262,9 @@ def read_obf(path, **overrides):
     data = da.from_delayed(dask.delayed(guarded_loader(_load, path))(str(path), si, shape, s["dtype"]), shape=shape, dtype=s["dtype"])
     data = data[tuple(lay.index)].transpose(lay.order)
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=lay.out_dims,
-        pixel_size_nm=lay.pixel_size_nm or None,
-        default_modality="lm",
-        source_format="obf",
-        origin_nm=lay.origin_nm or None,
-        channel_names=lay.channel_names,
-        value_unit="counts",
-        notes=notes + lay.notes,
-        raw_calibration=lay.raw,
-        uncalibrated_reason=lay.uncalibrated_reason,
+        data, path=path, ov=ov, dims=lay.out_dims, pixel_size_nm=lay.pixel_size_nm or None, default_modality="lm",
+        source_format="obf", origin_nm=lay.origin_nm or None, channel_names=lay.channel_names, value_unit="counts",
+        notes=notes + lay.notes, raw_calibration=lay.raw, uncalibrated_reason=lay.uncalibrated_reason,
         attrs={"series": si, "series_name": names[si], "obf_stack_version": s["version"]},
     )
 

@@ -96,6 +96,84 @@ def _ome_calibration(path: Path, xml: str, series: int):
     return px, chans, raw, [im.get("Name", f"Image{i}") for i, im in enumerate(images)]
 
 
+def _calibration(path: Path, ome_xml: str | None, ij: dict | None, tags: dict, si: int, notes: list[str]):
+    """(source format, pixel size nm or None, channel names, raw values, why uncalibrated) from
+    the OME-XML if any, else the ImageJ metadata if any, else the TIFF resolution tags."""
+    px: dict | None = None
+    why = None
+    if ome_xml:
+        px, chans, raw, _ = _ome_calibration(path, ome_xml, si)
+        if not px or not ("x" in px and "y" in px):
+            px, why = None, "OME metadata has no PhysicalSizeX/Y"
+        return "ome_tiff", px, chans, raw, why
+    xr_, yr_ = _rational(tags.get("XResolution")), _rational(tags.get("YResolution"))
+    if ij is not None:
+        unit = _imagej_unit(ij.get("unit", ""))
+        raw = {"unit": unit, "XResolution": xr_, "YResolution": yr_, "spacing": ij.get("spacing")}
+        if unit and unit.lower() not in ("pixel", "pixels", "px", "") and xr_:
+            f = to_nm_factor(unit, path=path, field="ImageJ unit")
+            px = {"x": f / xr_, "y": f / (yr_ or xr_)}
+            if ij.get("spacing"):
+                px["z"] = float(ij["spacing"]) * f
+        else:
+            why = f"ImageJ TIFF without a length unit (unit {unit!r})"
+        return "imagej_tiff", px, None, raw, why
+    ru = tags.get("ResolutionUnit")
+    ru = int(ru) if ru is not None else 1
+    raw = {"ResolutionUnit": ru, "XResolution": xr_, "YResolution": yr_}
+    if ru == 3 and xr_:
+        px = {"x": 1e7 / xr_, "y": 1e7 / (yr_ or xr_)}
+        notes.append("pixel size from the TIFF resolution tags (pixels per centimetre)")
+    else:
+        why = (
+            "plain TIFF: its resolution tags are "
+            + ("a print resolution in dots per inch" if ru == 2 else "absent or unitless")
+            + ", not a calibration"
+        )
+    return "tiff", px, None, raw, why
+
+
+def _to_czyx(path: Path, data, axes: str, frame, notes: list[str]):
+    """``data`` (tifffile axes string ``axes``, upper case) with its axes mapped onto (c, z, y, x):
+    length-1 axes dropped, a time/other axis of length > 1 indexed by ``frame=``; and its dims."""
+    sel: list = []
+    keep_axes = ""
+    for i, a in enumerate(axes):
+        n = data.shape[i]
+        if a in "YX":
+            keep_axes += a
+        elif a in "CS":
+            keep_axes += "C" if n > 1 else ""
+            if n == 1:
+                sel.append((i, 0))
+        elif a == "Z":
+            if n > 1:
+                keep_axes += "Z"
+            else:
+                sel.append((i, 0))
+        else:  # T, I, Q, R, ...
+            if n == 1:
+                sel.append((i, 0))
+            elif frame is None:
+                raise FormatError(
+                    f"axis {a!r} of length {n} (time points or other frames); pass frame=<index> to pick one",
+                    path=path,
+                    field="frame",
+                )
+            else:
+                fi = pick_index(path, frame, [str(k) for k in range(n)], "frame")
+                sel.append((i, fi))
+                notes.append(f"frame {fi} of {n} along axis {a!r}")
+    if keep_axes.count("C") > 1:
+        raise FormatError(f"both channels and RGB samples in axes {axes!r}; not supported", path=path)
+    index = [slice(None)] * data.ndim
+    for i, v in sel:
+        index[i] = v
+    data = data[tuple(index)]
+    order = [keep_axes.index(a) for a in "CZYX" if a in keep_axes]
+    return data.transpose(order), tuple(a.lower() for a in "CZYX" if a in keep_axes)
+
+
 def read_tiff(path, **overrides):
     """Read an OME-TIFF, ImageJ TIFF or plain TIFF as a light-microscopy Image (lazy).
 
@@ -135,82 +213,10 @@ def read_tiff(path, **overrides):
     if nseries > 1 and ov.series is None:
         notes.append(f"file holds {nseries} series {series_names}; the first is read (series= picks another)")
     data, axes = tiff_series_dask(path, si)
-    raw: dict = {}
-    px: dict | None = None
-    why = None
-    chans = None
-    fmt = "tiff"
-    if is_ome and ome_xml:
-        fmt = "ome_tiff"
-        px, chans, raw, _ = _ome_calibration(path, ome_xml, si)
-        if not px or not ("x" in px and "y" in px):
-            px, why = None, "OME metadata has no PhysicalSizeX/Y"
-    elif is_imagej:
-        fmt = "imagej_tiff"
-        unit = _imagej_unit(ij.get("unit", ""))
-        xr_, yr_ = _rational(tags.get("XResolution")), _rational(tags.get("YResolution"))
-        raw = {"unit": unit, "XResolution": xr_, "YResolution": yr_, "spacing": ij.get("spacing")}
-        if unit and unit.lower() not in ("pixel", "pixels", "px", "") and xr_:
-            f = to_nm_factor(unit, path=path, field="ImageJ unit")
-            px = {"x": f / xr_, "y": f / (yr_ or xr_)}
-            if ij.get("spacing"):
-                px["z"] = float(ij["spacing"]) * f
-        else:
-            why = f"ImageJ TIFF without a length unit (unit {unit!r})"
-    else:
-        ru = tags.get("ResolutionUnit")
-        ru = int(ru) if ru is not None else 1
-        xr_, yr_ = _rational(tags.get("XResolution")), _rational(tags.get("YResolution"))
-        raw = {"ResolutionUnit": ru, "XResolution": xr_, "YResolution": yr_}
-        if ru == 3 and xr_:
-            px = {"x": 1e7 / xr_, "y": 1e7 / (yr_ or xr_)}
-            notes.append("pixel size from the TIFF resolution tags (pixels per centimetre)")
-        else:
-            why = (
-                "plain TIFF: its resolution tags are "
-                + ("a print resolution in dots per inch" if ru == 2 else "absent or unitless")
-                + ", not a calibration"
-            )
+    fmt, px, chans, raw, why = _calibration(path, ome_xml if is_ome else None, ij if is_imagej else None, tags, si, notes)
 
-    # map axes onto (c, z, y, x)
     axes = axes.upper()
-    sel: list = []
-    keep_axes = ""
-    for i, a in enumerate(axes):
-        n = data.shape[i]
-        if a in "YX":
-            keep_axes += a
-        elif a in "CS":
-            keep_axes += "C" if n > 1 else ""
-            if n == 1:
-                sel.append((i, 0))
-        elif a == "Z":
-            if n > 1:
-                keep_axes += "Z"
-            else:
-                sel.append((i, 0))
-        else:  # T, I, Q, R, ...
-            if n == 1:
-                sel.append((i, 0))
-            elif ov.frame is None:
-                raise FormatError(
-                    f"axis {a!r} of length {n} (time points or other frames); pass frame=<index> to pick one",
-                    path=path,
-                    field="frame",
-                )
-            else:
-                fi = pick_index(path, ov.frame, [str(k) for k in range(n)], "frame")
-                sel.append((i, fi))
-                notes.append(f"frame {fi} of {n} along axis {a!r}")
-    if keep_axes.count("C") > 1:
-        raise FormatError(f"both channels and RGB samples in axes {axes!r}; not supported", path=path)
-    index = [slice(None)] * data.ndim
-    for i, v in sel:
-        index[i] = v
-    data = data[tuple(index)]
-    order = [keep_axes.index(a) for a in "CZYX" if a in keep_axes]
-    data = data.transpose(order)
-    dims = tuple(a.lower() for a in "CZYX" if a in keep_axes)
+    data, dims = _to_czyx(path, data, axes, ov.frame, notes)
     if "c" in dims:
         n = data.shape[0]
         if chans is None or len(chans) != n:
@@ -228,18 +234,8 @@ def read_tiff(path, **overrides):
     if px is not None:
         px = {d: px[d] for d in dims if d != "c" and d in px}
     return build_image(
-        data,
-        path=path,
-        ov=ov,
-        dims=dims,
-        pixel_size_nm=px,
-        default_modality="lm",
-        source_format=fmt,
-        channel_names=chans,
-        value_unit="counts",
-        notes=notes,
-        raw_calibration=raw,
-        uncalibrated_reason=why,
+        data, path=path, ov=ov, dims=dims, pixel_size_nm=px, default_modality="lm", source_format=fmt,
+        channel_names=chans, value_unit="counts", notes=notes, raw_calibration=raw, uncalibrated_reason=why,
         attrs={"series": si, "tiff_axes": axes},
     )
 

@@ -24,15 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ...errors import FormatError, UnitError
-from .._registry import ReaderSpec
 from ._hdf5 import hdf5_file, read_dataset
-from ._smlm_common import (
-    check_options,
-    finish,
-    hdf5_has,
-    length_factor,
-    require_pixel_size,
-)
+from ._smlm_common import check_options, finish, hdf5_has, length_factor, require_pixel_size, smlm_reader
 
 __all__ = ["read_decode", "READERS"]
 
@@ -154,13 +147,8 @@ def read_decode(path: str | Path, *, pixel_size_nm: Any = None, channel: Any = N
     units = {k: "nm" for k in ("cr_x", "cr_y", "cr_z") if k in df.columns}
     units.update({k: "photon" for k in ("phot_sig", "phot_cr", "bg_sig", "bg_cr") if k in df.columns})
     return finish(
-        df,
-        path=path,
-        source_format="decode",
-        frame_base=0,
-        camera_pixel_size_nm=[float(px[0]), float(px[1])] if px is not None else None,
-        units=units,
-        notes=notes,
+        df, path=path, source_format="decode", frame_base=0,
+        camera_pixel_size_nm=[float(px[0]), float(px[1])] if px is not None else None, units=units, notes=notes,
         channel=channel,
         extra_attrs={
             "origin": "centre of camera pixel (0, 0) at (0, 0) (DECODE frame extent -0.5..W-0.5)",
@@ -171,13 +159,8 @@ def read_decode(path: str | Path, *, pixel_size_nm: Any = None, channel: Any = N
 
 
 READERS = [
-    ReaderSpec(
-        name="decode",
-        suffixes=(".h5", ".hdf5"),
-        modality="smlm",
-        read=read_decode,
-        can_open=can_open,
-        priority=20,
-        description="DECODE emitter set (.h5; x, y in px x px_size [x, y], z in nm, frame_ix 0-based)",
+    smlm_reader(
+        "decode", (".h5", ".hdf5"), read_decode, can_open, 20,
+        "DECODE emitter set (.h5; x, y in px x px_size [x, y], z in nm, frame_ix 0-based)",
     )
 ]

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import FormatError, UnitError
-from .._registry import ReaderSpec
-from ._smlm_common import check_options, finish, head_text, is_length_unit, length_factor, split_unit
+from ._smlm_columns import map_labels, require_labels, scale_columns
+from ._smlm_common import check_options, finish, head_text, length_factor, smlm_reader
 from ._text import parse_header_fields, read_numeric_csv
 
 __all__ = ["read_elyra", "READERS"]
@@ -27,13 +27,8 @@ __all__ = ["read_elyra", "READERS"]
 FRAME_BASE = 1
 
 _CANONICAL = {
-    "position x": "x",
-    "position y": "y",
-    "position z": "z",
-    "first frame": "frame",
-    "precision": "precision",
-    "number photons": "photons",
-    "channel": "channel",
+    "position x": "x", "position y": "y", "position z": "z", "first frame": "frame", "precision": "precision",
+    "number photons": "photons", "channel": "channel",
 }
 
 
@@ -89,42 +84,23 @@ def read_elyra(path: str | Path, *, pixel_size_nm: float | None = None, channel:
     header_end = table.find(b"\n")
     header = table[: header_end if header_end >= 0 else len(table)].decode("latin-1").rstrip("\r")
     labels = parse_header_fields(header, sep="\t")
-    names, factors, units = [], {}, {}
-    for label in labels:
-        base, unit = split_unit(label)
-        target = _CANONICAL.get(base.lower(), base)
-        if target in ("x", "y", "z", "precision") or (unit is not None and is_length_unit(unit)):
-            if unit is None or not is_length_unit(unit):
-                raise UnitError(f"unknown or missing length unit {unit!r}; expected nm", path=path, field=label)
-            factors[target] = length_factor(unit, path=path, field=label, pixel_size_nm=pixel_size_nm)
-            if target not in _CANONICAL.values():
-                units[target] = "nm"
-        names.append(target)
-    for req in ("x", "y"):
-        if req not in names:
-            raise FormatError(
-                f"missing required column 'Position {req.upper()} [nm]'; header has {labels}", path=path, field=req
-            )
+    names, factors, units = map_labels(
+        labels, _CANONICAL, path=path, pixel_size_nm=pixel_size_nm, length_columns=("x", "y", "z", "precision"),
+        other_units=False,
+    )
+    require_labels(names, labels, {"x": "Position X [nm]", "y": "Position Y [nm]"}, path=path)
     # CRLF: pyarrow keeps a trailing CR out of numbers, but strip it to be safe.
     body = table[header_end + 1 :] if header_end >= 0 else b""
     df = read_numeric_csv(body.replace(b"\r", b""), names, skip_rows=0, sep="\t", path=path)
-    for col, f in factors.items():
-        if f != 1.0:
-            df[col] = df[col].to_numpy() * f
+    scale_columns(df, factors)
     cam, meta = _trailer_pixel_size(trailer, path)
     if pixel_size_nm is not None:
         cam = float(pixel_size_nm)
     if "Z Slice" in df.columns:
         notes.append("'Z Slice' is a slice index, not a z position; kept as a column")
     return finish(
-        df,
-        path=path,
-        source_format="elyra",
-        frame_base=FRAME_BASE,
-        camera_pixel_size_nm=cam,
-        units=units,
-        notes=notes,
-        channel=channel,
+        df, path=path, source_format="elyra", frame_base=FRAME_BASE, camera_pixel_size_nm=cam, units=units,
+        notes=notes, channel=channel,
         extra_attrs={
             "origin": "as exported by ZEN (pixel-corner/centre convention not documented)",
             "file_metadata": meta,
@@ -133,13 +109,8 @@ def read_elyra(path: str | Path, *, pixel_size_nm: float | None = None, channel:
 
 
 READERS = [
-    ReaderSpec(
-        name="elyra",
-        suffixes=(".txt", ".csv"),
-        modality="smlm",
-        read=read_elyra,
-        can_open=can_open,
-        priority=20,
-        description="Zeiss Elyra/ZEN localization table (tab-separated, First Frame 1-based)",
+    smlm_reader(
+        "elyra", (".txt", ".csv"), read_elyra, can_open, 20,
+        "Zeiss Elyra/ZEN localization table (tab-separated, First Frame 1-based)",
     )
 ]

@@ -29,8 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import FormatError
-from .._registry import ReaderSpec
-from ._smlm_common import check_options, finish
+from ._smlm_common import check_options, finish, smlm_reader
 
 __all__ = ["read_minflux", "READERS"]
 
@@ -206,13 +205,8 @@ def read_minflux(path: str | Path, *, include_invalid: bool = False, z_scale: fl
 
 
 READERS = [
-    ReaderSpec(
-        name="minflux",
-        suffixes=(".npy", ".json"),
-        modality="smlm",
-        read=read_minflux,
-        can_open=can_open,
-        priority=10,
-        description="Abberior MINFLUX export (Imspector .npy / .json; last valid iteration, loc in metres -> nm)",
+    smlm_reader(
+        "minflux", (".npy", ".json"), read_minflux, can_open, 10,
+        "Abberior MINFLUX export (Imspector .npy / .json; last valid iteration, loc in metres -> nm)",
     )
 ]

@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...errors import FormatError, UnitError
-from .._registry import ReaderSpec
-from ._smlm_common import check_options, finish, first_line, is_length_unit, length_factor, split_unit
+from ...errors import FormatError
+from ._smlm_columns import map_labels, require_labels, scale_columns
+from ._smlm_common import check_options, finish, first_line, smlm_reader, split_unit
 from ._text import parse_header_fields, read_first_line, read_numeric_csv
 
 __all__ = ["read_nanoimager", "READERS"]
@@ -25,16 +25,8 @@ __all__ = ["read_nanoimager", "READERS"]
 FRAME_BASE = 0
 
 _CANONICAL = {
-    "x": "x",
-    "y": "y",
-    "z": "z",
-    "frame": "frame",
-    "channel": "channel",
-    "photons": "photons",
-    "background": "background",
-    "x precision": "precision_x",
-    "y precision": "precision_y",
-    "z precision": "precision_z",
+    "x": "x", "y": "y", "z": "z", "frame": "frame", "channel": "channel", "photons": "photons",
+    "background": "background", "x precision": "precision_x", "y precision": "precision_y", "z precision": "precision_z",
 }
 
 
@@ -64,52 +56,26 @@ def read_nanoimager(path: str | Path, *, pixel_size_nm: float | None = None, cha
     labels = parse_header_fields(read_first_line(path))
     if not labels or labels == [""]:
         raise FormatError("empty file or empty header line", path=path)
-    names: list[str] = []
-    factors: dict[str, float] = {}
-    units: dict[str, str] = {}
-    for label in labels:
-        base, unit = split_unit(label)
-        target = _CANONICAL.get(base.lower(), base)
-        if target in ("x", "y", "z") or (unit is not None and is_length_unit(unit)):
-            if unit is None or not is_length_unit(unit):
-                raise UnitError(f"unknown or missing length unit {unit!r}; expected nm", path=path, field=label)
-            factors[target] = length_factor(unit, path=path, field=label, pixel_size_nm=pixel_size_nm)
-            if target not in _CANONICAL.values():
-                units[target] = "nm"
-        elif unit:
-            units[target] = unit
-        names.append(target)
-    for req in ("x", "y"):
-        if req not in names:
-            raise FormatError(f"missing required column '{req.upper()} (nm)'; header has {labels}", path=path, field=req)
+    names, factors, units = map_labels(
+        labels, _CANONICAL, path=path, pixel_size_nm=pixel_size_nm, length_columns=("x", "y", "z"), other_units=True
+    )
+    require_labels(names, labels, {"x": "X (nm)", "y": "Y (nm)"}, path=path)
     df = read_numeric_csv(path, names, skip_rows=1, path=path)
-    for col, f in factors.items():
-        if f != 1.0:
-            df[col] = df[col].to_numpy() * f
+    scale_columns(df, factors)
     notes = []
     if "z" in df.columns and len(df) and (df["z"] == 0).all():
         notes.append("Z (nm) is 0 for every row: a 2-D acquisition; z kept as 0")
     return finish(
-        df,
-        path=path,
-        source_format="nanoimager",
-        frame_base=FRAME_BASE,
-        camera_pixel_size_nm=float(pixel_size_nm) if pixel_size_nm is not None else None,
-        units=units,
-        notes=notes,
+        df, path=path, source_format="nanoimager", frame_base=FRAME_BASE,
+        camera_pixel_size_nm=float(pixel_size_nm) if pixel_size_nm is not None else None, units=units, notes=notes,
         channel=channel,
         extra_attrs={"origin": "as exported by NimOS (pixel-corner/centre convention not documented)"},
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="nanoimager",
-        suffixes=(".csv",),
-        modality="smlm",
-        read=read_nanoimager,
-        can_open=can_open,
-        priority=15,
-        description="ONI Nanoimager localization CSV (X (nm), Frame 0-based, Channel)",
+    smlm_reader(
+        "nanoimager", (".csv",), read_nanoimager, can_open, 15,
+        "ONI Nanoimager localization CSV (X (nm), Frame 0-based, Channel)",
     )
 ]

@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ...errors import FormatError
-from .._registry import ReaderSpec
 from ._hdf5 import hdf5_file, read_dataset
-from ._smlm_common import check_options, finish, hdf5_has, require_pixel_size
+from ._smlm_common import check_options, finish, hdf5_has, require_pixel_size, smlm_reader
 
 __all__ = ["read_picasso", "read_picasso_metadata", "READERS"]
 
@@ -168,26 +167,14 @@ def read_picasso(path: str | Path, *, pixel_size_nm: float | None = None, channe
         if val is not None:
             extra[f"camera_{key.lower()}"] = val
     return finish(
-        df,
-        path=path,
-        source_format="picasso",
-        frame_base=0,
-        camera_pixel_size_nm=px,
-        units=units,
-        notes=notes,
-        channel=channel,
-        extra_attrs=extra,
+        df, path=path, source_format="picasso", frame_base=0, camera_pixel_size_nm=px, units=units, notes=notes,
+        channel=channel, extra_attrs=extra,
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="picasso",
-        suffixes=(".hdf5", ".h5"),
-        modality="smlm",
-        read=read_picasso,
-        can_open=can_open,
-        priority=21,
-        description="Picasso localizations (.hdf5 'locs' + YAML sidecar; x, y in px x Pixelsize)",
+    smlm_reader(
+        "picasso", (".hdf5", ".h5"), read_picasso, can_open, 21,
+        "Picasso localizations (.hdf5 'locs' + YAML sidecar; x, y in px x Pixelsize)",
     )
 ]

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ...errors import FormatError, UnitError
-from .._registry import ReaderSpec
-from ._smlm_common import check_options, finish, first_line, is_pixel_unit, length_factor
+from ._smlm_columns import scale_columns
+from ._smlm_common import check_options, finish, first_line, is_pixel_unit, length_factor, smlm_reader
 from ._text import read_first_line, read_whitespace_table, require_terminated
 
 __all__ = ["read_rapidstorm", "READERS"]
@@ -166,30 +166,18 @@ def read_rapidstorm(path: str | Path, *, pixel_size_nm: float | None = None, cha
                 path=path,
             )
         df = read_whitespace_table(body, names, path=path)
-    for col, fac in factors.items():
-        if fac != 1.0:
-            df[col] = df[col].to_numpy() * fac
+    scale_columns(df, factors)
     return finish(
-        df,
-        path=path,
-        source_format="rapidstorm",
-        frame_base=frame_base,
-        camera_pixel_size_nm=float(pixel_size_nm) if pixel_size_nm is not None else None,
-        units=units,
-        notes=notes,
+        df, path=path, source_format="rapidstorm", frame_base=frame_base,
+        camera_pixel_size_nm=float(pixel_size_nm) if pixel_size_nm is not None else None, units=units, notes=notes,
         channel=channel,
         extra_attrs={"origin": "as written by rapidSTORM (pixel-corner/centre convention not verified)"},
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="rapidstorm",
-        suffixes=(".txt",),
-        modality="smlm",
-        read=read_rapidstorm,
-        can_open=can_open,
-        priority=20,
-        description="rapidSTORM localization file (XML field header, ImageNumber 0-based)",
+    smlm_reader(
+        "rapidstorm", (".txt",), read_rapidstorm, can_open, 20,
+        "rapidSTORM localization file (XML field header, ImageNumber 0-based)",
     )
 ]

@@ -30,8 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import FormatError, UnitError
-from .._registry import ReaderSpec
-from ._smlm_common import check_options, finish, is_length_unit, length_factor
+from ._smlm_common import check_options, finish, is_length_unit, length_factor, smlm_reader
 
 __all__ = ["read_smlm", "READERS"]
 
@@ -320,26 +319,15 @@ def read_smlm(path: str | Path, *, pixel_size_nm: float | None = None, channel: 
     df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     notes.append("frame base assumed 0 (the .smlm specification does not fix one)")
     return finish(
-        df,
-        path=path,
-        source_format="smlm",
-        frame_base=0,
-        camera_pixel_size_nm=float(pixel_size_nm) if pixel_size_nm is not None else None,
-        units=all_units,
-        notes=notes,
-        channel=channel,
-        extra_attrs={"origin": "as written (the .smlm format states none)"},
+        df, path=path, source_format="smlm", frame_base=0,
+        camera_pixel_size_nm=float(pixel_size_nm) if pixel_size_nm is not None else None, units=all_units,
+        notes=notes, channel=channel, extra_attrs={"origin": "as written (the .smlm format states none)"},
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="smlm",
-        suffixes=(".smlm",),
-        modality="smlm",
-        read=read_smlm,
-        can_open=can_open,
-        priority=20,
-        description="ShareLoc .smlm (ZIP + manifest.json, binary table; nm)",
+    smlm_reader(
+        "smlm", (".smlm",), read_smlm, can_open, 20,
+        "ShareLoc .smlm (ZIP + manifest.json, binary table; nm)",
     )
 ]

@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ...errors import FormatError
-from .._registry import ReaderSpec
 from ._hdf5 import hdf5_file, read_dataset
-from ._smlm_common import check_options, finish, hdf5_has
+from ._smlm_common import check_options, finish, hdf5_has, smlm_reader
 
 __all__ = ["read_smap", "READERS"]
 
@@ -103,26 +102,15 @@ def read_smap(path: str | Path, *, pixel_size_nm: float | None = None, channel: 
     if pixel_size_nm is not None:
         cam = float(pixel_size_nm)
     return finish(
-        df,
-        path=path,
-        source_format="smap",
-        frame_base=1,
-        camera_pixel_size_nm=cam,
-        units=units,
-        notes=notes,
+        df, path=path, source_format="smap", frame_base=1, camera_pixel_size_nm=cam, units=units, notes=notes,
         channel=channel,
         extra_attrs={"origin": "xnm = xpix x camera pixel size as written by SMAP (pixel-corner/centre not verified)"},
     )
 
 
 READERS = [
-    ReaderSpec(
-        name="smap",
-        suffixes=(".mat",),
-        modality="smlm",
-        read=read_smap,
-        can_open=can_open,
-        priority=20,
-        description="SMAP _sml.mat (MATLAB v7.3/HDF5; saveloc/loc xnm, ynm, znm; frame 1-based)",
+    smlm_reader(
+        "smap", (".mat",), read_smap, can_open, 20,
+        "SMAP _sml.mat (MATLAB v7.3/HDF5; saveloc/loc xnm, ynm, znm; frame 1-based)",
     )
 ]
