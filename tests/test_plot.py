@@ -130,7 +130,7 @@ def test_overlay_residual_vectors_and_outliers():
 
 
 def test_overlay_particle_outlines_and_region():
-    from correlate.plot._overlay import _boundaries
+    from correlate.plot._raster import boundaries as _boundaries
 
     lab = np.zeros((50, 60), int)
     lab[10:20, 10:30] = 1

@@ -268,7 +268,7 @@ def test_failed_placement_keeps_old_element(store, monkeypatch, what):
 
 
 def test_create_overwrite_fallback_keeps_old_store_when_rename_fails(store, monkeypatch):
-    import correlate.scene as scene_mod
+    import correlate._store.create as scene_mod
 
     before = _snapshot(store.path)
     monkeypatch.setattr(scene_mod, "_exchange", lambda a, b: False)

@@ -80,9 +80,7 @@ def run_demo(
     dict
         The figures printed: drift, registration, particle and count errors (nm, fractions).
     """
-    from .analysis import analyze_particles
     from .datasets import SampleConfig, simulate_sample
-    from .registration import register_scene
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,30 +106,57 @@ def run_demo(
     if simulate_only:
         return results
 
-    # 2. Drift correction (SMLM colours share the stage, so each is corrected from its own beads).
-    from .smlm import align_colour_elements, drift_correct_element
+    labels, offsets = _drift_step(scene, truth, out, drift, results)
+    _registration_step(scene, truth, labels, offsets, results)
+    labels = _colour_step(scene, labels)
+    table = _particles_step(scene, cfg, truth, labels, results)
+    csv_path = out / "particles.csv"
+    table.to_csv(csv_path, index=False)
+
+    from .plot import make_report, plot_overlay, save_figure
+
+    fig = plot_overlay(scene, "em", labels, show_particles=True, show_tre=True)
+    overlay_path = save_figure(fig, out / "overlay.png")
+    report_path = make_report(scene, out / "report.html", base="em", labels=labels)
+    results["overlay"] = str(overlay_path)
+    results["report"] = str(report_path)
+    _say(f"[6] overlay {overlay_path}; report {report_path}; particle table {csv_path}")
+    _say(f"done in {time.perf_counter() - t0:.1f} s. Inspect the store with: correlate info {store}")
+    return results
+
+
+def _drift_step(scene, truth, out: Path, drift: bool, results: dict) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Step 2: drift correction of each SMLM colour from its own beads (the colours share the
+    stage). Returns the localization elements to use next and the constant offset (nm) each
+    correction leaves relative to the truth."""
+    from .smlm import drift_correct_element
 
     labels = ["antibody", "corona"]
+    if not drift:
+        return labels, {n: np.zeros(2) for n in labels}
     offsets: dict[str, np.ndarray] = {}
-    if drift:
-        tdrift = truth.drift
-        for name in labels:
-            res = drift_correct_element(scene, name, method="auto", out=f"{name}_corrected",
-                                        plot=out / f"drift_{name}.png", overwrite=True)
-            est = res["drift"]
-            d_true = tdrift.set_index("frame").reindex(est.frames)[["dx", "dy"]].to_numpy()
-            diff = d_true - est.values[:, :2]
-            offsets[name] = diff.mean(axis=0)
-            rms = float(np.sqrt(np.mean(np.sum((diff - offsets[name]) ** 2, axis=1))))
-            results[f"drift_residual_rms_nm_{name}"] = rms
-            _say(f"[2] drift {name}: method {est.method}, true residual drift {rms:.2f} nm RMS "
-                 f"(estimated {res['summary']['residual_drift_rms_nm']:.2f} nm); plot {res['plot']}")
-        labels = [f"{n}_corrected" for n in labels]
-    else:
-        offsets = {n: np.zeros(2) for n in labels}
+    tdrift = truth.drift
+    for name in labels:
+        res = drift_correct_element(scene, name, method="auto", out=f"{name}_corrected",
+                                    plot=out / f"drift_{name}.png", overwrite=True)
+        est = res["drift"]
+        d_true = tdrift.set_index("frame").reindex(est.frames)[["dx", "dy"]].to_numpy()
+        diff = d_true - est.values[:, :2]
+        offsets[name] = diff.mean(axis=0)
+        rms = float(np.sqrt(np.mean(np.sum((diff - offsets[name]) ** 2, axis=1))))
+        results[f"drift_residual_rms_nm_{name}"] = rms
+        _say(f"[2] drift {name}: method {est.method}, true residual drift {rms:.2f} nm RMS "
+             f"(estimated {res['summary']['residual_drift_rms_nm']:.2f} nm); plot {res['plot']}")
+    return [f"{n}_corrected" for n in labels], offsets
 
-    # 3. Registration onto EM (world): SMLM antibody colour, SIM, AFM. The simulator's EM frame is
-    # world, so each true transform (own frame -> world) is also own frame -> EM.
+
+def _registration_step(scene, truth, labels: list[str], offsets: dict[str, np.ndarray], results: dict) -> None:
+    """Step 3: registration onto EM (world) of the SMLM antibody colour, SIM and AFM. The
+    simulator's EM frame is world, so each true transform (own frame -> world) is also own frame
+    -> EM."""
+    from .registration import register_scene
+    from .registration._register import _hull_mask
+
     for moving, true_key in ((labels[0], "smlm"), ("sim", "sim"), ("afm", "afm")):
         reg, _ = register_scene(scene, moving, "em", model="auto")
         base = moving.replace("_corrected", "")
@@ -140,8 +165,6 @@ def run_demo(
         used = reg.landmarks.source[reg.landmarks.used]
         lo, hi = used.min(axis=0), used.max(axis=0)
         g = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], 15), np.linspace(lo[1], hi[1], 15)), -1).reshape(-1, 2)
-        from .registration._register import _hull_mask
-
         g = g[_hull_mask(g, used)]
         fitted = scene.transform_to_world(moving)
         err = registration_truth_error(fitted, true_t, g, offsets.get(base))
@@ -158,17 +181,26 @@ def run_demo(
              f"predicted TRE median {r['predicted_tre_rms_median_nm']:.2f} nm, true error median "
              f"{r['true_error_median_nm']:.2f} nm (95th pct {r['true_error_p95_nm']:.2f} nm)")
 
-    # 4. Colour alignment: corona onto the (registered) antibody colour, from the shared beads.
+
+def _colour_step(scene, labels: list[str]) -> list[str]:
+    """Step 4: the corona colour onto the (registered) antibody colour, from the shared beads."""
+    from .smlm import align_colour_elements
+
     res = align_colour_elements(scene, labels[1], labels[0], out="corona_aligned", overwrite=True)
-    labels = [labels[0], "corona_aligned"]
     summ = res["summary"]
     _say(f"[4] colour alignment corona -> antibody: model {summ.get('model')}, "
          f"{summ.get('n_beads', summ.get('n_pairs', '?'))} beads, residual {summ.get('fre_rms_nm', float('nan')):.2f} nm RMS")
+    return [labels[0], "corona_aligned"]
 
-    # 5. Particles in EM, with labels counted per particle. Counting molecules from blinks needs
-    # the dye's events per molecule, measured on a sparse calibration acquisition (simulated here
-    # with the same imaging settings), and the labelling's detection efficiency (a calibration
-    # the user supplies; here the simulator's setting).
+
+def _particles_step(scene, cfg, truth, labels: list[str], results: dict) -> pd.DataFrame:
+    """Step 5: particles in EM with the labels counted per particle, scored against the truth.
+
+    Counting molecules from blinks needs the dye's events per molecule, measured on a sparse
+    calibration acquisition (simulated here with the same imaging settings), and the labelling's
+    detection efficiency (a calibration the user supplies; here the simulator's setting).
+    """
+    from .analysis import analyze_particles
     from .datasets import simulate_calibration
 
     calibration = simulate_calibration(cfg)
@@ -199,7 +231,13 @@ def run_demo(
          f"{recall:.1%}, precision {precision:.1%}; diameter error median {p['diameter_error_median_abs_nm']:.2f} nm, "
          f"95th pct {p['diameter_error_p95_abs_nm']:.2f} nm")
     ref = found.reset_index(drop=True).loc[fi]
-    # Assignment of localizations, scored with the simulator's per-localization truth.
+    _score_assignments(scene, analysis, labels, ref, m, hit, results)
+    _score_molecules(labels, ref, m, hit, results)
+    return table
+
+
+def _score_assignments(scene, analysis, labels: list[str], ref: pd.DataFrame, m: pd.DataFrame, hit, results: dict) -> None:
+    """Assignment of localizations, scored with the simulator's per-localization truth."""
     found_to_true = dict(zip(ref["particle_id"].to_numpy(), m.loc[hit, "particle_id"].to_numpy()))
     for label, truth_label in zip(labels, ("antibody", "corona")):
         asg = analysis.assignments.get(label)
@@ -217,6 +255,10 @@ def run_demo(
         a = results[f"assignment_{truth_label}"]
         _say(f"    {truth_label}: {a['assigned_to_own_particle']:.1%} of particle localizations assigned to their "
              f"particle, {a['background_assigned']:.1%} of background localizations assigned to any")
+
+
+def _score_molecules(labels: list[str], ref: pd.DataFrame, m: pd.DataFrame, hit, results: dict) -> None:
+    """Molecules per particle against the truth, and the size-count correlation."""
     for label, truth_label in zip(labels, ("antibody", "corona")):
         col = f"n_molecules_{label}"
         if col not in ref.columns:
@@ -234,17 +276,3 @@ def run_demo(
         r = results[f"molecules_{truth_label}"]
         _say(f"    {truth_label}: molecules per particle median |relative error| {r['median_abs_rel_error']:.1%}; "
              f"size-count correlation true {corr_true:.2f}, estimated {corr_est:.2f}")
-    csv_path = out / "particles.csv"
-    table.to_csv(csv_path, index=False)
-
-    # 6. Overlay and report.
-    from .plot import make_report, plot_overlay, save_figure
-
-    fig = plot_overlay(scene, "em", labels, show_particles=True, show_tre=True)
-    overlay_path = save_figure(fig, out / "overlay.png")
-    report_path = make_report(scene, out / "report.html", base="em", labels=labels)
-    results["overlay"] = str(overlay_path)
-    results["report"] = str(report_path)
-    _say(f"[6] overlay {overlay_path}; report {report_path}; particle table {csv_path}")
-    _say(f"done in {time.perf_counter() - t0:.1f} s. Inspect the store with: correlate info {store}")
-    return results

@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import pandas as pd
 
@@ -39,20 +38,17 @@ from . import elements as _el
 from ._store import catalogue as _cat
 from ._store import graph as _graph
 from ._store import parts as _parts
+from ._store import records as _records
+from ._store.create import create_store
 from ._store.lock import StoreLock
 from ._store.paths import EXT as _EXT
-from ._store.paths import LOCK_FILE, RESERVED_NAMES, WORLD, check_name, resolve_inside
-from ._store.rootdoc import SCENE_SCHEMA_VERSION, copy_root, empty_root, group_json, now, software_version
+from ._store.paths import RESERVED_NAMES, WORLD, check_name, resolve_inside
+from ._store.rootdoc import SCENE_SCHEMA_VERSION, copy_root
 from ._store.writer import Transaction, read_checked_root, recover
 from .errors import ElementError, StoreError
-from .io._atomic import _exchange, _two_step_replace, from_jsonable, remove_tree, to_jsonable, write_json_atomic
 from .transforms import Identity, Transform
 
 __all__ = ["Scene", "open_scene", "SCENE_SCHEMA_VERSION", "WORLD", "RESERVED_NAMES"]
-
-
-def _check_name(name: Any, what: str = "element") -> str:
-    return check_name(name, what)
 
 
 class Scene:
@@ -74,9 +70,7 @@ class Scene:
         self._lock = StoreLock(self.path, lock_timeout) if mode == "r+" else None
         self._root = _root if _root is not None else self._read_root()
 
-    # ------------------------------------------------------------------------------------------
-    # opening and creating
-    # ------------------------------------------------------------------------------------------
+    # -- opening and creating ------------------------------------------------------------------
     @classmethod
     def create(cls, path: str | os.PathLike, *, overwrite: bool = False, lock_timeout: float | None = None) -> "Scene":
         """Create a new, empty store at ``path``.
@@ -89,43 +83,7 @@ class Scene:
             replaced).
         """
         path = Path(path)
-        lock = None
-        if path.exists():
-            if not overwrite:
-                raise StoreError("already exists; pass overwrite=True to replace it", path=path)
-            if path.is_file():
-                raise StoreError("is a file, not a store; refusing to replace it", path=path)
-            if any(path.iterdir()) and not (path / "zarr.json").exists():
-                raise StoreError("exists and is not a zarr store; refusing to replace a folder that is not a store",
-                                 path=path)
-            if (path / "zarr.json").exists():
-                lock = StoreLock(path, lock_timeout)
-                lock.acquire()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.correlate-new-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.mkdir()
-            write_json_atomic(tmp / "zarr.json", group_json(empty_root()))
-            write_json_atomic(tmp / _EXT / "zarr.json",
-                              group_json({_EXT: {"kind": "extension", "schema_version": SCENE_SCHEMA_VERSION}}))
-            (tmp / LOCK_FILE).touch()
-            if path.exists():
-                # swap atomically where the OS can (the old store then sits at tmp, removed below)
-                if not _exchange(tmp, path):
-                    old = path.parent / f".{path.name}.correlate-old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-                    _two_step_replace(tmp, path, old)
-                    remove_tree(old)
-            else:
-                try:
-                    os.rename(tmp, path)
-                except OSError as exc:
-                    if path.exists():  # another process created it meanwhile
-                        raise StoreError("already exists (created by another process meanwhile)", path=path) from exc
-                    raise
-        finally:
-            if lock is not None:
-                lock.release()
-            remove_tree(tmp)
+        create_store(path, overwrite=overwrite, lock_timeout=lock_timeout)
         return cls(path, "r+", lock_timeout=lock_timeout)
 
     @classmethod
@@ -149,10 +107,6 @@ class Scene:
                 scene._lock.release()
             scene.reload()
         return scene
-
-    @staticmethod
-    def _empty_root() -> dict:
-        return empty_root()
 
     def _read_root(self) -> dict:
         return read_checked_root(self.path)
@@ -207,9 +161,7 @@ class Scene:
         with self.transaction(what):
             yield self._txn
 
-    # ------------------------------------------------------------------------------------------
-    # listing
-    # ------------------------------------------------------------------------------------------
+    # -- listing -------------------------------------------------------------------------------
     def names(self, kind: str | None = None) -> list[str]:
         """Element names, optionally only of one kind (``"image"``, ``"localizations"``,
         ``"table"``, ``"labels"``; labels are named ``"<image>/labels/<label>"``)."""
@@ -252,9 +204,7 @@ class Scene:
             return "labels"
         return self._entry(name)["kind"]
 
-    # ------------------------------------------------------------------------------------------
-    # adding, reading, removing elements
-    # ------------------------------------------------------------------------------------------
+    # -- adding, reading, removing elements ----------------------------------------------------
     def add(self, name: str, element, transform: Transform | None = None, overwrite: bool = False) -> None:
         """Add an element (Image DataArray, Localizations or Table DataFrame, or Landmarks).
 
@@ -295,12 +245,7 @@ class Scene:
         check_name(name)
         with self._change(f"adding {name!r}") as txn:
             self._check_new_name(name, overwrite)
-            if kind == "image":
-                _parts.add_image(txn, name, element, transform)
-            elif kind == "localizations":
-                _parts.add_localizations(txn, name, element, transform)
-            else:
-                _parts.add_table(txn, name, element)
+            _parts.add_element(txn, kind, name, element, transform)
             if transform is not None and kind in ("image", "localizations"):
                 self.declare_aligned(name, note="transform given to Scene.add", _implicit=True)
 
@@ -377,9 +322,7 @@ class Scene:
             else:
                 _parts.remove_element(txn, name)
 
-    # ------------------------------------------------------------------------------------------
-    # labels
-    # ------------------------------------------------------------------------------------------
+    # -- labels --------------------------------------------------------------------------------
     def add_labels(self, image_name: str, label_name: str, labels, overwrite: bool = False) -> None:
         """Store an integer label image (same spatial grid as the image) as an NGFF image-label
         under ``<image>/labels/<label_name>``; read it back with :meth:`get_labels`."""
@@ -391,9 +334,7 @@ class Scene:
         """The label image ``<image>/labels/<label>`` as a lazy DataArray (dims (z,) y, x)."""
         return self.get(f"{image_name}/labels/{label_name}", level=level)
 
-    # ------------------------------------------------------------------------------------------
-    # transforms
-    # ------------------------------------------------------------------------------------------
+    # -- transforms ----------------------------------------------------------------------------
     def world_ndim(self) -> int:
         """Number of axes of the ``world`` coordinate system (2 or 3)."""
         return _graph.world_ndim(self._root)
@@ -440,16 +381,12 @@ class Scene:
         """Declare that element ``name``'s stored transform places it in ``reference``'s frame
         (default world), so that joins with it need no registration. ``tre_nm``: the RMS error of
         that placement in nm when known (0 for true transforms); None leaves it unknown (NaN)."""
-        from ._placement import declaration_record
-
         self._check_writable()
         with self._change(f"declaring {name!r} aligned") as txn:
-            rec = declaration_record(name, self._entry(name), reference=reference, tre_nm=tre_nm, note=note)
-            rec.update(id=uuid.uuid4().hex[:12], created=now(), implicit=bool(_implicit),
-                       n_registrations=len(self.registrations()))
-            rec = from_jsonable(to_jsonable(rec))
+            rec = _records.declaration_record(name, self._entry(name), reference=reference, tre_nm=tre_nm, note=note,
+                                              implicit=_implicit, n_registrations=len(self.registrations()))
             txn.meta.setdefault("declarations", []).append(rec)
-        return from_jsonable(to_jsonable(rec))
+        return _records.jsonable_copy(rec)
 
     def placement(self, name: str):
         """The :class:`correlate._placement.Placement` of ``name``: placed or not, its anchor, the
@@ -468,9 +405,7 @@ class Scene:
             return
         require_joinable(self.placement(a), self.placement(b), action=action, store=str(self.path))
 
-    # ------------------------------------------------------------------------------------------
-    # landmarks, registrations, history
-    # ------------------------------------------------------------------------------------------
+    # -- landmarks, registrations, history -----------------------------------------------------
     def add_landmarks(self, landmarks: "_el.Landmarks", overwrite: bool = True) -> None:
         """Store landmark pairs under ``correlate/landmarks/<source>__<target>/`` (replacing an
         earlier set for the same pair of systems unless ``overwrite=False``)."""
@@ -504,16 +439,10 @@ class Scene:
         store's records; ``id``, ``created`` and ``software`` are filled in if missing. Returns
         the stored record."""
         self._check_writable()
-        if not isinstance(record, dict):
-            raise ElementError(f"a registration record is a dict, got {type(record).__name__}", field="record")
-        rec = dict(record)
-        rec.setdefault("id", uuid.uuid4().hex[:12])
-        rec.setdefault("created", now())
-        rec.setdefault("software", {"name": "correlate", "version": software_version()})
-        rec = from_jsonable(to_jsonable(rec))
+        rec = _records.registration_record(record)
         with self._change("adding a registration record") as txn:
             txn.meta["registrations"].append(rec)
-        return from_jsonable(to_jsonable(rec))
+        return _records.jsonable_copy(rec)
 
     def registrations(self) -> list[dict]:
         """Every stored registration record, oldest first."""
@@ -532,12 +461,7 @@ class Scene:
         self._check_writable()
         if element_name != WORLD and element_name not in self:
             self._entry(element_name)
-        if not isinstance(step, dict):
-            raise ElementError(f"a history step is a dict, got {type(step).__name__}", field="step")
-        s = dict(step)
-        s.setdefault("time", now())
-        s.setdefault("software", f"correlate {software_version()}")
-        s = from_jsonable(to_jsonable(s))
+        s = _records.history_step(step)
         with self._change(f"recording history of {element_name!r}") as txn:
             if element_name != WORLD and element_name not in self:
                 self._entry(element_name)
@@ -560,9 +484,7 @@ class Scene:
 
         validate_ngff(self)
 
-    # ------------------------------------------------------------------------------------------
-    # summary
-    # ------------------------------------------------------------------------------------------
+    # -- summary -------------------------------------------------------------------------------
     def info(self) -> str:
         """A human-readable summary: elements, coordinate systems, transforms, extensions."""
         from ._store.summary import scene_summary

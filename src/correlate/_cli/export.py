@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import add_store_argument
+
 from ..errors import CorrelateError
 
 NAME = "export"
@@ -28,7 +30,7 @@ _WHAT = ("bigwarp", "matrix", "table", "localizations", "render", "spatialdata",
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("store", metavar="STORE", help="a correlate store (.ome.zarr)")
+    add_store_argument(parser)
     parser.add_argument("what", choices=_WHAT, help="what to export")
     parser.add_argument("-o", "--output", required=True, help="output file")
     parser.add_argument("--name", metavar="NAME",

@@ -73,7 +73,8 @@ def describe(element) -> str:
 def run(args) -> int:
     from ..errors import StoreError
     from ..io import read
-    from ..scene import Scene, _check_name
+    from .._store.paths import check_name
+    from ..scene import Scene
 
     store = Path(args.store)
     files = [Path(f) for f in args.files]
@@ -81,7 +82,7 @@ def run(args) -> int:
     # element can be: a clash on the third file must not leave the first two in the store.
     names = [_element_name(f, args, len(files), i) for i, f in enumerate(files)]
     for name in names:
-        _check_name(name)
+        check_name(name)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise StoreError(f"several files would become element {dup[0]!r}; rename them or use --name PREFIX",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import STORE_HELP, add_store_argument
+
 NAME = "info"
 HELP = "show what a correlate store (or a data file) contains"
 ORDER = 10
@@ -17,7 +19,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", metavar="STORE", help="a correlate store (.ome.zarr) or a data file")
+    add_store_argument(parser, "path", help=f"{STORE_HELP} or a data file")
     parser.add_argument("--quality", action="store_true",
                         help="also measure each localization set: NeNA precision, FRC resolution, fiducials "
                         "(seconds per million localizations)")

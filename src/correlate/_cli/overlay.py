@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import CorrelateError
+from ._args import add_store_argument
 
 NAME = "overlay"
 HELP = "draw localizations over an image of a store (PNG or PDF)"
@@ -29,7 +30,7 @@ def _floats(text: str, n: int, what: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("store", metavar="STORE", help="a correlate store (.ome.zarr)")
+    add_store_argument(parser)
     parser.add_argument("-o", "--output", required=True, help="output file: .png, .pdf or .svg")
     parser.add_argument("--base", metavar="NAME", help="base image (default: the first EM image, else the first image)")
     parser.add_argument("--labels", metavar="NAME,...", help="localization elements to draw (default: all)")

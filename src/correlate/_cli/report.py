@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._args import add_store_argument
+
 NAME = "report"
 HELP = "write a self-contained HTML report (registration and particle results)"
 ORDER = 80
@@ -16,7 +18,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("store", metavar="STORE", help="a correlate store (.ome.zarr)")
+    add_store_argument(parser)
     parser.add_argument("-o", "--output", default="report.html", help="output HTML file (default: report.html)")
     parser.add_argument("--base", metavar="NAME", help="base image of the overlay (default: the first EM image)")
     parser.add_argument("--labels", metavar="NAME,...", help="localization elements to show (default: all)")

@@ -21,7 +21,7 @@ from .rootdoc import now
 if TYPE_CHECKING:  # pragma: no cover
     from .writer import Transaction
 
-__all__ = ["add_image", "add_localizations", "add_table", "set_transform", "remove_element", "add_labels",
+__all__ = ["add_element", "add_image", "add_localizations", "add_table", "set_transform", "remove_element", "add_labels",
            "remove_label", "add_landmarks"]
 
 
@@ -135,6 +135,16 @@ def add_table(txn: "Transaction", name: str, df: pd.DataFrame) -> None:
              "coordinate_system": dict(cs)}
     _put_element(txn, name, e, lambda p: write_table_group(p, df, kind="table", extra_meta=extra, spatial=False),
                  f"{EXT}/tables", None)
+
+
+def add_element(txn: "Transaction", kind: str, name: str, element, transform: Transform | None) -> None:
+    """Write an image, localizations or table element (``kind``) inside a transaction."""
+    if kind == "image":
+        add_image(txn, name, element, transform)
+    elif kind == "localizations":
+        add_localizations(txn, name, element, transform)
+    else:
+        add_table(txn, name, element)
 
 
 def set_transform(txn: "Transaction", name: str, transform: Transform) -> None:

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from ..errors import CorrelateError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ._sample import Sample
 
 __all__ = ["write_files"]
 
@@ -77,7 +74,7 @@ def _write_mrc(data: np.ndarray, px_nm: float, path: Path) -> None:
         mrc.voxel_size = (px_nm * 10.0, px_nm * 10.0, 0.0)  # Å; z 0: a single 2-D image
 
 
-def write_files(sample: "Sample", directory, *, truth: bool = True, truth_columns: bool = False,
+def write_files(sample: Any, directory, *, truth: bool = True, truth_columns: bool = False,
                 overwrite: bool = False) -> dict[str, Path]:
     """Write the sample as files a microscope user would bring.
 
@@ -94,6 +91,8 @@ def write_files(sample: "Sample", directory, *, truth: bool = True, truth_column
 
     Parameters
     ----------
+    sample
+        A :class:`~correlate.datasets.Sample`.
     directory
         Output folder (created).
     truth_columns

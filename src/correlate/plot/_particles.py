@@ -322,7 +322,7 @@ def particle_gallery(
     from matplotlib.patches import Circle
 
     from ..render import channel_colors, grid_from_image
-    from ._overlay import _base_plane
+    from ._raster import base_plane
     from ._scalebar import add_scale_bar, nice_length_nm
 
     cx, cy = _xy_columns(table)
@@ -337,7 +337,7 @@ def particle_gallery(
     radius = _radius(t, size)
     if crop_nm is None:
         crop_nm = 2.5 * 2 * float(np.nanmax(radius)) if len(t) else 100.0
-    plane = _base_plane(image)
+    plane = base_plane(image)
     grid = grid_from_image(plane)
     k = max(1, len(t))
     ncols = min(ncols, k)
@@ -423,9 +423,9 @@ def plot_colocalization(
     ax, ah = fig.subplots(1, 2, width_ratios=[1.4, 1])
     if image is not None:
         from ..render import grid_from_image
-        from ._overlay import _base_plane
+        from ._raster import base_plane
 
-        plane = _base_plane(image)
+        plane = base_plane(image)
         ex = grid_from_image(plane).extent
         vals = np.asarray(plane.values, float)
         lo, hi = np.nanpercentile(vals, [1, 99.5])

@@ -52,7 +52,7 @@ def _table_html(df: pd.DataFrame, max_rows: int = 30) -> str:
 
 
 def _section_registration(scene, records) -> list[str]:
-    from ._overlay import registration_summary
+    from ._records import registration_summary
 
     parts = ["<h2>Registration</h2>"]
     if not records:
@@ -215,9 +215,9 @@ def make_report(
     pathlib.Path
     """
     from .. import __version__
-    from ._overlay import _records_for, plot_overlay
-
-    from ._overlay import placed_labels
+    from ._from_scene import placed_labels
+    from ._overlay import plot_overlay
+    from ._records import records_for
 
     path = Path(path)
     locs = [n for n in scene.names() if scene.kind(n) == "localizations"]
@@ -243,7 +243,7 @@ def make_report(
 
     from tqdm.auto import tqdm
 
-    records = _records_for(scene, [])
+    records = records_for(scene, [])
     images = [n for n in scene.names() if scene.kind(n) == "image"]
     tnames = list(tables) if tables is not None else scene.names(kind="table")
     with tqdm(total=2 + len(tnames), desc="report", unit="section", disable=not sys.stderr.isatty()) as bar:
