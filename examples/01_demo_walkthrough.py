@@ -23,10 +23,7 @@
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless; in a notebook, figures display as returned
-from matplotlib.image import imsave  # noqa: E402
+from matplotlib.image import imsave
 
 import correlate
 from correlate.analysis import analyze_particles
@@ -100,18 +97,42 @@ print(table[["particle_id", "equivalent_diameter_nm", "n_molecules_antibody", "n
 # %% [markdown]
 # ## 5. Figures: overlay, size distribution, labels against size, radial profiles, gallery
 
+# Each plot function returns a Figure; a figure that ends a notebook cell displays inline.
+
 # %%
 overlay = plot_overlay(scene, "em", ["antibody", "corona"], show_particles=True, show_tre=True)
 save_figure(overlay, OUT / "overlay.png")
 print(overlay.correlate_caption)
+overlay
 
-save_figure(plot_size_distribution(table), OUT / "size_distribution.png")
-save_figure(plot_counts_vs_size(table), OUT / "counts_vs_size.png")
+# %%
+fig = plot_size_distribution(table)
+save_figure(fig, OUT / "size_distribution.png")
+fig
 
+# %%
+fig = plot_counts_vs_size(table)
+save_figure(fig, OUT / "counts_vs_size.png")
+fig
+
+# %%
 em = scene.get("em")
 in_em = {name: scene.map_points(scene.get(name), name, "em") for name in ("antibody", "corona")}
-save_figure(plot_radial_profiles(radial_profiles(table, in_em)), OUT / "radial_profiles.png")
-save_figure(particle_gallery(em, table, in_em, n=8), OUT / "gallery.png")
+fig = plot_radial_profiles(radial_profiles(table, in_em))
+save_figure(fig, OUT / "radial_profiles.png")
+fig
+
+# %%
+fig = particle_gallery(em, table, in_em, n=8)
+save_figure(fig, OUT / "gallery.png")
+fig
+
+# %% [markdown]
+# The scene itself, as a notebook shows it: elements, how each is placed, registrations with
+# their predicted error.
+
+# %%
+scene
 
 # %% [markdown]
 # ## 6. One HTML report with everything

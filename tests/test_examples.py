@@ -31,19 +31,40 @@ def test_every_example_is_covered():
         assert any("format_name: percent" in line for line in head), f"{s} lacks the jupytext header"
 
 
-def test_01_demo_walkthrough(tmp_path):
+def _stdout(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+
+
+def test_01_demo_walkthrough_as_a_notebook(tmp_path, monkeypatch):
+    """Executed as a notebook in a kernel: every figure cell shows its figure inline (PNG), the
+    scene shows its HTML summary, and the files are written."""
+    pytest.importorskip("nbclient", reason="nbclient/jupytext not installed (test extra)")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_notebooks", EXAMPLES / "build_notebooks.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     out = tmp_path / "ex01"
-    r = _run("01_demo_walkthrough.py", out)
+    out.mkdir()
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = mod.execute(EXAMPLES / "01_demo_walkthrough.py", out, small=True, timeout=900)
+    pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) >= 5, f"{len(pngs)} inline figures"
+    htmls = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+             if "text/html" in o.get("data", {})]
+    assert any("correlate scene" in h and "antibody -&gt; em" in h for h in htmls)
+    stdout = _stdout(nb)
     for name in ("sample.ome.zarr", "smlm_render.png", "overlay.png", "size_distribution.png",
                  "counts_vs_size.png", "radial_profiles.png", "gallery.png", "particles.csv", "report.html"):
         p = out / name
         assert p.exists() and (p.is_dir() or p.stat().st_size > 0), name
-    assert "histogram: counted {'antibody': " in r.stdout
+    assert "histogram: counted {'antibody': " in stdout
     # every localization of the camera frame counted (the render grid is the data's extent)
-    line = next(l for l in r.stdout.splitlines() if l.startswith("histogram: counted"))
+    line = next(l for l in stdout.splitlines() if l.startswith("histogram: counted"))
     counted, total = line.split(" of ")
     assert counted.split("counted ")[1] == total
-    assert "antibody -> em: model" in r.stdout
+    assert "antibody -> em: model" in stdout
     import pandas as pd
 
     table = pd.read_csv(out / "particles.csv")

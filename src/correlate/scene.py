@@ -484,12 +484,15 @@ class Scene:
 
         validate_ngff(self)
 
-    # -- summary -------------------------------------------------------------------------------
     def info(self) -> str:
         """A human-readable summary: elements, coordinate systems, transforms, extensions."""
         from ._store.summary import scene_summary
 
         return scene_summary(self)
+
+    def _repr_html_(self) -> str:
+        from ._repr import scene_html
+        return scene_html(self)
 
 
 def open_scene(path: str | os.PathLike, mode: str = "r", *, lock_timeout: float | None = None) -> Scene:

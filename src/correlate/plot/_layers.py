@@ -73,7 +73,7 @@ def figure_layout(W: int, H: int, caption: str | None, title: str | None, dpi: i
     """A Figure whose image axes spans exactly ``W`` x ``H`` PNG pixels, with room for the title
     above and the (wrapped, monospace) caption below. Returns fig, ax, fw, fh, pad, cap_h and
     the wrapped caption."""
-    from matplotlib.figure import Figure
+    from ._figure import new_figure
 
     pad = 12
     shown_caption = None
@@ -88,7 +88,7 @@ def figure_layout(W: int, H: int, caption: str | None, title: str | None, dpi: i
     cap_h = 8 + 15 * cap_lines if caption else 0
     title_h = 24 if title else 0
     fw, fh = W + 2 * pad, H + 2 * pad + cap_h + title_h
-    fig = Figure(figsize=(fw / dpi, fh / dpi), dpi=dpi)
+    fig = new_figure(figsize=(fw / dpi, fh / dpi), dpi=dpi)
     ax = fig.add_axes((pad / fw, (pad + cap_h) / fh, W / fw, H / fh))
     ax.set_axis_off()
     return {"fig": fig, "ax": ax, "fw": fw, "fh": fh, "pad": pad, "cap_h": cap_h, "caption": shown_caption}

@@ -28,9 +28,9 @@ _Y_COLUMNS = ("y", "centroid_y", "y_nm", "centroid_y_nm")
 
 
 def _figure(w: float = 6.0, h: float = 4.0):
-    from matplotlib.figure import Figure
+    from ._figure import new_figure
 
-    return Figure(figsize=(w, h), dpi=100, layout="constrained")
+    return new_figure(figsize=(w, h), dpi=100, layout="constrained")
 
 
 def size_column(table: pd.DataFrame, column: str | None = None) -> str:
