@@ -6,12 +6,13 @@ that converts between the two, used by ``to_ngff`` / ``from_ngff``.
 
 Every transform maps *source -> target*; an image is resampled with the inverse.
 
-The types are implemented in :mod:`correlate._transforms` (linear, non-linear, NGFF); this
+The types are implemented in :mod:`correlate._transforms` (axes, linear, non-linear); this
 module is where they are imported from.
 """
 
 from __future__ import annotations
 
+from ._transforms.axes import ngff_to_xyz, xyz_to_ngff
 from ._transforms.linear import (
     Affine,
     Identity,
@@ -21,8 +22,8 @@ from ._transforms.linear import (
     Translation,
     _embed,
     compose,
+    from_ngff,
 )
-from ._transforms.ngff import from_ngff, ngff_to_xyz, xyz_to_ngff
 from ._transforms.nonlinear import DisplacementField, ThinPlateSpline, _NewtonInverse, _NonLinear
 
 __all__ = [

@@ -1,16 +1,34 @@
-"""The :class:`Transform` base and the linear transforms, with :func:`compose` (nm, x, y[, z])."""
+"""The :class:`Transform` base, NGFF reading and the linear transforms with :func:`compose`.
+
+Positions in nm, x, y[, z] order. Each transform type registers a reader for its NGFF ``type``
+with :func:`ngff_reader`; :func:`from_ngff` dispatches on it (the non-linear types register when
+:mod:`correlate.transforms` is imported).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence as Seq
+from typing import Any, Callable, Iterable, Sequence as Seq
 
 import numpy as np
 import pandas as pd
 
 from ..errors import CorrelateError, ElementError
-from .ngff import from_ngff, ngff_reader, ngff_to_xyz, xyz_to_ngff
+from .axes import ngff_to_xyz, xyz_to_ngff
 
-__all__ = ["Affine", "Identity", "Scale", "Sequence", "Transform", "Translation", "compose"]
+__all__ = [
+    "Affine",
+    "Identity",
+    "Scale",
+    "Sequence",
+    "Transform",
+    "Translation",
+    "compose",
+    "from_ngff",
+    "ngff_reader",
+]
+
+_Reader = Callable[[dict, "int | None"], "Transform"]
+_READERS: dict[str, _Reader] = {}
 
 
 def _as_points(points) -> tuple[np.ndarray, bool]:
@@ -324,6 +342,30 @@ def compose(*transforms: Transform) -> Transform:
         return ts[0]
     seq = Sequence(ts)
     return Affine(seq.matrix) if seq.is_linear else seq
+
+
+def ngff_reader(*kinds: str) -> Callable[[_Reader], _Reader]:
+    """Register ``reader(d, ndim) -> Transform`` for the NGFF transform ``type`` values ``kinds``."""
+
+    def register(reader: _Reader) -> _Reader:
+        for kind in kinds:
+            _READERS[kind] = reader
+        return reader
+
+    return register
+
+
+def from_ngff(d: dict, ndim: int | None = None) -> Transform:
+    """Build a transform from NGFF 0.6 coordinateTransformation JSON.
+
+    Supports identity, translation, scale, affine (inline, M x (N+1) or (N+1) x (N+1)),
+    rotation, sequence, and correlate's thin-plate spline. ``ndim`` is needed for identity only.
+    """
+    kind = d.get("type")
+    reader = _READERS.get(kind)
+    if reader is None:
+        raise CorrelateError(f"unsupported NGFF transform type {kind!r}", field="type")
+    return reader(d, ndim)
 
 
 @ngff_reader("identity")

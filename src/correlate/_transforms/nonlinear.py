@@ -7,8 +7,8 @@ from typing import Sequence as Seq
 import numpy as np
 
 from ..errors import CorrelateError
-from .linear import Affine, Identity, Transform, _as_points
-from .ngff import from_ngff, ngff_reader, ngff_to_xyz, xyz_to_ngff
+from .axes import ngff_to_xyz, xyz_to_ngff
+from .linear import Affine, Identity, Transform, _as_points, from_ngff, ngff_reader
 
 __all__ = ["DisplacementField", "ThinPlateSpline"]
 
