@@ -385,7 +385,9 @@ def test_tps_many_points_evaluated_in_blocks(monkeypatch):
     t = _tps(2)
     p = np.random.default_rng(3).uniform(0, 1000, (5003, 2))
     one_block = (t.apply(p), t.jacobian(p))
-    monkeypatch.setattr(tf, "_TPS_BLOCK_ELEMENTS", 7 * len(t.centers) * 2)  # blocks of 7 points
+    from correlate._transforms import nonlinear
+
+    monkeypatch.setattr(nonlinear, "_TPS_BLOCK_ELEMENTS", 7 * len(t.centers) * 2)  # blocks of 7 points
     sizes = []
     real_norm = np.linalg.norm
     monkeypatch.setattr(np.linalg, "norm", lambda a, axis=None: sizes.append(a.shape[0]) or real_norm(a, axis=axis))

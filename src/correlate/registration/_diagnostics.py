@@ -11,6 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ._json import jsonable
+
 __all__ = ["detection_summary", "write_diagnostics"]
 
 
@@ -23,12 +25,6 @@ def detection_summary(fiducials: pd.DataFrame | None) -> dict[str, Any]:
         "estimated": dict(fiducials.attrs.get("estimated") or {}),
         "source": dict(fiducials.attrs.get("source") or {}),
     }
-
-
-def _jsonable(o):
-    from ._register import _jsonable as j
-
-    return j(o)
 
 
 def _matrix(hyp: Mapping[str, Any]) -> np.ndarray | None:
@@ -192,7 +188,7 @@ def write_diagnostics(
     if record is not None:
         doc["record"] = dict(record)
     jpath = out / f"{stem}.json"
-    jpath.write_text(json.dumps(_jsonable(doc), indent=2, default=str), encoding="utf-8")
+    jpath.write_text(json.dumps(jsonable(doc), indent=2, default=str), encoding="utf-8")
     role = diag.get("role")
     cand = {role: _candidates(diag)} if role in ("moving", "fixed") else {}
     fpath = _figure(out / f"{stem}.png", names=(moving, fixed), elements=dict(elements or {}),

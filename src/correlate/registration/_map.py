@@ -88,7 +88,7 @@ def predicted_tre_between(scene, src: str, dst: str, points) -> tuple[np.ndarray
         both share their whole chain (or one is the other's anchor); NaN (unknown) when no
         registration links the two frames or a link carries no error model.
     """
-    from ._error import containment_radius
+    from ._containment import containment_radius
 
     p = np.atleast_2d(np.asarray(points, float))
     a, anchor_a, _ = _links(scene, src) if src != "world" else ([], "world", True)

@@ -16,7 +16,7 @@ Method (stated covariances ``C_i``; assumptions of the excess in
    fail only when the excess is fixed (given, or 0); then no linear model is adequate.
 3. *Non-linear model.* A smooth deformation shows as spatial correlation of the affine residuals,
    which a white excess does not have: the REML likelihood ratio of a thin-plate deformation
-   component (:func:`~correlate.registration._excess.deformation_reml`) is tested at ``alpha``.
+   component (:func:`~correlate.registration._deformation.deformation_reml`) is tested at ``alpha``.
    The TPS (fitted with the REML excess, the excess left once the deformation is modelled) is
    chosen only when that test passes *and* the spline's leave-one-out error is below every
    linear model's.
@@ -36,8 +36,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import RegistrationError
+from ._calibration import calibrate_error, inflate_noise
+from ._deformation import deformation_reml
 from ._error import loo_residuals
-from ._fit import LINEAR_MODELS, Fit, _prepare, fit_model, min_pairs, n_params
+from ._excess import paule_mandel
+from ._fit import LINEAR_MODELS, Fit, fit_model, min_pairs, n_params
+from ._linear_fit import _prepare
 
 __all__ = ["choose"]
 
@@ -79,8 +83,6 @@ def _fit_or_reason(x, y, m, cx, cy, s: float, errors: dict[str, str], reflection
 def _reference_excess(x, y, cx, cy, lin: list[str], errors: dict[str, str],
                       reflection: bool = False) -> tuple[str | None, float]:
     """Most flexible linear model that fits, and its Paule-Mandel excess (nm^2)."""
-    from ._excess import paule_mandel
-
     for m in reversed(lin):
         try:
             s2, _ = paule_mandel(m, x, y, cx, cy, reflection=True if reflection else False)
@@ -161,10 +163,8 @@ def choose(source, target, source_cov, target_cov, models: Sequence[str], *, alp
 
 def deformation_test(x, y, cx, cy, ref: Fit, s2_fixed: float | None) -> dict[str, float] | None:
     """REML smooth-deformation test on the stated residual covariances of the ``ref`` fit's
-    linear part (see :func:`~correlate.registration._excess.deformation_reml`); None if N is
+    linear part (see :func:`~correlate.registration._deformation.deformation_reml`); None if N is
     too small."""
-    from ._excess import deformation_reml
-
     a = ref.linear
     reml = deformation_reml(x, y, cy + np.einsum("ij,njk,lk->nil", a, cx, a), s2_fixed=s2_fixed)
     return {k: float(v) for k, v in reml.items()} if np.isfinite(reml["pvalue"]) else None
@@ -241,22 +241,14 @@ def _decide(cands, fits, ref_model, s_lin: float, estimated: bool, alpha: float)
         f = fits[chosen["model"]]
         if f.model != "tps" and f.dof > 0:
             inflate = max(1.0, f.chi2 / f.dof)
-            _inflate(f, inflate)
+            inflate_noise(f, inflate)
             reason += f"; predicted TRE inflated by sqrt(chi2/dof) = {np.sqrt(inflate):.2f}"
     if tps_txt:
         reason += "; " + tps_txt
     return chosen, reason
 
 
-def _inflate(f: Fit, factor: float) -> None:
-    from ._select import _inflate as inflate
-
-    inflate(f, factor)
-
-
 def _finish(chosen, cands, fits, reason, info):
-    from ._select import calibrate_error
-
     chosen["accepted"] = True
     loo = chosen["_loo"]
     fit = fits[chosen["model"]]

@@ -418,7 +418,7 @@ def _lift(tr2: Transform, d: int, xs, ys, si, ti, mirrored: bool = False) -> Tra
     if d == 2:
         return tr2
     if len(si) >= 4:
-        from ._fit import _closed_form, _weighted_centroid
+        from ._linear_fit import _closed_form, _weighted_centroid
 
         model = "affine" if len(si) >= 8 else "similarity"
         w = np.ones(len(si))

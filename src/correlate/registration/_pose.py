@@ -195,7 +195,7 @@ def refine(coarse: Transform, xs, ys, tree, gate: float, noise: tuple[float, flo
     deviations, nm; the source's mapped at the pose's scale) and ``min_gate``, at most ``gate``
     (nm). Returns (transform, source idx, target idx, gate, s).
     """
-    from ._fit import _closed_form, _weighted_centroid
+    from ._linear_fit import _closed_form, _weighted_centroid
 
     tr, g, s = coarse, gate, float("nan")
     for r in range(rounds):

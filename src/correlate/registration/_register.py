@@ -12,6 +12,7 @@ from ..elements import Landmarks, element_kind
 from ..errors import CorrelateError, RegistrationError
 from ..transforms import Identity, Transform, compose
 from ._fiducials import fiducial_arrays
+from ._json import jsonable
 from ._select import Registration, fit_landmarks
 
 __all__ = [
@@ -248,7 +249,7 @@ def registration_record(reg: Registration, *, moving: str, fixed: str, field: np
         rec["pairing"] = {k: v for k, v in pairing.items() if not k.endswith("_index")}
     if extra:
         rec.update(extra)
-    return _jsonable(rec)
+    return jsonable(rec)
 
 
 def _parameters(fit) -> dict[str, Any]:
@@ -265,23 +266,6 @@ def _parameters(fit) -> dict[str, Any]:
         out["scale"] = float(abs(np.linalg.det(a)) ** (1 / 3))
     out["translation_nm"] = fit.transform.matrix[: fit.ndim, fit.ndim].tolist()
     return out
-
-
-def _jsonable(o):
-    if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return _jsonable(o.tolist())
-    if isinstance(o, (np.floating, float)):
-        v = float(o)
-        return v if np.isfinite(v) else None
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.bool_,)):
-        return bool(o)
-    return o
 
 
 def _side_fiducials(element, given, kwargs: dict | None, name: str, role: str) -> pd.DataFrame:

@@ -1,10 +1,11 @@
-"""Outlier flagging, the choice of the simplest adequate model and the TRE calibration.
+"""Outlier flagging and the fit of paired fiducials: :func:`fit_landmarks`, :func:`select_model`.
 
 Outliers are flagged by their normalised leave-one-out residual under total noise: the stated
 covariance plus a robustly estimated common excess (:func:`~correlate.registration._excess.robust_excess`),
 and the statistics are divided by their median over the chi-square median, so that neither an
 excess common to all beads nor a misstated noise level reads as outliers. The model choice is in
-:mod:`correlate.registration._model_choice`.
+:mod:`correlate.registration._model_choice`, the TRE calibration in
+:mod:`correlate.registration._calibration`.
 """
 
 from __future__ import annotations
@@ -17,26 +18,20 @@ import numpy as np
 
 from ..elements import Landmarks
 from ..errors import RegistrationError
+from ._calibration import calibrate_error
 from ._error import loo_residuals
+from ._excess import robust_excess
 from ._fit import LINEAR_MODELS, MODELS, Fit, fit_model, min_pairs
+from ._linear_fit import _prepare
+from ._model_choice import choose, deformation_test, set_deformation_error
+from ._tps import tps_model_scale
 
 __all__ = [
     "Registration",
-    "calibrate_error",
     "fit_landmarks",
     "flag_outliers",
-    "loo_excess_pvalue",
-    "model_variance",
     "select_model",
 ]
-
-#: Linear models: a model error (the leave-one-out excess over the noise) is added when the
-#: leave-one-out errors exceed their noise-only prediction with p < MODEL_ERROR_LEVEL, or the
-#: residual chi-square has p < FIT_ERROR_LEVEL. A smooth deformation of ~10 nm under 3 nm
-#: fiducial noise often passes the model-choice test (alpha = 0.01) and still dominates the
-#: error between the fiducials: these loose levels keep the 95 % radius calibrated there.
-MODEL_ERROR_LEVEL = 0.2
-FIT_ERROR_LEVEL = 0.3
 
 
 @dataclass
@@ -126,8 +121,6 @@ class Registration:
 def _normalised_loo(fit: Fit) -> tuple[np.ndarray, np.ndarray]:
     e = loo_residuals(fit)
     if fit.model == "tps":  # exact leave-one-out noise + the spline's own interpolation error
-        from ._tps import tps_model_scale
-
         theta, noise, kap = tps_model_scale(fit, e)
         cov = noise + (theta * kap)[:, None, None] * np.eye(fit.ndim)
     else:
@@ -186,9 +179,6 @@ def flag_outliers(
 
 def _robust_excess_nm(model: str, x, y, source_cov, target_cov, given: float | None) -> float:
     """Excess (nm) used while flagging: the given one, or the robust estimate (0 without covariances)."""
-    from ._excess import robust_excess
-    from ._fit import _prepare
-
     if given is not None:
         return float(given)
     x, y, cx, cy, known = _prepare(x, y, source_cov, target_cov)
@@ -229,7 +219,7 @@ def select_model(
        stated) is chosen.
     3. A TPS replaces it only when the affine residuals are spatially correlated beyond noise +
        excess (REML likelihood-ratio test of a smooth deformation,
-       :func:`~correlate.registration._excess.deformation_reml`, ``p < alpha``) and the spline
+       :func:`~correlate.registration._deformation.deformation_reml`, ``p < alpha``) and the spline
        lowers the leave-one-out error below every linear model; its excess is the REML one.
 
     Without stated covariances the choice is by leave-one-out error alone (the simplest model
@@ -239,79 +229,9 @@ def select_model(
     -------
     (fit, candidates, reason, loo)
     """
-    from ._model_choice import choose
-
     fit, cands, reason, loo, _info = choose(source, target, source_cov, target_cov, models, alpha=alpha,
                                             excess_fle_nm=excess_fle_nm, reflection=reflection)
     return fit, cands, reason, loo
-
-
-def loo_excess_pvalue(fit: Fit, loo: np.ndarray) -> float:
-    """Chi-square p-value of the normalised leave-one-out errors of a linear fit against their
-    noise-only prediction ``C_i + Sigma_TRE(x_i)`` (N*D degrees of freedom); NaN if none."""
-    from scipy.stats import chi2
-
-    d = fit.ndim
-    pred = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
-    fin = np.all(np.isfinite(loo), axis=1) & np.all(np.isfinite(pred), axis=(1, 2))
-    if not fin.any():
-        return float("nan")
-    t = float(np.einsum("ni,nij,nj->", loo[fin], np.linalg.inv(pred[fin]), loo[fin]))
-    return float(chi2.sf(t, fin.sum() * d))
-
-
-def calibrate_error(fit: Fit, loo: np.ndarray) -> None:
-    """Calibrate the chosen fit's TRE prediction from its leave-one-out errors ``loo`` (N, D), in place.
-
-    - TPS: the spline's interpolation error ``theta * kappa(p) * I`` is added to the noise part
-      (``kappa`` the spline's kriging variance: ~0 at the fiducials, growing between them and
-      outside their hull); ``theta`` is the maximum-likelihood fit of every fiducial's exact
-      leave-one-out error (:func:`~correlate.registration._tps.tps_model_scale`).
-    - Linear models: a constant :func:`model_variance` (the leave-one-out excess over the noise,
-      when significant).
-    """
-    fit.model_var = 0.0
-    if fit.model == "tps":
-        from ._tps import tps_model_scale
-
-        theta, *_ = tps_model_scale(fit, loo)
-        fit.model_scale = float(theta)
-        if theta > 0:
-            fit.notes.append(
-                f"spline interpolation error theta * kappa(p) added to the predicted TRE (theta = {theta:.3g} nm^2, "
-                "maximum likelihood from the leave-one-out errors)"
-            )
-        return
-    fit.model_var = model_variance(fit, loo)
-    if fit.model_var > 0:
-        fit.notes.append(
-            f"model error {np.sqrt(fit.model_var):.3g} nm per axis (leave-one-out excess over the noise) "
-            "added to the predicted TRE"
-        )
-
-
-def model_variance(fit: Fit, loo: np.ndarray) -> float:
-    """Per-axis variance (nm^2) of what a linear model misses (a deformation it cannot follow):
-    the mean excess of the squared leave-one-out errors over their noise-only prediction
-    ``C_i + Sigma_TRE(x_i)``, counted when the leave-one-out errors exceed that prediction
-    (:func:`loo_excess_pvalue` < :data:`MODEL_ERROR_LEVEL`) or, with stated covariances, the
-    residual chi-square does (p < :data:`FIT_ERROR_LEVEL`); 0 otherwise."""
-    weak_fit = fit.noise_known and np.isfinite(fit.pvalue) and fit.pvalue < FIT_ERROR_LEVEL
-    if not weak_fit and not loo_excess_pvalue(fit, loo) < MODEL_ERROR_LEVEL:
-        return 0.0
-    pred = fit.res_cov * fit.noise_scale + fit.tre_cov(fit.source)
-    fin = np.all(np.isfinite(loo), axis=1) & np.all(np.isfinite(pred), axis=(1, 2))
-    excess = np.sum(loo[fin] ** 2, axis=1) - np.trace(pred[fin], axis1=1, axis2=2)
-    return float(max(0.0, excess.mean() / fit.ndim))
-
-
-def _inflate(f: Fit, factor: float) -> None:
-    if factor <= 1.0:
-        return
-    f.noise_scale *= factor
-    if f.param_cov is not None:
-        f.param_cov = f.param_cov * factor
-    f.notes.append(f"fiducial noise inflated by chi2/dof = {factor:.3g} to match the residuals")
 
 
 def fit_landmarks(
@@ -366,8 +286,6 @@ def fit_landmarks(
     sc = lm.source_cov[use] if covs_known else None
     tc = lm.target_cov[use] if covs_known else None
     if model == "auto":
-        from ._model_choice import choose
-
         fit, cands, reason, loo, info = choose(lm.source[use], lm.target[use], sc, tc, MODELS, alpha=alpha,
                                                excess_fle_nm=excess_fle_nm, reflection=reflection)
     else:
@@ -401,9 +319,6 @@ def _fit_requested(model: str, x, y, sc, tc, excess_fle_nm: float | None,
         info = {"excess_fle_nm": 0.0, "source": "not separable",
                 "method": "none: without stated covariances the residuals set the whole noise level"}
         return fit_model(x, y, model, sc, tc, reflection=reflection), info
-    from ._fit import _prepare
-    from ._model_choice import deformation_test, set_deformation_error
-
     xx, yy, cx, cy, _ = _prepare(x, y, sc, tc)
     try:
         ref = fit_model(xx, yy, "affine" if model == "tps" else model, cx, cy, check_reflection=False)

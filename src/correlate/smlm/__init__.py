@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from ._colour import ColourAlignment, align_colours
 from ._drift import (
-    Drift,
     apply_drift,
     correct_drift,
     drift_from_fiducials,
@@ -33,6 +32,7 @@ from ._drift import (
     plot_drift,
     residual_drift,
 )
+from ._drift_trace import Drift
 from ._fiducials import Fiducials, fiducial_mask, find_fiducials
 from ._filter import check_expression, filter_localizations, parse_frames, parse_roi
 from ._frc import FrcResult, frc, frc_curve

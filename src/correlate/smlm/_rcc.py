@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CorrelateError
-from ._drift import Drift
+from ._drift_trace import Drift
 
 __all__ = ["drift_rcc"]
 
@@ -100,10 +100,6 @@ def drift_rcc(
         Too few localizations per bin, flat correlation peaks, or a system that the remaining
         pairs cannot determine.
     """
-    import scipy.fft as sfft
-    from scipy.interpolate import CubicSpline
-    from scipy.ndimage import gaussian_filter
-
     if "frame" not in df.columns:
         raise CorrelateError("RCC drift needs a 'frame' column", field="frame")
     if exclude_fiducials:
@@ -121,8 +117,55 @@ def drift_rcc(
         )
     frame = df["frame"].to_numpy(np.int64)
     xy = df[["x", "y"]].to_numpy(float)
+    order, cuts, sizes, centres = _time_bins(frame, n_bins, min_locs_per_bin)
+    n_bins = len(sizes)
+    lo, pixel_size, shape = _rendering_grid(df, xy, pixel_size, max_drift, max_pixels)
+    pi, pj, r, snr, at_edge = _pair_shifts(xy, order, cuts, lo, pixel_size, shape, max_drift)
+    valid = snr >= min_snr
+    if at_edge.sum() > len(snr) // 2:
+        raise CorrelateError(
+            f"RCC correlation peaks of {int(at_edge.sum())} of {len(snr)} bin pairs lie at the edge of the "
+            f"+-{max_drift:g} nm search window: the drift is larger than max_drift; increase it",
+            field="frame",
+        )
+    if not valid.any():
+        raise CorrelateError(
+            f"RCC cross-correlation peaks are flat (best peak {snr.max():.1f} x noise, need {min_snr}); "
+            "the structure does not repeat between time bins: too sparse or too few localizations per bin",
+            field="frame",
+        )
+    d, valid, res, bin_err = _solve_pairs(pi, pj, r, snr, valid, n_bins, min_snr, outlier_px, pixel_size)
+    frames_all, vals, mean = _per_frame(centres, d, frame)
+    unc = np.interp(frames_all, centres, bin_err)
+    return Drift(
+        frames=frames_all,
+        values=vals,
+        uncertainty=unc,
+        method="rcc",
+        points_frames=centres,
+        points_values=d - mean,
+        points_weights=None,
+        info={
+            "n_bins": n_bins,
+            "pixel_size_nm": float(pixel_size),
+            "n_pairs": len(pi),
+            "n_pairs_used": int(valid.sum()),
+            "n_pairs_flat": int((snr < min_snr).sum()),
+            "pair_residual_rms_nm": float(np.sqrt(np.mean(res[valid] ** 2))),
+            "min_peak_snr": float(snr.min()),
+            "locs_per_bin_min": int(sizes.min()),
+        },
+    )
+
+
+def _time_bins(frame: np.ndarray, n_bins: int, min_locs_per_bin: int):
+    """Equal-count time bins cut between frames (one frame never spans two bins).
+
+    Returns (order, cuts, sizes, centres): the frame sort order, bin boundaries into it, the
+    localizations per bin and each bin's mean frame.
+    """
+    n = len(frame)
     order = np.argsort(frame, kind="stable")
-    # equal-count bins, cut between frames (one frame never spans two bins)
     cuts = np.searchsorted(frame[order], frame[order][np.linspace(0, n, n_bins + 1).astype(int)[1:-1]], side="left")
     cuts = np.unique(np.concatenate([[0], cuts, [n]]))
     if len(cuts) - 1 < 3:
@@ -139,7 +182,13 @@ def drift_rcc(
     for b in range(n_bins):
         bin_of[order[cuts[b]:cuts[b + 1]]] = b
     centres = np.bincount(bin_of, frame.astype(float), n_bins) / sizes
-    # rendering grid
+    return order, cuts, sizes, centres
+
+
+def _rendering_grid(df: pd.DataFrame, xy: np.ndarray, pixel_size: float | None, max_drift: float, max_pixels: int):
+    """(lower corner nm, pixel nm, (ny, nx)) of the histogram every time bin is rendered on."""
+    import scipy.fft as sfft
+
     lo = xy.min(0) - max_drift
     hi = xy.max(0) + max_drift
     if pixel_size is None:
@@ -149,6 +198,19 @@ def drift_rcc(
             pixel_size = 10.0
         pixel_size = max(pixel_size, float((hi - lo).max()) / max_pixels)
     shape = tuple(sfft.next_fast_len(int(v), real=True) for v in np.ceil((hi - lo) / pixel_size)[::-1])  # (ny, nx)
+    return lo, pixel_size, shape
+
+
+def _pair_shifts(xy, order, cuts, lo, pixel_size: float, shape, max_drift: float):
+    """Cross-correlate every pair of time-bin renderings and locate the peak near zero shift.
+
+    Returns (i, j, shift (P, 2) nm as x, y, snr, at_edge) per bin pair ``i < j``; a peak on the
+    border of the search window gets snr 0.
+    """
+    import scipy.fft as sfft
+    from scipy.ndimage import gaussian_filter
+
+    n_bins = len(cuts) - 1
     iy = np.clip(((xy[:, 1] - lo[1]) / pixel_size).astype(np.int64), 0, shape[0] - 1)
     ix = np.clip(((xy[:, 0] - lo[0]) / pixel_size).astype(np.int64), 0, shape[1] - 1)
     flat = iy * shape[1] + ix
@@ -174,31 +236,28 @@ def drift_rcc(
             meas.append((dx * pixel_size, dy * pixel_size))
             snrs.append(snr)
     del ffts
-    pi = np.asarray(pairs_i)
-    pj = np.asarray(pairs_j)
-    r = np.asarray(meas)
-    snr = np.asarray(snrs)
     at_edge = np.asarray(edge)
-    snr = np.where(at_edge, 0.0, snr)  # a peak on the border of the search window is not a peak
-    valid = snr >= min_snr
-    if at_edge.sum() > len(snr) // 2:
-        raise CorrelateError(
-            f"RCC correlation peaks of {int(at_edge.sum())} of {len(snr)} bin pairs lie at the edge of the "
-            f"+-{max_drift:g} nm search window: the drift is larger than max_drift; increase it",
-            field="frame",
-        )
-    if not valid.any():
-        raise CorrelateError(
-            f"RCC cross-correlation peaks are flat (best peak {snr.max():.1f} x noise, need {min_snr}); "
-            "the structure does not repeat between time bins: too sparse or too few localizations per bin",
-            field="frame",
-        )
+    snr = np.where(at_edge, 0.0, np.asarray(snrs))  # a peak on the border of the search window is not a peak
+    return np.asarray(pairs_i), np.asarray(pairs_j), np.asarray(meas), snr, at_edge
+
+
+def _pair_matrix(pi: np.ndarray, pj: np.ndarray, valid: np.ndarray, n_bins: int) -> np.ndarray:
+    """Design matrix of ``d_j - d_i = r_ij`` over the valid pairs."""
+    a = np.zeros((int(valid.sum()), n_bins))
+    a[np.arange(a.shape[0]), pj[valid]] = 1.0
+    a[np.arange(a.shape[0]), pi[valid]] = -1.0
+    return a
+
+
+def _solve_pairs(pi, pj, r, snr, valid, n_bins: int, min_snr: float, outlier_px: float | None, pixel_size: float):
+    """Least-squares bin drifts from the pair shifts, rejecting the worst pair while it is an outlier.
+
+    Returns (d (B, 2) nm, valid pairs, pair residuals nm, per-bin standard error nm).
+    """
     thr_px = outlier_px
     d = None
     for _ in range(10):
-        a = np.zeros((int(valid.sum()), n_bins))
-        a[np.arange(a.shape[0]), pj[valid]] = 1.0
-        a[np.arange(a.shape[0]), pi[valid]] = -1.0
+        a = _pair_matrix(pi, pj, valid, n_bins)
         # fix the gauge: zero-sum drift over bins (added as one more equation)
         a_full = np.vstack([a, np.ones((1, n_bins))])
         if np.linalg.matrix_rank(a) < n_bins - 1:
@@ -223,14 +282,21 @@ def drift_rcc(
             break
         valid = valid.copy()
         valid[worst] = False
-    a = np.zeros((int(valid.sum()), n_bins))
-    a[np.arange(a.shape[0]), pj[valid]] = 1.0
-    a[np.arange(a.shape[0]), pi[valid]] = -1.0
+    a = _pair_matrix(pi, pj, valid, n_bins)
     res = np.linalg.norm(r - (d[pj] - d[pi]), axis=1)
     dof = max(int(valid.sum()) - (n_bins - 1), 1)
     s2 = float(np.sum(res[valid] ** 2) / (2 * dof))  # per-axis variance of one pair measurement
     cov = np.linalg.pinv(a.T @ a) * s2
     bin_err = np.sqrt(np.clip(np.diag(cov), 0, None))
+    return d, valid, res, bin_err
+
+
+def _per_frame(centres: np.ndarray, d: np.ndarray, frame: np.ndarray):
+    """Bin drifts interpolated per frame (cubic spline, linear beyond the first and last bin),
+    zero mean. Returns (frames, values (F, 2) nm, the mean that was removed)."""
+    from scipy.interpolate import CubicSpline
+
+    n_bins = len(centres)
     f0, f1 = int(frame.min()), int(frame.max())
     frames_all = np.arange(f0, f1 + 1)
     vals = np.zeros((len(frames_all), 2))
@@ -245,23 +311,4 @@ def drift_rcc(
         vals[:, c] = v
     mean = vals.mean(0)
     vals -= mean
-    unc = np.interp(frames_all, centres, bin_err)
-    return Drift(
-        frames=frames_all,
-        values=vals,
-        uncertainty=unc,
-        method="rcc",
-        points_frames=centres,
-        points_values=d - mean,
-        points_weights=None,
-        info={
-            "n_bins": n_bins,
-            "pixel_size_nm": float(pixel_size),
-            "n_pairs": len(pi),
-            "n_pairs_used": int(valid.sum()),
-            "n_pairs_flat": int((snr < min_snr).sum()),
-            "pair_residual_rms_nm": float(np.sqrt(np.mean(res[valid] ** 2))),
-            "min_peak_snr": float(snr.min()),
-            "locs_per_bin_min": int(sizes.min()),
-        },
-    )
+    return frames_all, vals, mean
