@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["new_figure"]
+__all__ = ["new_figure", "figure_to_png_bytes"]
 
 _CLASS: Any = None
 #: Longest side (px) of a figure shown in a notebook; save_figure writes the full resolution.
@@ -22,8 +22,6 @@ def _figure_class():
     global _CLASS
     if _CLASS is None:
         from matplotlib.figure import Figure
-
-        from ._report import figure_to_png_bytes
 
         class NotebookFigure(Figure):
             """A :class:`matplotlib.figure.Figure` that displays as PNG in Jupyter."""
@@ -36,6 +34,19 @@ def _figure_class():
         NotebookFigure.__qualname__ = "NotebookFigure"
         _CLASS = NotebookFigure
     return _CLASS
+
+
+def figure_to_png_bytes(fig, dpi: float | None = None) -> bytes:
+    """PNG bytes of a matplotlib Figure (rendered with the Agg backend)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if fig.canvas is None or type(fig.canvas).__name__ == "FigureCanvasBase":
+        FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
+    return buf.getvalue()
 
 
 def __getattr__(name: str):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
-import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from ._figure import figure_to_png_bytes
 
 __all__ = ["make_report", "figure_to_png_bytes"]
 
@@ -24,17 +25,6 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px so
 text-align:right}th{background:#f3f3f3}img{max-width:100%;height:auto;border:1px solid #eee;margin:.5em 0}
 .note{color:#666;font-size:.9em}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
 """
-
-
-def figure_to_png_bytes(fig, dpi: int | None = None) -> bytes:
-    """PNG bytes of a matplotlib Figure (rendered with the Agg backend)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    if fig.canvas is None or type(fig.canvas).__name__ == "FigureCanvasBase":
-        FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi or fig.dpi)
-    return buf.getvalue()
 
 
 def _img(fig, caption: str = "") -> str:
