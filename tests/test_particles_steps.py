@@ -160,3 +160,16 @@ def test_cli_flags_build_the_options():
     assert got == want
     assert got.label("antibody").count_method == "sites" and got.label("corona").count_method == "events"
     assert got.label("antibody").events_per_molecule == "cal"
+
+
+def test_keyword_defaults_are_the_signature_defaults():
+    import inspect
+
+    from correlate.analysis._particle_options import KEYWORD_DEFAULTS, options_from_keywords
+
+    sig = inspect.signature(analyze_particles).parameters
+    assert KEYWORD_DEFAULTS == {k: sig[k].default for k in KEYWORD_DEFAULTS}
+    assert set(sig) - set(KEYWORD_DEFAULTS) == {"scene", "structure", "labels", "options", "steps"}
+    assert options_from_keywords(["a"]) == ParticleOptions(labels={"a": LabelOptions()})
+    with pytest.raises(TypeError, match="linker"):
+        options_from_keywords(["a"], linker=3.0)

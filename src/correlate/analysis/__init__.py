@@ -4,8 +4,10 @@ counts, colocalization and spatial statistics.
 >>> from correlate.analysis import particles
 >>> table = particles(scene, structure="em", labels=["antibody", "corona"])   # doctest: +SKIP
 
-The work lives in private modules named after what they do; their public names are gathered
-here. Lengths are nm throughout.
+The per-particle analysis runs as named steps (:data:`PARTICLE_STEPS`, :func:`insert_step`),
+each with its own options object gathered in :class:`ParticleOptions` (per label:
+:class:`LabelOptions`). The work lives in private modules named after what they do; their public
+names are gathered here. Lengths are nm throughout.
 """
 
 from ._assign import assign_localizations, persistent_clusters

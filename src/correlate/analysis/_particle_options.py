@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 __all__ = [
+    "KEYWORD_DEFAULTS",
     "AssignOptions",
     "ColocalizeOptions",
     "CountOptions",
@@ -190,34 +191,26 @@ def _per_label(value, label: str, default):
     return default if value is None else value
 
 
-def options_from_keywords(
-    labels: list[str],
-    *,
-    segmentation: Mapping[str, Any] | None = None,
-    transforms: Mapping[str, Any] | None = None,
-    linker_nm: float | Mapping[str, float] = 10.0,
-    n_sigma: float = 2.0,
-    tre_nm: float | Mapping[str, float] | str | None = "auto",
-    blink_radius_nm: float | None = None,
-    max_dark_frames: int = 1,
-    events_per_molecule: float | Mapping[str, float] | str = "auto",
-    detection_efficiency: float | Mapping[str, float] = 1.0,
-    count_method: str | Mapping[str, str] = "sites",
-    exclude_fiducial_tracks: bool = True,
-    qpaint: bool = False,
-    tau_d1_frames: float | Mapping[str, float] | None = None,
-    cbc_radius_nm: float | None = None,
-    cbc_steps: int = 10,
-    fiducials: Any = None,
-    fiducials_from_landmarks: bool = True,
-    store: bool | None = None,
-    table_name: str = "particles",
-    label_name: str = "particles",
-    overwrite: bool = True,
-    assume_aligned: bool = False,
-) -> ParticleOptions:
+KEYWORD_DEFAULTS: dict[str, Any] = {
+    "segmentation": None, "transforms": None, "linker_nm": 10.0, "n_sigma": 2.0, "tre_nm": "auto",
+    "blink_radius_nm": None, "max_dark_frames": 1, "events_per_molecule": "auto", "detection_efficiency": 1.0,
+    "count_method": "sites", "exclude_fiducial_tracks": True, "qpaint": False, "tau_d1_frames": None,
+    "cbc_radius_nm": None, "cbc_steps": 10, "fiducials": None, "fiducials_from_landmarks": True, "store": None,
+    "table_name": "particles", "label_name": "particles", "overwrite": True, "assume_aligned": False,
+}
+"""The keyword options of :func:`~correlate.analysis.analyze_particles` and their defaults."""
+
+
+def options_from_keywords(labels: list[str], **keywords: Any) -> ParticleOptions:
     """The :class:`ParticleOptions` of :func:`~correlate.analysis.analyze_particles`' keyword
-    arguments (one value, or ``{label: value}`` for the per-label ones), resolved per label."""
+    arguments (one value, or ``{label: value}`` for the per-label ones, see
+    :data:`KEYWORD_DEFAULTS`), resolved per label."""
+    unknown = sorted(set(keywords) - set(KEYWORD_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unknown analysis options {unknown}; known: {sorted(KEYWORD_DEFAULTS)}")
+    k = {**KEYWORD_DEFAULTS, **keywords}
+    linker_nm, tre_nm, events_per_molecule = k["linker_nm"], k["tre_nm"], k["events_per_molecule"]
+    detection_efficiency, count_method, tau_d1_frames = k["detection_efficiency"], k["count_method"], k["tau_d1_frames"]
 
     def one(L: str) -> LabelOptions:
         return LabelOptions(
@@ -230,14 +223,15 @@ def options_from_keywords(
         )
 
     return ParticleOptions(
-        segment=SegmentOptions(params=dict(segmentation or {}), fiducials=fiducials,
-                               fiducials_from_landmarks=fiducials_from_landmarks),
-        assign=AssignOptions(n_sigma=n_sigma, exclude_fiducial_tracks=exclude_fiducial_tracks,
-                             blink_radius_nm=blink_radius_nm, max_dark_frames=max_dark_frames),
-        count=CountOptions(qpaint=qpaint),
-        colocalize=ColocalizeOptions(cbc_radius_nm=cbc_radius_nm, cbc_steps=cbc_steps),
-        store=StoreOptions(store=store, table_name=table_name, label_name=label_name, overwrite=overwrite),
+        segment=SegmentOptions(params=dict(k["segmentation"] or {}), fiducials=k["fiducials"],
+                               fiducials_from_landmarks=k["fiducials_from_landmarks"]),
+        assign=AssignOptions(n_sigma=k["n_sigma"], exclude_fiducial_tracks=k["exclude_fiducial_tracks"],
+                             blink_radius_nm=k["blink_radius_nm"], max_dark_frames=k["max_dark_frames"]),
+        count=CountOptions(qpaint=k["qpaint"]),
+        colocalize=ColocalizeOptions(cbc_radius_nm=k["cbc_radius_nm"], cbc_steps=k["cbc_steps"]),
+        store=StoreOptions(store=k["store"], table_name=k["table_name"], label_name=k["label_name"],
+                           overwrite=k["overwrite"]),
         labels={L: one(L) for L in labels},
-        transforms=transforms,
-        assume_aligned=assume_aligned,
+        transforms=k["transforms"],
+        assume_aligned=k["assume_aligned"],
     )

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CorrelateError, ElementError
-from ._particle_options import ParticleOptions, options_from_keywords
+from ._particle_options import KEYWORD_DEFAULTS, ParticleOptions, options_from_keywords
 from ._particle_state import ParticleRun, ParticleStep
 
 __all__ = ["ParticleAnalysis", "analyze_particles", "particles", "to_xarray"]
@@ -222,12 +222,9 @@ def _same(value, default) -> bool:
 def _check_no_keywords(options, keywords: dict) -> None:
     """Raise when keyword options are given beside ``options=`` (which one would win is not
     obvious)."""
-    import inspect
-
     if not isinstance(options, ParticleOptions):
         raise CorrelateError(f"options must be a ParticleOptions, got {type(options).__name__}", field="options")
-    defaults = {k: p.default for k, p in inspect.signature(options_from_keywords).parameters.items() if k != "labels"}
-    given = sorted(k for k, v in keywords.items() if not _same(v, defaults[k]))
+    given = sorted(k for k, v in keywords.items() if not _same(v, KEYWORD_DEFAULTS[k]))
     if given:
         raise CorrelateError(f"give the analysis options either as options= or as keywords, not both; "
                              f"keywords given: {given}", field="options")
