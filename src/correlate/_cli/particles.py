@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "emitter sites by position); one value or LABEL=METHOD,... (default: the library default)",
     )
     parser.add_argument("--blink-radius-nm", type=float, default=None,
-                        help="blink grouping radius (nm; default 2.5 x the median localization precision)")
+                        help="blink grouping radius (nm; default per pair: 2 x the root sum square of the two "
+                        "localizations' precisions)")
     parser.add_argument("--max-dark-frames", type=int, default=1,
                         help="frames an on-event may miss and still count as one event (default 1)")
     parser.add_argument("--cbc-radius-nm", type=float, default=None,

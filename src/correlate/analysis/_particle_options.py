@@ -88,7 +88,8 @@ class AssignOptions:
     exclude_fiducial_tracks
         Never assign localizations of persistent (fiducial-like) spots.
     blink_radius_nm
-        Blink grouping radius (nm); None: 2.5 x the median precision.
+        Blink grouping radius (nm); None: per pair of localizations, 2 x the root sum square of
+        their precisions (20 nm without a precision column).
     max_dark_frames
         Frames an on-event may miss and still be one event.
     """

@@ -140,7 +140,8 @@ def analyze_particles(
         when none links it to the structure),
         a number (nm, RMS) or per label.
     blink_radius_nm, max_dark_frames
-        Blink grouping (default radius 2.5 x the median precision).
+        Blink grouping (default radius: per pair of localizations, 2 x the root sum square of
+        their precisions; 20 nm without a precision column).
     events_per_molecule
         A number; the name of a localization element of a sparse calibration acquisition in the
         scene (same dye and imaging; :func:`~correlate.analysis.calibrate_isolated`); or
