@@ -188,18 +188,10 @@ def analyze_particles(
     """
     from ._pipeline import PARTICLE_STEPS, run_steps
 
+    keywords = {k: v for k, v in locals().items() if k in KEYWORD_DEFAULTS}
     if isinstance(labels, str):
         labels = [s for s in labels.split(",") if s]
     labels = list(labels or [])
-    keywords = dict(
-        segmentation=segmentation, transforms=transforms, linker_nm=linker_nm, n_sigma=n_sigma, tre_nm=tre_nm,
-        blink_radius_nm=blink_radius_nm, max_dark_frames=max_dark_frames, events_per_molecule=events_per_molecule,
-        detection_efficiency=detection_efficiency, count_method=count_method,
-        exclude_fiducial_tracks=exclude_fiducial_tracks, qpaint=qpaint, tau_d1_frames=tau_d1_frames,
-        cbc_radius_nm=cbc_radius_nm, cbc_steps=cbc_steps, fiducials=fiducials,
-        fiducials_from_landmarks=fiducials_from_landmarks, store=store, table_name=table_name,
-        label_name=label_name, overwrite=overwrite, assume_aligned=assume_aligned,
-    )
     if options is None:
         options = options_from_keywords(labels, **keywords)
     else:
