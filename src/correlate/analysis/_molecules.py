@@ -24,6 +24,9 @@ Counting (:func:`count_molecules`)
     depend on the particle, and grouping neither merges nor splits events much (check the
     ``events`` against the frame gaps of your data).
 
+Emitter sites (:func:`count_sites`, :func:`emitter_sites`) live in
+:mod:`correlate.analysis._sites` and are importable from here too.
+
 qPAINT (:func:`qpaint`)
     For DNA-PAINT-like reversible binding, the mean dark time of the ensemble of ``n`` binding
     sites is ``tau_d1 / n`` (Jungmann 2016). Dark times are the gaps between consecutive bright
@@ -38,10 +41,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._sites import count_sites, emitter_sites
+
 __all__ = [
     "calibrate_blinking",
     "calibrate_isolated",
     "count_molecules",
+    "count_sites",
+    "emitter_sites",
     "group_blinks",
     "qpaint",
 ]
