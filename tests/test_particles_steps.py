@@ -171,5 +171,6 @@ def test_keyword_defaults_are_the_signature_defaults():
     assert KEYWORD_DEFAULTS == {k: sig[k].default for k in KEYWORD_DEFAULTS}
     assert set(sig) - set(KEYWORD_DEFAULTS) == {"scene", "structure", "labels", "options", "steps"}
     assert options_from_keywords(["a"]) == ParticleOptions(labels={"a": LabelOptions()})
+    assert ParticleOptions.from_keywords(["a", "b"], linker_nm={"b": 4.0}).label("b").linker_nm == 4.0
     with pytest.raises(TypeError, match="linker"):
         options_from_keywords(["a"], linker=3.0)

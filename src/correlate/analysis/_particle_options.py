@@ -185,6 +185,12 @@ class ParticleOptions:
         """A copy with the given fields replaced."""
         return replace(self, **changes)
 
+    @classmethod
+    def from_keywords(cls, labels: list[str], **keywords: Any) -> ParticleOptions:
+        """The options of :func:`~correlate.analysis.analyze_particles`' keyword arguments (e.g.
+        ``linker_nm={"antibody": 12.0}``), resolved for ``labels``."""
+        return options_from_keywords(labels, **keywords)
+
 
 def _per_label(value, label: str, default):
     if isinstance(value, Mapping):
