@@ -12,7 +12,7 @@ import numpy as np
 
 from ..elements import origin as _origin
 from ..elements import pixel_size as _pixel_size
-from ._segment import (
+from ._segmentation import (
     Segmentation,
     _as_labels_array,
     _as_signal,
