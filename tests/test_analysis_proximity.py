@@ -98,3 +98,23 @@ def test_points_target_in_another_frame_carries_the_declared_error(tmp_path):
     assert np.all(d <= gap + 1e-6)  # the nearest marker is at most the particle's own
     assert np.median(np.abs(d - gap)) < 1e-6
     np.testing.assert_allclose(res.table["distance_sd_nm"], tre / np.sqrt(2), rtol=1e-6)
+
+
+def test_cli_proximity_stores_columns_and_prints_the_test(tmp_path, capsys):
+    import json
+
+    from correlate.cli import main
+    from correlate.scene import Scene
+
+    rng = np.random.default_rng()
+    store = tmp_path / "c.ome.zarr"
+    _, truth, px = _scene(store, rng, attracted=True)
+    assert main(["proximity", str(store), "--to", "em/labels/organelles", "--store", "--plot",
+                 str(tmp_path / "p.png"), "--n-control", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "Kolmogorov-Smirnov" in out and (tmp_path / "p.png").stat().st_size > 1000
+    t = Scene.open(store).get("particles")
+    assert np.median(np.abs(t["proximity_nm_em_organelles"].to_numpy() - truth)) < 0.5 * px
+    assert main(["proximity", str(store), "--to", "em/labels/organelles", "--json", "--seed", "3"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["n_particles"] == len(truth) and s["ks_pvalue"] < 1e-6

@@ -57,6 +57,11 @@ class ParticleAnalysis:
     assignments: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        from .._repr import particles_html
+
+        return particles_html(self.table, self.summary)
+
     def to_xarray(self):
         """The table as an :class:`xarray.Dataset` indexed by ``particle_id``."""
         return to_xarray(self.table)
