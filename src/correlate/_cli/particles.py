@@ -58,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--assume-aligned", action="store_true",
                         help="join labels that no registration placed with the structure (the frames are "
                         "already aligned); their predicted TRE is then unknown")
+    parser.add_argument("--aggregate", action="append", default=[], metavar="COLUMN:STAT",
+                        help="aggregate a localization column per particle and label (repeatable): STAT is mean, "
+                             "median, std, min, max, sum, count, wmean (precision-weighted), qNN (percentile), "
+                             "frac>V or frac<V; adds <stat>_<column>_<label>")
+    parser.add_argument("--event-rate", action="store_true",
+                        help="add event_rate_<label> (on-events per nm^2 of particle surface per frame) with its "
+                             "95 %% Poisson interval")
+    parser.add_argument("--n-frames", type=int, metavar="N",
+                        help="frames of the acquisition for --event-rate (default: each label's frame span)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -192,6 +201,7 @@ def particle_options(args: argparse.Namespace, labels: list[str]):
         AssignOptions,
         ColocalizeOptions,
         LabelOptions,
+        AggregateOptions,
         ParticleOptions,
         SegmentOptions,
         StoreOptions,
@@ -222,6 +232,7 @@ def particle_options(args: argparse.Namespace, labels: list[str]):
         assign=assign,
         colocalize=ColocalizeOptions(cbc_radius_nm=args.cbc_radius_nm),
         store=StoreOptions(store=not args.no_store, table_name=args.table),
+        aggregate=AggregateOptions(specs=tuple(args.aggregate), event_rate=args.event_rate, n_frames=args.n_frames),
         labels={L: one(L) for L in labels},
         assume_aligned=args.assume_aligned,
     )

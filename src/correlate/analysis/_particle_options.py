@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ._aggregate_steps import AggregateOptions
+
 __all__ = [
     "KEYWORD_DEFAULTS",
     "AssignOptions",
@@ -172,6 +174,7 @@ class ParticleOptions:
     count: CountOptions = field(default_factory=CountOptions)
     colocalize: ColocalizeOptions = field(default_factory=ColocalizeOptions)
     store: StoreOptions = field(default_factory=StoreOptions)
+    aggregate: AggregateOptions = field(default_factory=AggregateOptions)
     labels: Mapping[str, LabelOptions] = field(default_factory=dict)
     default_label: LabelOptions = field(default_factory=LabelOptions)
     transforms: Mapping[str, Any] | None = None
@@ -204,6 +207,7 @@ KEYWORD_DEFAULTS: dict[str, Any] = {
     "count_method": "sites", "exclude_fiducial_tracks": True, "qpaint": False, "tau_d1_frames": None,
     "cbc_radius_nm": None, "cbc_steps": 10, "fiducials": None, "fiducials_from_landmarks": True, "store": None,
     "table_name": "particles", "label_name": "particles", "overwrite": True, "assume_aligned": False,
+    "aggregate": (), "event_rate": False,
 }
 """The keyword options of :func:`~correlate.analysis.analyze_particles` and their defaults."""
 
@@ -236,6 +240,7 @@ def options_from_keywords(labels: list[str], **keywords: Any) -> ParticleOptions
                              blink_radius_nm=k["blink_radius_nm"], max_dark_frames=k["max_dark_frames"]),
         count=CountOptions(qpaint=k["qpaint"]),
         colocalize=ColocalizeOptions(cbc_radius_nm=k["cbc_radius_nm"], cbc_steps=k["cbc_steps"]),
+        aggregate=AggregateOptions(specs=tuple(k["aggregate"] or ()), event_rate=bool(k["event_rate"])),
         store=StoreOptions(store=k["store"], table_name=k["table_name"], label_name=k["label_name"],
                            overwrite=k["overwrite"]),
         labels={L: one(L) for L in labels},

@@ -118,6 +118,8 @@ def analyze_particles(
     label_name: str = "particles",
     overwrite: bool = True,
     assume_aligned: bool = False,
+    aggregate: Sequence[str] = (),
+    event_rate: bool = False,
     options: ParticleOptions | None = None,
     steps: Sequence[ParticleStep] | None = None,
 ) -> ParticleAnalysis:
@@ -179,6 +181,13 @@ def analyze_particles(
     assume_aligned
         Join labels that no registration placed with the structure (the frames are already
         aligned); otherwise such a label raises :class:`~correlate.errors.UnplacedError`.
+    aggregate
+        ``COLUMN:STAT`` specs: a localization column aggregated per particle and label
+        (``mean``, ``median``, ``std``, ``wmean``, ``qNN``, ``frac>V``...; columns
+        ``<stat>_<column>_<label>``, see :mod:`correlate.analysis._aggregate_steps`).
+    event_rate
+        Add ``event_rate_L`` (on-events per nm^2 of particle surface per frame) with its exact
+        95 % Poisson interval.
     options
         All the options above as one :class:`~correlate.analysis.ParticleOptions` (per-label ones
         as :class:`~correlate.analysis.LabelOptions` keyed by label); then leave the keyword

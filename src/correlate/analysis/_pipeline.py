@@ -1,5 +1,5 @@
 """The per-particle analysis as named steps: segment -> measure -> (per label: place -> assign ->
-count -> locate -> qpaint -> summarize) -> tre -> colocalize -> table -> store.
+count -> locate -> qpaint -> aggregate -> summarize) -> tre -> colocalize -> table -> store.
 
 A new step is a function and a line here, or a :func:`insert_step` call for one run:
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ._aggregate_steps import aggregate_step
 from ._count_steps import count_step, locate_step, qpaint_step, summarize_label_step
 from ._label_steps import assign_step, place_step
 from ._particle_state import ParticleRun, ParticleStep
@@ -30,6 +31,7 @@ PARTICLE_STEPS: tuple[ParticleStep, ...] = (
     ParticleStep("count", count_step, per_label=True),
     ParticleStep("locate", locate_step, per_label=True),
     ParticleStep("qpaint", qpaint_step, per_label=True),
+    ParticleStep("aggregate", aggregate_step, per_label=True),
     ParticleStep("summarize", summarize_label_step, per_label=True),
     ParticleStep("tre", tre_step),
     ParticleStep("colocalize", colocalize_step),
