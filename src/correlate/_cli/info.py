@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._json import add_json_flag, json_command
+
 NAME = "info"
 HELP = "show what a correlate store (or a data file) contains"
 ORDER = 10
@@ -21,6 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", action="store_true",
                         help="also measure each localization set: NeNA precision, FRC resolution, fiducials "
                         "(seconds per million localizations)")
+    add_json_flag(parser)
 
 
 def _describe_element(path: Path, el) -> str:
@@ -76,6 +79,7 @@ def placement_lines(scene) -> list[str]:
     return lines
 
 
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..errors import StoreError
     from ..scene import Scene
@@ -85,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         raise StoreError("no such store or file", path=path)
     if path.is_dir():
         scene = Scene.open(path, "r")
+        if args.json:
+            from ._info_json import store_document
+            from ._json import emit
+
+            emit(store_document(scene, with_quality=args.quality))
+            return 0
         print(scene.info())
         print("\n".join(placement_lines(scene)))
         if args.quality:
@@ -96,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
         from ..io import read
 
         el = read(path)  # once: a data file can be large
+        if args.json:
+            from ._info_json import file_document
+            from ._json import emit
+
+            emit(file_document(path, el, with_quality=args.quality))
+            return 0
         print(_describe_element(path, el))
         if args.quality:
             if element_kind(el) == "localizations":

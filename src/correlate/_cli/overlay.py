@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import CorrelateError
+from ._json import add_json_flag, emit, json_command
 
 NAME = "overlay"
 HELP = "draw localizations over an image of a store (PNG or PDF)"
@@ -48,8 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw labels that no registration placed in the base image's frame (the frames "
                         "are already aligned); otherwise a label named in --labels that is unplaced is an "
                         "error and, by default, unplaced labels are left out and named")
+    add_json_flag(parser)
 
 
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..plot import plot_overlay, save_figure
     from ..scene import Scene
@@ -77,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
         assume_aligned=args.assume_aligned,
     )
     out = save_figure(fig, args.output)
+    if args.json:
+        emit({"output": str(out), "base": args.base, "labels": labels, "region_nm": region,
+              "scale_bar_nm": getattr(fig, "correlate_scale_bar_nm", None),
+              "nm_per_pixel": getattr(fig, "correlate_nm_per_png_pixel", None),
+              "caption": getattr(fig, "correlate_caption", "") or None})
+        return 0
     print(f"wrote {out}")
     if fig.correlate_caption:
         print(fig.correlate_caption)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._json import add_json_flag, json_command
+
 NAME = "report"
 HELP = "write a self-contained HTML report (registration and particle results)"
 ORDER = 80
@@ -26,8 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="draw labels that no registration placed in the base image's frame (the frames "
                         "are already aligned); otherwise a label named in --labels that is unplaced is an "
                         "error and, by default, unplaced labels are left out and named")
+    add_json_flag(parser)
 
 
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..errors import CorrelateError
     from ..plot import make_report
@@ -39,5 +43,10 @@ def run(args: argparse.Namespace) -> int:
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     out = make_report(scene, args.output, base=args.base, labels=split(args.labels), tables=split(args.tables),
                       title=args.title, assume_aligned=args.assume_aligned)
+    if args.json:
+        from ._json import emit
+
+        emit({"output": str(out), "tables": split(args.tables), "labels": split(args.labels), "base": args.base})
+        return 0
     print(f"wrote {out}")
     return 0
