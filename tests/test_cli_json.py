@@ -214,7 +214,7 @@ def test_drift_json_matches_truth(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", [1], indirect=True)
-def test_overlay_report_json(case, capsys):
+def test_overlay_report_export_json(case, capsys):
     assert _register(case, capsys)[0] == 0
     png = case["tmp"] / "ov.png"
     code, doc, _ = _run(["overlay", str(case["path"]), "-o", str(png), "--json"], capsys)
@@ -223,6 +223,22 @@ def test_overlay_report_json(case, capsys):
     html = case["tmp"] / "r.html"
     code, doc, _ = _run(["report", str(case["path"]), "-o", str(html), "--json"], capsys)
     assert code == 0 and doc["output"] == str(html) and html.stat().st_size > 1000
+    mat = case["tmp"] / "m.txt"
+    code, doc, _ = _run(["export", str(case["path"]), "matrix", "--name", "locs", "-o", str(mat), "--json"], capsys)
+    assert code == 0 and doc["files"] == [str(mat)] and doc["to"] == "world"
+    m = np.loadtxt(mat)
+    assert np.linalg.det(m[:2, :2]) < 0  # the fixture mirrors the moving frame for this seed
+    tif = case["tmp"] / "r.tif"
+    px = 0.05 * case["field"]
+    code, doc, _ = _run(["export", str(case["path"]), "render", "--name", "locs", "--pixel-size", str(px), "-o",
+                         str(tif), "--json"], capsys)
+    assert code == 0 and doc["channels"] == ["locs"] and doc["pixel_size_nm"] == pytest.approx(px)
+    assert abs(doc["width_px"] * px - case["field"]) <= 2 * px
+    disp = case["tmp"] / "d.zarr"
+    code, doc, _ = _run(["export", str(case["path"]), "displacements", "--name", "locs", "-o", str(disp), "--json"],
+                        capsys)
+    assert code == 0 and set(doc["fields"]) == {"forward", "inverse"}
+    assert all(f["max_error_nm"] < 1e-3 * case["field"] for f in doc["fields"].values())  # linear: exact
 
 
 def test_demo_simulate_only_json(tmp_path, capsys):
