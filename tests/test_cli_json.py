@@ -253,3 +253,29 @@ def test_demo_simulate_only_json(tmp_path, capsys):
     assert code == 0 and doc["small"] is True
     assert Scene.open(doc["results"]["store"]).names("image")
     assert "[1] simulated" in err
+
+
+@pytest.mark.slow
+def test_register_json_reports_estimates_and_their_source(tmp_path, capsys):
+    from correlate.datasets import SampleConfig, simulate_sample
+
+    s = simulate_sample(SampleConfig.small(seed=3, make_afm=False, make_sim=False))
+    path = tmp_path / "s.ome.zarr"
+    sc = Scene.create(path)
+    for name in ("em", "antibody"):
+        sc.add(name, s.elements()[name])
+    code, doc, _ = _run(["register", str(path), "--moving", "antibody", "--fixed", "em", "--json"], capsys)
+    assert code == 0
+    rec = Scene.open(path).registrations()[-1]
+    assert (doc["model"], doc["n_pairs"], doc["record_id"]) == (rec["model"], rec["n_pairs"], rec["id"])
+    em = doc["detection"]["fixed"]
+    assert em["kind"] == "image" and em["origin"] == "detected" and em["source"]["diameter_nm"] == "estimated"
+    assert em["estimated"]["diameter_nm"] == pytest.approx(rec["detection"]["fixed"]["estimated"]["diameter_nm"])
+    assert doc["detection"]["moving"]["source"]["min_persistence"] == "estimated"
+    d = float(em["estimated"]["diameter_nm"])
+    code, doc, _ = _run(["register", str(path), "--moving", "antibody", "--fixed", "em", "--dry-run",
+                         "--bead-diameter", f"{d:.3f}", "--json"], capsys)
+    assert code == 0 and doc["stored"] is False
+    assert doc["detection"]["fixed"]["source"]["diameter_nm"] == "user"
+    assert doc["detection"]["fixed"]["estimated"]["diameter_nm"] == pytest.approx(d, abs=1e-3)
+    assert len(Scene.open(path).registrations()) == 1
