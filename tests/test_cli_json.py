@@ -279,3 +279,16 @@ def test_register_json_reports_estimates_and_their_source(tmp_path, capsys):
     assert doc["detection"]["fixed"]["source"]["diameter_nm"] == "user"
     assert doc["detection"]["fixed"]["estimated"]["diameter_nm"] == pytest.approx(d, abs=1e-3)
     assert len(Scene.open(path).registrations()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [0], indirect=True)
+def test_export_spatialdata_json(case, capsys):
+    sd = pytest.importorskip("spatialdata")
+    assert _register(case, capsys)[0] == 0
+    out = case["tmp"] / "sd.zarr"
+    code, doc, _ = _run(["export", str(case["path"]), "spatialdata", "-o", str(out), "--json"], capsys)
+    assert code == 0 and doc["files"] == [str(out)] and doc["coordinate_system"] == "world"
+    back = sd.read_zarr(out)
+    assert doc["elements"]["images"] == sorted(back.images.keys()) and "em" in doc["elements"]["images"]
+    assert doc["elements"]["points"] == sorted(back.points.keys())
