@@ -211,6 +211,12 @@ def test_drift_json_matches_truth(tmp_path, capsys):
     est = per_frame.to_numpy() - per_frame.to_numpy().mean(0) + truth.mean(0)
     rms = float(np.sqrt(np.mean(np.sum((est - truth) ** 2, axis=1))))
     assert rms < 3 * summ["uncertainty_rms_nm"] + 0.1
+    code, info, _ = _run(["info", str(path), "--quality", "--json"], capsys)
+    q = info["quality"]
+    assert code == 0 and set(q) == {"antibody", "antibody_drift"}
+    assert q["antibody"]["n_fiducials"] == len(s.truth.fiducials)
+    assert q["antibody_drift"]["nena_precision_nm"] > 0
+    assert q["antibody_drift"]["median_precision_nm"] == pytest.approx(float(np.median(corr["precision"])), rel=1e-6)
 
 
 @pytest.mark.parametrize("case", [1], indirect=True)
