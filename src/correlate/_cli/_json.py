@@ -21,7 +21,7 @@ JSON_HELP = (
     "for a number, the string \"NaN\"; infinities \"Infinity\"/\"-Infinity\", the zarr v3 encoding); "
     "progress goes to stderr. On an error the exit status is 1, the message goes to stderr as without "
     "--json, and stdout holds {\"error\": message, \"type\", \"path\", \"field\"} (a failed registration "
-    "adds \"stage\", \"hint\" and \"diagnostics\")"
+    "adds \"stage\", \"hint\" and \"diagnostics\"); a wrong command line exits 2 with the usage on stderr only"
 )
 
 _targets: list[TextIO] = []
