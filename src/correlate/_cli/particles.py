@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from ._json import add_json_flag, emit, json_command
 
 NAME = "particles"
 HELP = "segment particles and join them with localization labels (per-particle table)"
@@ -67,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "95 %% Poisson interval")
     parser.add_argument("--n-frames", type=int, metavar="N",
                         help="frames of the acquisition for --event-rate (default: each label's frame span)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_json_flag(parser)
 
 
 def _num_or_auto(v: str, what: str):
@@ -238,6 +239,7 @@ def particle_options(args: argparse.Namespace, labels: list[str]):
     )
 
 
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..analysis import analyze_particles
     from ..errors import CorrelateError
@@ -258,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     for line in assignment_warnings(res, args.structure):
         print(line, file=sys.stderr)
     if args.json:
-        print(json.dumps(res.summary, default=float, indent=1))
+        emit(res.summary)
     else:
         for line in summary_lines(res):
             print(line)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ._args import add_store_argument
+
+from ._json import add_json_flag, emit, json_command
 
 NAME = "proximity"
 ORDER = 62
@@ -36,16 +37,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="write the per-particle distances (.csv or .parquet)")
     p.add_argument("--plot", metavar="OUT.png", help="cumulative distributions of particles and control")
     p.add_argument("--store", dest="store_columns", action="store_true", help="add the distance columns to the stored table")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_json_flag(p)
 
 
 def _column_suffix(target: str) -> str:
     return target.replace("/labels/", "_").replace("/", "_")
 
 
+@json_command
 def run(args) -> int:
     from ..analysis import ProximityOptions, proximity
-    from ..io._atomic import to_jsonable
     from ..scene import Scene
 
     scene = Scene.open(args.store, mode="r+" if args.store_columns else "r")
@@ -68,7 +69,7 @@ def run(args) -> int:
             table[f"{col}_{suffix}"] = table["particle_id"].map(by_id[src]).to_numpy()
         scene.add_table(args.particles, table, label_image=table.attrs.get("label_image"), overwrite=True)
     if args.json:
-        print(json.dumps(to_jsonable(s)))
+        emit(s)
         return 0
     thr = f"; threshold {s['threshold']:.4g} ({s['threshold_source']})" if "threshold" in s else ""
     print(f"{s['n_particles']} particles of {args.particles!r} to the nearest {args.to!r} ({s['target_kind']}{thr})")
