@@ -97,3 +97,38 @@ def test_event_rates_lie_within_their_poisson_intervals(tmp_path):
     assert len(m) >= 50 and inside.mean() >= 0.9, (inside.mean(), len(m))
     lo, hi = poisson_interval(np.array([0, 5]))
     assert lo[0] == 0 and hi[0] == pytest.approx(3.689, abs=1e-3) and lo[1] == pytest.approx(1.6235, abs=1e-3)
+
+
+def test_minflux_traces_are_the_events_counted_per_particle(tmp_path):
+    """MINFLUX-like localizations (no frames; trace ids): each trace is one on-event, so a
+    particle's events equal its traces, and molecules are traces / traces per molecule."""
+    rng = np.random.default_rng()
+    sample = simulate_sample(SampleConfig.small(seed=int(rng.integers(1 << 20))))
+    tp = sample.truth.particles[lambda d: ~d["edge"]].reset_index(drop=True)
+    n_mol = rng.integers(3, 15, len(tp))
+    traces_per_mol = float(rng.uniform(2, 5))
+    rows, tid = [], 0
+    for i, p in tp.iterrows():
+        for _ in range(n_mol[i]):
+            a = rng.uniform(0, 2 * np.pi)
+            site = p[["x", "y"]].to_numpy(float) + (0.5 * p["diameter_nm"] + 3) * np.array([np.cos(a), np.sin(a)])
+            for _ in range(max(1, rng.poisson(traces_per_mol))):
+                k = int(rng.integers(3, 20))
+                rows.append(pd.DataFrame({"wx": site[0] + rng.normal(0, 2, k), "wy": site[1] + rng.normal(0, 2, k),
+                                          "track_id": tid, "true_particle_id": p["particle_id"]}))
+                tid += 1
+    df = pd.concat(rows, ignore_index=True)
+    own = sample.truth.transforms["smlm"].inverse().apply(df[["wx", "wy"]].to_numpy())
+    sample.smlm["antibody"] = pd.DataFrame({"x": own[:, 0], "y": own[:, 1], "track_id": df["track_id"],
+                                            "precision": 2.0, "true_particle_id": df["true_particle_id"]})
+    scene = sample.to_scene(tmp_path / "m.ome.zarr", transforms="truth")
+    res = analyze_particles(scene, "em", ["antibody"], count_method="events", events_per_molecule=traces_per_mol,
+                            exclude_fiducial_tracks=False)
+    assert res.summary["labels"]["antibody"]["events_from"].startswith("track_id")
+    t = res.table[~res.table["edge"]].reset_index(drop=True)
+    m = match_particles(t, tp)
+    m = m[m["found_index"] >= 0]
+    true_traces = df.groupby("true_particle_id")["track_id"].nunique()
+    got = t.loc[m["found_index"].to_numpy(), "n_events_antibody"].to_numpy()
+    want = true_traces.reindex(m["particle_id"]).fillna(0).to_numpy()
+    assert len(m) >= 6 and np.mean(got == want) >= 0.9, (got, want)

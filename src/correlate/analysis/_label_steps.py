@@ -97,6 +97,21 @@ def place_step(state: ParticleRun, lab: LabelRun) -> None:
     lab.precision = _precision(locs)
 
 
+def _events(locs: pd.DataFrame, opts, groups: np.ndarray) -> tuple[np.ndarray, str]:
+    """Event index of each localization and where it came from: a tracking id (MINFLUX traces,
+    tracked rapidSTORM: one trace is one on-event), blink grouping of consecutive frames, or,
+    with neither, one event per localization (said in the summary)."""
+    from ._molecules import group_blinks
+
+    n = len(locs)
+    if "track_id" in locs.columns:
+        return pd.factorize(locs["track_id"].to_numpy())[0].astype(np.int64), "track_id (one trace = one event)"
+    if n and "frame" in locs.columns:
+        ev = group_blinks(locs, radius_nm=opts.blink_radius_nm, max_dark_frames=opts.max_dark_frames, groups=groups)
+        return ev, "blink grouping of consecutive frames"
+    return np.arange(n), "one event per localization (no frame and no track_id column)"
+
+
 def assign_step(state: ParticleRun, lab: LabelRun) -> None:
     """Assign the label's localizations to particles (shell: linker + ``n_sigma`` x the combined
     TRE and precision), group their blinks within each particle, and add ``n_localizations_L``,
@@ -104,7 +119,6 @@ def assign_step(state: ParticleRun, lab: LabelRun) -> None:
     from scipy.spatial import cKDTree
 
     from ._assign import assign_localizations
-    from ._molecules import group_blinks
 
     L, n, locs = lab.name, lab.n, lab.locs
     opts = state.options.assign
@@ -117,8 +131,7 @@ def assign_step(state: ParticleRun, lab: LabelRun) -> None:
     )
     part = a["particle"].to_numpy()
     pid_loc = np.where(part >= 0, pid[np.clip(part, 0, max(n_part - 1, 0))] if n_part else -1, -1)
-    ev = group_blinks(locs, radius_nm=opts.blink_radius_nm, max_dark_frames=opts.max_dark_frames,
-                      groups=pid_loc) if n and "frame" in locs.columns else np.arange(n)
+    ev, lab.info["events_from"] = _events(locs, opts, pid_loc)
     amb_rows = a["ambiguous"].to_numpy()
     state.assignments[L] = pd.DataFrame({"x_s": xy_s[:, 0], "y_s": xy_s[:, 1], "particle_id": pid_loc,
                                          "ambiguous": amb_rows, "fiducial": lab.fiducial, "event": ev})
