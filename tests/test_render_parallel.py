@@ -91,7 +91,7 @@ def test_gaussian_equals_reference_for_any_thread_count(seed):
     w = rng.uniform(0.5, 2, n)
     n_sigma = float(rng.uniform(2.5, 5))
     rows, cols = tile_shape(g.shape, 2 * n_sigma * np.median(np.minimum(sx / g.pixel_size[0], sy / g.pixel_size[1])) + 1)
-    assert rows < g.shape[0] or cols < g.shape[1]  # the test crosses tiles
+    assert 2**rows < g.shape[0] or 2**cols < g.shape[1]  # the test crosses tiles
     ref = _gauss_reference(x, y, sx, sy, w, g, n_sigma)
     one = _with_threads(1, lambda: gaussian_counts(x, y, sx, sy, g, weights=w, n_sigma=n_sigma))
     # the tabulated erf is good to ~5e-16; each pixel sums at most n terms <= w

@@ -88,27 +88,27 @@ def _spans(i, x, y, sx, sy, ex, ey, n_sigma):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _gauss_count(x, y, sx, sy, ex, ey, n_sigma, tile_rows, tile_cols, counts):
+def _gauss_count(x, y, sx, sy, ex, ey, n_sigma, shift_rows, shift_cols, counts):
     # counts[c, t]: points of chunk c whose footprint touches tile t
     n = x.shape[0]
     n_chunks = counts.shape[0]
-    n_tx = (ex.shape[0] - 1 + tile_cols - 1) // tile_cols
+    n_tx = ((ex.shape[0] - 2) >> shift_cols) + 1
     for c in prange(n_chunks):
         for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
             i0, i1, j0, j1 = _spans(i, x, y, sx, sy, ex, ey, n_sigma)
             if i1 < i0 or j1 < j0:
                 continue
-            for ty in range(j0 // tile_rows, j1 // tile_rows + 1):
-                for tx in range(i0 // tile_cols, i1 // tile_cols + 1):
+            for ty in range(j0 >> shift_rows, (j1 >> shift_rows) + 1):
+                for tx in range(i0 >> shift_cols, (i1 >> shift_cols) + 1):
                     counts[c, ty * n_tx + tx] += 1
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, tile_rows, tile_cols, offsets, pts):
+def _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, shift_rows, shift_cols, offsets, pts):
     # stable scatter of the points (x, y, sx, sy[, w]) into tile order: pts[:, k] is entry k
     n = x.shape[0]
     n_chunks = offsets.shape[0]
-    n_tx = (ex.shape[0] - 1 + tile_cols - 1) // tile_cols
+    n_tx = ((ex.shape[0] - 2) >> shift_cols) + 1
     use_w = w.shape[0] == n
     for c in prange(n_chunks):
         cur = offsets[c].copy()
@@ -116,8 +116,8 @@ def _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, tile_rows, tile_cols, offse
             i0, i1, j0, j1 = _spans(i, x, y, sx, sy, ex, ey, n_sigma)
             if i1 < i0 or j1 < j0:
                 continue
-            for ty in range(j0 // tile_rows, j1 // tile_rows + 1):
-                for tx in range(i0 // tile_cols, i1 // tile_cols + 1):
+            for ty in range(j0 >> shift_rows, (j1 >> shift_rows) + 1):
+                for tx in range(i0 >> shift_cols, (i1 >> shift_cols) + 1):
                     t = ty * n_tx + tx
                     k = cur[t]
                     pts[0, k] = x[i]
@@ -129,9 +129,11 @@ def _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, tile_rows, tile_cols, offse
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _gauss_fill(pts, ex, ey, n_sigma, tile_rows, tile_cols, tile_start, tab, out):
+def _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, tab, out):
     ny, nx = out.shape
-    n_tx = (nx + tile_cols - 1) // tile_cols
+    n_tx = ((nx - 1) >> shift_cols) + 1
+    tile_rows = 1 << shift_rows
+    tile_cols = 1 << shift_cols
     px = (ex[nx] - ex[0]) / nx
     py = (ey[ny] - ey[0]) / ny
     for t in prange(tile_start.shape[0] - 1):
@@ -159,15 +161,15 @@ def _gauss_fill(pts, ex, ey, n_sigma, tile_rows, tile_cols, tile_start, tab, out
                     orow[b] += wy * bx[b]
 
 
-def gauss_block(x, y, sx, sy, w, ex, ey, n_sigma: float, tile_rows: int, tile_cols: int, out: np.ndarray) -> None:
+def gauss_block(x, y, sx, sy, w, ex, ey, n_sigma: float, shift_rows: int, shift_cols: int, out: np.ndarray) -> None:
     """Add the pixel-integrated Gaussians of one block of finite points to ``out``."""
     n_chunks = max(1, min(N_CHUNKS, x.shape[0]))
-    counts = np.zeros((n_chunks, n_tiles(out.shape, tile_rows, tile_cols)), np.int64)
-    _gauss_count(x, y, sx, sy, ex, ey, n_sigma, tile_rows, tile_cols, counts)
+    counts = np.zeros((n_chunks, n_tiles(out.shape, shift_rows, shift_cols)), np.int64)
+    _gauss_count(x, y, sx, sy, ex, ey, n_sigma, shift_rows, shift_cols, counts)
     offsets, tile_start = tile_layout(counts)
     pts = np.empty((5, int(tile_start[-1])), np.float64)
-    _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, tile_rows, tile_cols, offsets, pts)
-    _gauss_fill(pts, ex, ey, n_sigma, tile_rows, tile_cols, tile_start, _TABLE, out)
+    _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, shift_rows, shift_cols, offsets, pts)
+    _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, _TABLE, out)
 
 
 _TABLE = erf_table()

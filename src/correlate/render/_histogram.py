@@ -24,13 +24,17 @@ TILE_PIXELS = 1 << 15
 
 
 def tile_shape(shape: tuple[int, int], footprint_px: float = 1.0) -> tuple[int, int]:
-    """(rows, cols) of the tiles a render fills in parallel: about :data:`TILE_PIXELS` pixels, and
-    at least four footprints (pixels one point touches along an axis) on a side, so that few points
-    straddle tiles."""
+    """log2 of the (rows, cols) of the tiles a render fills in parallel: about :data:`TILE_PIXELS`
+    pixels, and at least four footprints (pixels one point touches along an axis) on a side, so
+    that few points straddle tiles; powers of two, so that a shift finds a pixel's tile."""
     ny, nx = shape
-    side = int(math.ceil(4.0 * min(footprint_px, float(max(ny, nx)))))
-    rows = min(ny, max(32, side))
-    cols = min(nx, max(side, TILE_PIXELS // rows))
+
+    def log2_at_least(v: float) -> int:
+        return max(0, int(math.ceil(math.log2(max(v, 1.0)))))
+
+    side = log2_at_least(4.0 * min(footprint_px, float(max(ny, nx))))
+    rows = min(log2_at_least(ny), max(5, side))
+    cols = min(log2_at_least(nx), max(side, log2_at_least(TILE_PIXELS) - rows))
     return int(rows), int(cols)
 
 

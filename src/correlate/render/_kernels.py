@@ -1,7 +1,8 @@
 """numba kernels of the histogram renderer (imported on first use, compiled once, cached on disk).
 
 Parallel and deterministic: the points of a block are cut into a fixed number of chunks and the
-image into tiles (``tile_rows`` x ``tile_cols`` pixels), both independent of the thread count. A
+image into tiles (``2**shift_rows`` x ``2**shift_cols`` pixels: a shift, not a division, finds a
+pixel's tile), both independent of the thread count. A
 first parallel pass finds each point's pixel and counts, per chunk, the points of every tile; a
 stable scatter then lists each tile's points in their original order; the tiles are then filled
 in parallel, each by one thread, in a piece of the image small enough to stay in cache. Every
@@ -41,14 +42,14 @@ def bin_index(v, e, inv):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _hist_index(x, y, ex, ey, tile_rows, tile_cols, n_chunks, idx, tile, counts):
+def _hist_index(x, y, ex, ey, shift_rows, shift_cols, n_chunks, idx, tile, counts):
     # idx[i] = flat pixel of point i (-1 outside), tile[i] its tile; counts[c, t] = points of
     # chunk c in tile t.
     n = x.shape[0]
     nx = ex.shape[0] - 1
     invx = nx / (ex[nx] - ex[0])
     invy = (ey.shape[0] - 1) / (ey[ey.shape[0] - 1] - ey[0])
-    n_tx = (nx + tile_cols - 1) // tile_cols
+    n_tx = ((nx - 1) >> shift_cols) + 1
     for c in prange(n_chunks):
         a = c * n // n_chunks
         b = (c + 1) * n // n_chunks
@@ -59,7 +60,7 @@ def _hist_index(x, y, ex, ey, tile_rows, tile_cols, n_chunks, idx, tile, counts)
                 idx[i] = -1
             else:
                 idx[i] = iy * nx + ix
-                t = (iy // tile_rows) * n_tx + ix // tile_cols
+                t = (iy >> shift_rows) * n_tx + (ix >> shift_cols)
                 tile[i] = t
                 counts[c, t] += 1
 
@@ -108,22 +109,24 @@ def tile_layout(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return offsets, tile_start
 
 
-def n_tiles(shape: tuple[int, int], tile_rows: int, tile_cols: int) -> int:
-    """Number of tiles of ``tile_rows`` x ``tile_cols`` pixels covering an image of ``shape``."""
-    return -(-shape[0] // tile_rows) * -(-shape[1] // tile_cols)
+def n_tiles(shape: tuple[int, int], shift_rows: int, shift_cols: int) -> int:
+    """Number of tiles of ``2**shift_rows`` x ``2**shift_cols`` pixels covering an image of ``shape``."""
+    return (((shape[0] - 1) >> shift_rows) + 1) * (((shape[1] - 1) >> shift_cols) + 1)
 
 
-def hist_block(x, y, w, ex, ey, tile_rows: int, tile_cols: int, out: np.ndarray) -> int:
+def hist_block(x, y, w, ex, ey, shift_rows: int, shift_cols: int, out: np.ndarray) -> int:
     """Add one block of points (weights ``w`` or none: ``w.size == 0``) to ``out``; return how
     many fell inside the edges."""
     n_chunks = max(1, min(N_CHUNKS, x.shape[0]))
-    idx = np.empty(x.shape[0], np.int64)
+    # 32-bit pixel indices when they fit: less memory traffic in the two passes that carry them
+    itype = np.int32 if out.size < 2**31 else np.int64
+    idx = np.empty(x.shape[0], itype)
     tile = np.empty(x.shape[0], np.int32)
-    counts = np.zeros((n_chunks, n_tiles(out.shape, tile_rows, tile_cols)), np.int64)
-    _hist_index(x, y, ex, ey, tile_rows, tile_cols, n_chunks, idx, tile, counts)
+    counts = np.zeros((n_chunks, n_tiles(out.shape, shift_rows, shift_cols)), np.int64)
+    _hist_index(x, y, ex, ey, shift_rows, shift_cols, n_chunks, idx, tile, counts)
     offsets, tile_start = tile_layout(counts)
     inside = int(tile_start[-1])
-    order = np.empty(inside, np.int64)
+    order = np.empty(inside, itype)
     order_w = np.empty(inside if w.shape[0] else 0, np.float64)
     _hist_scatter(idx, tile, w, offsets, order, order_w)
     del idx, tile
