@@ -1,13 +1,12 @@
 """numba kernels of the histogram renderer (imported on first use, compiled once, cached on disk).
 
 Parallel and deterministic: the points of a block are cut into a fixed number of chunks and the
-image into tiles (``2**shift_rows`` x ``2**shift_cols`` pixels: a shift, not a division, finds a
-pixel's tile), both independent of the thread count. A
-first parallel pass finds each point's pixel and counts, per chunk, the points of every tile; a
-stable scatter then lists each tile's points in their original order; the tiles are then filled
-in parallel, each by one thread, in a piece of the image small enough to stay in cache. Every
-pixel therefore receives its points in input order whatever the number of threads, so results are
-bit-identical.
+image into tiles of ``2**shift_rows`` x ``2**shift_cols`` pixels (a shift, not a division, finds a
+pixel's tile), both independent of the thread count. A first parallel pass finds each point's
+pixel and counts, per chunk, the points of every tile; a stable scatter then lists each tile's
+points in their original order; the tiles are then filled in parallel, each by one thread, in a
+piece of the image small enough to stay in cache. Every pixel therefore receives its points in
+input order whatever the number of threads, so results are bit-identical.
 """
 
 from __future__ import annotations
@@ -99,8 +98,8 @@ def _hist_fill(order, order_w, tile_start, out_flat):
 
 
 def tile_layout(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Write offsets ``(n_chunks, n_tiles)`` and t starts ``(n_tiles + 1,)`` of a counting sort
-    whose ``counts[c, b]`` are the points of chunk ``c`` in t ``b`` (t-major order)."""
+    """Write offsets ``(n_chunks, n_tiles)`` and tile starts ``(n_tiles + 1,)`` of a counting sort
+    whose ``counts[c, t]`` are the points of chunk ``c`` in tile ``t`` (tile-major order)."""
     flat = counts.T.ravel()
     starts = np.zeros(flat.size + 1, np.int64)
     np.cumsum(flat, out=starts[1:])
