@@ -129,3 +129,21 @@ def test_out_must_be_addable():
         histogram_counts(np.ones(3), np.ones(3), g, weights=np.ones(2))
     with pytest.raises(ElementError, match="not finite"):
         gaussian_counts(np.ones(2), np.ones(2), np.array([1.0, np.nan]), np.ones(2), g)
+
+
+def test_blocks_do_not_change_the_image(monkeypatch):
+    from correlate.render import _gaussian, _histogram
+
+    rng = np.random.default_rng(9)
+    g = _grid(rng)
+    lo_x, hi_x, lo_y, hi_y = g.extent
+    n = 3000
+    x, y = rng.uniform(lo_x, hi_x, n), rng.uniform(lo_y, hi_y, n)
+    s = g.pixel_size[0] * rng.uniform(0.3, 5, n)
+    w = rng.uniform(0.5, 2, n)
+    whole_h = histogram_counts(x, y, g, weights=w)[0]
+    whole_g = gaussian_counts(x, y, s, s, g, weights=w)
+    monkeypatch.setattr(_histogram, "BLOCK", 257)
+    monkeypatch.setattr(_gaussian, "BLOCK", 257)
+    assert np.array_equal(histogram_counts(x, y, g, weights=w)[0], whole_h)
+    assert np.array_equal(gaussian_counts(x, y, s, s, g, weights=w), whole_g)

@@ -1,4 +1,4 @@
-"""numba kernels of the Gaussian renderer, banded like the histogram ones (see ``_kernels``).
+"""numba kernels of the Gaussian renderer, tiled like the histogram ones (see ``_kernels``).
 
 A point whose truncated footprint spans several tiles is listed in each, and each tile adds only
 its own pixels, so threads never write the same pixel and every pixel sums its points in input

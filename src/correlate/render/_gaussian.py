@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from ._grid import Grid
-from ._histogram import BLOCK, _weights, out_array, tile_shape
+from ._histogram import _weights, out_array, tile_shape
 
 __all__ = ["gaussian_counts", "render_gaussian"]
+
+#: Points per pass: each carries 40 bytes per tile it touches into the pass that fills the tiles.
+BLOCK = 1 << 20
 
 
 def gaussian_counts(
@@ -83,10 +86,10 @@ def gaussian_counts(
     # footprint of a typical point, in pixels along the finer axis
     sub = slice(None, None, max(1, x.size // 10_000))
     s_typ = min(float(np.median(sx[sub])) / grid.pixel_size[0], float(np.median(sy[sub])) / grid.pixel_size[1])
-    rows, cols = tile_shape(grid.shape, 2.0 * n_sigma * s_typ + 1.0)
+    shifts = tile_shape(grid.shape, 2.0 * n_sigma * s_typ + 1.0)
     for a in range(0, x.size, BLOCK):
         b = min(x.size, a + BLOCK)
-        gauss_block(x[a:b], y[a:b], sx[a:b], sy[a:b], w[a:b] if w.size else w, ex, ey, n_sigma, rows, cols, out)
+        gauss_block(x[a:b], y[a:b], sx[a:b], sy[a:b], w[a:b] if w.size else w, ex, ey, n_sigma, *shifts, out)
     return out
 
 

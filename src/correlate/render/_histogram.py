@@ -103,11 +103,11 @@ def histogram_counts(
     out = out_array(grid, out)
     w = _weights(weights, x.size)
     ex, ey = grid.edges("x"), grid.edges("y")
-    rows, cols = tile_shape(grid.shape)
+    shifts = tile_shape(grid.shape)
     n = 0
     for a in range(0, x.size, BLOCK):
         b = min(x.size, a + BLOCK)
-        n += hist_block(x[a:b], y[a:b], w[a:b] if w.size else w, ex, ey, rows, cols, out)
+        n += hist_block(x[a:b], y[a:b], w[a:b] if w.size else w, ex, ey, *shifts, out)
     return out, int(n)
 
 
