@@ -10,7 +10,16 @@
 set -euo pipefail
 
 DEST="${1:-${CORRELATE_PEERS:-peers}}"
-PY="${PYTHON:-python3.12}"
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+    # python3.12 on PATH, else a pyenv-installed 3.12 (pyenv's shim fails outside a pinned folder)
+    if python3.12 -c '' 2>/dev/null; then
+        PY=python3.12
+    else
+        PY=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 2>/dev/null | tail -n 1)
+    fi
+fi
+[ -n "$PY" ] || { echo "no Python 3.12 found; set PYTHON=/path/to/python3.12" >&2; exit 1; }
 PICASSO_VERSION="${PICASSO_VERSION:-0.11.3}"
 
 mkdir -p "$DEST"
