@@ -150,8 +150,10 @@ def main(argv=None) -> int:
     ap.add_argument("--field", type=float, default=40_960.0, help="field of view in nm (default 40960: 4096^2 px)")
     ap.add_argument("--repeat", type=int, default=3, help="paired process repeats per measurement (default 3)")
     ap.add_argument("--inner", type=int, default=2, help="timed calls per process, the fastest kept (default 2)")
-    ap.add_argument("--peers", default=os.environ.get("CORRELATE_PEERS_PYTHON", "/work/peers/.venv/bin/python"),
-                    help="python of the peers venv with picassosr (benchmarks/setup_peers.sh)")
+    default_peers = os.environ.get("CORRELATE_PEERS_PYTHON", str(Path(__file__).resolve().parents[1] / "peers/.venv/bin/python"))
+    ap.add_argument("--peers", default=default_peers,
+                    help="python of the peers venv with picassosr (benchmarks/setup_peers.sh; default "
+                         "$CORRELATE_PEERS_PYTHON or peers/.venv/bin/python)")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -160,6 +162,8 @@ def main(argv=None) -> int:
         _worker(w[0], w[1], w[2], float(w[3]), float(w[4]), int(w[5]))
         return 0
     have_peers = Path(args.peers).exists()
+    if not have_peers:
+        print(f"Picasso NOT measured: no peers python at {args.peers} (benchmarks/setup_peers.sh, then --peers)")
     n = int(args.n)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(prefix="bench_render_") as tmp:
