@@ -42,7 +42,6 @@ either.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -66,7 +65,7 @@ class ClusterOptions:
     k
         Neighbours per localization in the graph whose minimum spanning tree sets ``eps_nm``.
     model
-        ``"shell"`` (labels on the particle surface) or ``"sphere"`` (filling it).
+        ``"shell"`` (labels on the particle surface) or ``"sphere"`` (``"ball"``: filling it).
     label_offset_nm
         Distance of the label outside the particle surface (linker + label size); 0 gives the
         label shell's own diameter.
@@ -228,7 +227,12 @@ def _cluster_sizes(sxy, sp2, scl, n_clu, n_locs, n_sites, model, offset):
         radius = np.sqrt(np.clip((m_r2 / shrink - 2.0 * m_p2) / c, 0.0, None))
         limit = 1.5 * radius[scl] + 3.0 * np.sqrt(sp2 + m_p2[scl]) + 1.0
         w = (np.sqrt(r2) <= limit).astype(float)
-    radius = np.where(n_sites >= 3, _ml_radius(sxy, sp2, scl, n_clu, cx, cy, radius, n_sites, model), radius)
+    from ._clusters_radius import fit_radius
+
+    ml_x, ml_y, ml_r = fit_radius(sxy, sp2, scl, w, n_clu, cx, cy, radius, model)
+    ok = (n_sites >= 3) & np.isfinite(ml_r) & (ml_r > 0)
+    x_out, y_out = np.where(ok, ml_x, cx), np.where(ok, ml_y, cy)
+    radius = np.where(ok, ml_r, radius)
     sxx = np.bincount(scl, weights=w * dx * dx, minlength=n_clu) / np.maximum(cnt, 1)
     syy = np.bincount(scl, weights=w * dy * dy, minlength=n_clu) / np.maximum(cnt, 1)
     sxy_ = np.bincount(scl, weights=w * dx * dy, minlength=n_clu) / np.maximum(cnt, 1)
@@ -236,59 +240,13 @@ def _cluster_sizes(sxy, sp2, scl, n_clu, n_locs, n_sites, model, offset):
     disc = np.sqrt(np.maximum(tr**2 / 4 - det, 0.0))
     l1, l2 = tr / 2 + disc, np.maximum(tr / 2 - disc, 0.0)
     return {
-        "x": cx, "y": cy, "label_radius_nm": radius, "equivalent_diameter_nm": 2.0 * (radius - offset),
+        "x": x_out, "y": y_out, "label_radius_nm": radius, "equivalent_diameter_nm": 2.0 * (radius - offset),
         "radius_of_gyration_nm": np.sqrt(m_r2), "n_localizations": n_locs,
         "n_molecules": n_sites,
         "ellipse_major_nm": 4.0 * np.sqrt(l1), "ellipse_minor_nm": 4.0 * np.sqrt(l2),
         "eccentricity": np.sqrt(1.0 - l2 / np.maximum(l1, 1e-12)),
         "orientation_deg": np.degrees(0.5 * np.arctan2(2 * sxy_, sxx - syy)),
     }
-
-
-@lru_cache(maxsize=4)
-def _radial_table(model: str):
-    """Interpolator of the blurred projected density g(t, log b) of a unit shell or ball, in 2-D,
-    at distance t from its centre with Gaussian blur b per axis (both in units of the radius)."""
-    from scipy.interpolate import RegularGridInterpolator
-    from scipy.special import i0e
-
-    t = np.linspace(0.0, 3.0, 601)
-    logb = np.linspace(np.log(0.003), np.log(1.5), 48)
-    phi = np.linspace(0.0, np.pi / 2, 2001)
-    r = np.sin(phi)
-    mass = np.sin(phi) if model == "shell" else 3.0 * np.sin(phi) * np.cos(phi) ** 2  # p(r) 2 pi r dr / dphi
-    wq = np.gradient(phi)
-    g = np.empty((len(t), len(logb)))
-    for j, lb in enumerate(logb):  # 48 blur levels, once per process
-        b = np.exp(lb)
-        k = np.exp(-((t[:, None] - r[None, :]) ** 2) / (2 * b * b)) * i0e(t[:, None] * r[None, :] / (b * b)) / (2 * np.pi * b * b)
-        g[:, j] = (k * (mass * wq)[None, :]).sum(1)
-    return RegularGridInterpolator((t, logb), np.log(np.maximum(g, 1e-300)), bounds_error=False, fill_value=None)
-
-
-def _ml_radius(sxy, sp2, scl, n_clu, cx, cy, r0, n_sites, model, n_grid: int = 49):
-    """Maximum-likelihood radius per cluster of the blurred projected shell/ball, on a grid around
-    the moment estimate ``r0`` (factor 0.6-1.6), refined by a parabola through the best three."""
-    table = _radial_table(model)
-    rho = np.hypot(sxy[:, 0] - cx[scl], sxy[:, 1] - cy[scl])
-    m = np.maximum(np.bincount(scl, minlength=n_clu), 1).astype(float)
-    var_c = np.bincount(scl, weights=rho**2, minlength=n_clu) / m / (2 * np.maximum(n_sites, 1))  # centre error per axis
-    blur = np.sqrt(sp2 + var_c[scl])
-    f = np.exp(np.linspace(np.log(0.6), np.log(1.6), n_grid))
-    radii = np.maximum(r0, 1.0)[:, None] * f[None, :]
-    rg = radii[scl]
-    pts = np.column_stack([(rho[:, None] / rg).ravel(), np.log(np.clip(blur[:, None] / rg, 0.003, 1.5)).ravel()])
-    ll = table(pts).reshape(rg.shape) - 2.0 * np.log(rg)
-    total = np.zeros((n_clu, n_grid))
-    np.add.at(total, scl, ll)
-    best = np.clip(np.argmax(total, axis=1), 1, n_grid - 2)
-    i = np.arange(n_clu)
-    y0, y1, y2 = total[i, best - 1], total[i, best], total[i, best + 1]
-    den = y0 - 2 * y1 + y2
-    shift = np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
-    logf = np.log(f)
-    step = logf[1] - logf[0]
-    return np.maximum(r0, 1.0) * np.exp(logf[best] + np.clip(shift, -1, 1) * step)
 
 
 def _events_and_sites(locs: pd.DataFrame, lab: np.ndarray, prec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -357,8 +315,10 @@ def cluster_localizations(locs: pd.DataFrame, options: ClusterOptions | None = N
     from sklearn.cluster import DBSCAN
 
     opts = replace(options or ClusterOptions(), **kwargs)
+    if opts.model == "ball":
+        opts = replace(opts, model="sphere")
     if opts.model not in _MODEL_C:
-        raise CorrelateError(f"unknown size model {opts.model!r}; expected 'shell' or 'sphere'", field="model")
+        raise CorrelateError(f"unknown size model {opts.model!r}; expected 'shell' or 'sphere' ('ball')", field="model")
     if not {"x", "y"} <= set(locs.columns):
         raise CorrelateError(f"clustering needs x, y columns (nm); the table has {list(locs.columns)[:12]}", field="x")
     xy = locs[["x", "y"]].to_numpy(float)
