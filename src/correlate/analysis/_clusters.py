@@ -4,15 +4,18 @@ size corrected for localization precision, label offset and the centre's own err
 Parameters (each estimated when not given, and recorded in ``ClusterResult.parameters`` with
 its source):
 
-1. ``eps_nm``: the Euclidean minimum spanning tree of the localizations (from their Delaunay
-   triangulation) joins the localizations of one particle by short edges, the spacing of its
-   molecules, and particles and background points by long ones. The deepest valley (under 1 % of
-   the main mode, at least a factor 2 above it) in the density of log edge length separates the
-   two scales. The valley is often a long floor (the tail of a sparse particle's molecule spacing
-   on its near side, neighbouring particles and the background on its far side): ``eps_nm`` is
-   where the floor begins, the first length past the mode at which the density is within a
-   factor 3 of the deepest point. Without such a valley (no clusters, or a background dense
-   enough to fill it) the step stops, says what it saw, and asks for ``eps_nm``.
+1. ``eps_nm``: the minimum spanning tree of the localizations (of the graph of each one's ``k``
+   nearest neighbours, in mutual-reachability distance: an edge is at least as long as either end's distance to its
+   second neighbour, so a chain of isolated points is no short bridge) joins the localizations of
+   one particle by short edges and particles and background points by long ones. The deepest
+   valley (under 1 % of the main mode, at least a factor 2 above it) in the density of log edge
+   length bounds the search; without one (no clusters, or a background dense enough to fill it)
+   the step stops, says what it saw, and asks for ``eps_nm``. Cutting the tree at growing lengths
+   first joins each molecule's localizations, then a particle's molecules, then neighbouring
+   particles; ``eps_nm`` is the geometric middle of the first range of lengths (at least a
+   factor 1.5 long) over which the number of groups of 5 or more localizations stays the same,
+   the particles' own plateau (where there is none, the start of the valley floor: the first
+   length past the mode with a density within a factor 3 of the deepest point).
 2. ``min_samples``: the background density (localizations left in groups of fewer than 5 when
    the tree is cut at ``eps_nm``, per area of the table's extent) gives the mean number of chance neighbours within ``eps_nm``; the smallest
    count that chance reaches for fewer than one background localization in the whole table (and
@@ -117,21 +120,26 @@ class ClusterResult:
 
 
 def estimate_eps(xy: np.ndarray, *, bin_log: float = 0.1, min_gap: float = np.log(2.0),
-                 valley_depth: float = 0.01, floor_factor: float = 3.0) -> dict[str, Any]:
+                 valley_depth: float = 0.01, floor_factor: float = 3.0, core_k: int = 3,
+                 rule: str = "plateau", k: int = 10) -> dict[str, Any]:
     """``eps_nm`` from the gap in the minimum-spanning-tree edge lengths (see module doc).
 
-    The Euclidean minimum spanning tree (from the Delaunay triangulation) joins the localizations of a
-    particle by short edges (its molecules' spacing) and particles, and background points, by long
-    ones. In the density of ``log`` edge length (a Gaussian kernel of ``bin_log``), the deepest
-    point between the main mode and the 99.9th percentile, at most ``valley_depth`` of the mode and
-    at least a factor ``exp(min_gap)`` above it, marks the valley; its floor begins at the first
-    length past the mode with a density within ``floor_factor`` of that point, where the
-    particles' own spacing ends: ``eps_nm``.
+    The minimum spanning tree (forest) of the graph of each localization's ``k`` nearest
+    neighbours joins the localizations of a particle by short edges (its molecules' spacing) and particles, and background points, by long
+    ones (edge lengths in mutual-reachability distance with the ``core_k``-th neighbour, the
+    point itself counted). In the density of ``log`` edge length (a Gaussian kernel of
+    ``bin_log``), the deepest point between the main mode and the 99.9th percentile, at most
+    ``valley_depth`` of the mode and at least a factor ``exp(min_gap)`` above it, marks the valley.
+    ``rule="plateau"``: ``eps_nm`` is the middle of the first plateau (a factor 1.5 long) in the
+    number of groups of 5 or more localizations left by cutting the tree, between the mode and
+    the valley; ``rule="floor"`` (or no plateau): the first length past the mode with a density
+    within ``floor_factor`` of the valley's.
 
     Returns
     -------
     dict
-        ``eps_nm``, ``main_edge_nm``, ``valley_depth``, ``valley_deepest_nm``, ``n_long_edges``, ``background_density_per_nm2``
+        ``eps_nm``, ``eps_rule``, ``plateau_nm`` (its ends) and ``plateau_clusters``, ``main_edge_nm``,
+        ``valley_depth``, ``valley_deepest_nm``, ``n_long_edges``, ``background_density_per_nm2``
         (localizations left in groups smaller than 5 at ``eps_nm``, per nm^2 of the extent).
 
     Raises
@@ -147,13 +155,15 @@ def estimate_eps(xy: np.ndarray, *, bin_log: float = 0.1, min_gap: float = np.lo
     if n < 50:
         raise CorrelateError(f"{n} localizations are too few to estimate a clustering radius; pass eps_nm",
                              field="eps_nm")
-    from scipy.spatial import Delaunay
+    from scipy.spatial import cKDTree
 
-    jitter = np.random.default_rng(0).normal(0.0, 1e-3, xy.shape)  # coincident points still get edges
-    tri = Delaunay(xy + jitter).simplices  # the Euclidean minimum spanning tree is a subgraph
-    a = np.concatenate([tri[:, 0], tri[:, 1], tri[:, 2]])
-    b = np.concatenate([tri[:, 1], tri[:, 2], tri[:, 0]])
-    w = np.maximum(np.hypot(*(xy[a] - xy[b]).T), 1e-3)
+    kk = int(min(max(k, core_k), n - 1))
+    dist, idx = cKDTree(xy).query(xy, k=kk + 1)
+    core = dist[:, core_k - 1] if core_k > 1 else np.zeros(n)
+    a = np.repeat(np.arange(n), kk)
+    b = idx[:, 1:].ravel()
+    # mutual reachability: a chain of isolated points is no short bridge
+    w = np.maximum(np.maximum(dist[:, 1:].ravel(), 1e-3), np.maximum(core[a], core[b]))
     graph = coo_matrix((w, (a, b)), shape=(n, n)).tocsr()
     mst = minimum_spanning_tree(graph).tocoo()
     length = mst.data
@@ -181,6 +191,9 @@ def estimate_eps(xy: np.ndarray, *, bin_log: float = 0.1, min_gap: float = np.lo
     # its near side, neighbouring particles and background begin towards the far side
     floor_start = span[np.flatnonzero(dens[span] <= floor_factor * dens[v])[0]]
     eps = float(np.exp(centres[floor_start]))
+    plateau = _plateau(mst, n, float(np.exp(centres[peak])), float(np.exp(centres[v]))) if rule == "plateau" else None
+    if plateau is not None:
+        eps = plateau[0]
     keep = mst.data <= eps
     g = coo_matrix((np.ones(keep.sum()), (mst.row[keep], mst.col[keep])), shape=(n, n))
     _, comp = connected_components(g, directed=False)
@@ -188,9 +201,37 @@ def estimate_eps(xy: np.ndarray, *, bin_log: float = 0.1, min_gap: float = np.lo
     area = float(np.prod(np.maximum(np.ptp(xy, axis=0), 1.0)))
     density = float((size[comp] < 5).sum()) / area
     return {"eps_nm": eps, "main_edge_nm": float(np.exp(centres[peak])), "valley_depth": float(depth),
-            "valley_deepest_nm": float(np.exp(centres[v])),
+            "valley_deepest_nm": float(np.exp(centres[v])), "eps_rule": "plateau" if plateau is not None else "floor",
+            **({"plateau_nm": [plateau[1], plateau[2]], "plateau_clusters": plateau[3]} if plateau is not None else {}),
             "n_long_edges": int((~keep).sum()),
             "background_density_per_nm2": density}
+
+
+def _plateau(mst, n: int, lo: float, hi: float, *, m: int = 5, step: float = 1.1,
+             min_run: float = 1.5, margin: float = 1.25) -> tuple[float, float, float, int] | None:
+    """The first range of cut lengths between ``lo`` and ``hi`` (nm), at least a factor
+    ``min_run`` long, over which cutting the tree leaves the same number of groups of ``m`` or
+    more localizations: (the length chosen in it: its geometric middle, at most ``margin`` times
+    its near end; its ends; that number), or None."""
+    from ._clusters_kernels import big_components
+
+    order = np.argsort(mst.data, kind="stable")
+    length = mst.data[order]
+    big = big_components(mst.row[order].astype(np.int64), mst.col[order].astype(np.int64), n, m)
+    grid = np.exp(np.arange(np.log(lo), np.log(hi), np.log(step)))
+    idx = np.searchsorted(length, grid, side="right") - 1
+    nb = np.where(idx >= 0, big[np.maximum(idx, 0)], 0)
+    need = int(np.ceil(np.log(min_run) / np.log(step)))
+    start = 0
+    for j in range(1, len(nb) + 1):  # a few dozen grid lengths
+        if j == len(nb) or nb[j] != nb[start]:
+            if j - start > need and nb[start] > 0:
+                a, b = grid[start], grid[j - 1]
+                # particles isolated in the neighbour graph leave its far end open: a margin over
+                # the near end, where each particle's molecules have joined
+                return float(min(np.sqrt(a * b), margin * a)), float(a), float(b), int(nb[start])
+            start = j
+    return None
 
 
 def _min_samples(eps: float, density: float, n: int, k: int) -> int:
@@ -339,7 +380,7 @@ def cluster_localizations(locs: pd.DataFrame, options: ClusterOptions | None = N
     est: dict[str, float] = {}
     k = opts.k
     if opts.eps_nm is None:
-        est = estimate_eps(xy)
+        est = estimate_eps(xy, k=k)
         eps, source["eps_nm"] = est["eps_nm"], "estimated"
     else:
         eps, source["eps_nm"] = float(opts.eps_nm), "user"

@@ -17,113 +17,9 @@ other one (scikit-learn gives it to whichever cluster reached it first).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 
 __all__ = ["dbscan"]
-
-
-@lru_cache(maxsize=1)
-def _kernels():
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
-    def runs(key, ncx, i):
-        # the [lo, hi) ranges of the sorted points in the 3 x 3 cells around point i
-        out = np.empty((3, 2), np.int64)
-        k = key[i]
-        for r in range(3):
-            c = k + (r - 1) * ncx
-            out[r, 0] = np.searchsorted(key, c - 1, side="left")
-            out[r, 1] = np.searchsorted(key, c + 1, side="right")
-        return out
-
-    @njit(cache=True, nogil=True)
-    def cores(x, y, key, ncx, eps2, min_samples):
-        n = x.shape[0]
-        core = np.zeros(n, np.bool_)
-        for i in range(n):
-            rr = runs(key, ncx, i)
-            cnt = 0
-            for r in range(3):
-                for j in range(rr[r, 0], rr[r, 1]):
-                    dx = x[j] - x[i]
-                    dy = y[j] - y[i]
-                    if dx * dx + dy * dy <= eps2:
-                        cnt += 1
-                        if cnt >= min_samples:
-                            break
-                if cnt >= min_samples:
-                    core[i] = True
-                    break
-        return core
-
-    @njit(cache=True, nogil=True)
-    def find(parent, i):
-        root = i
-        while parent[root] != root:
-            root = parent[root]
-        while parent[i] != root:
-            nxt = parent[i]
-            parent[i] = root
-            i = nxt
-        return root
-
-    @njit(cache=True, nogil=True)
-    def join(x, y, key, ncx, eps2, core):
-        n = x.shape[0]
-        parent = np.arange(n)
-        for i in range(n):
-            if not core[i]:
-                continue
-            rr = runs(key, ncx, i)
-            for r in range(3):
-                for j in range(rr[r, 0], rr[r, 1]):
-                    if j <= i or not core[j]:
-                        continue
-                    a = find(parent, i)
-                    b = find(parent, j)
-                    if a == b:
-                        continue
-                    dx = x[j] - x[i]
-                    dy = y[j] - y[i]
-                    if dx * dx + dy * dy <= eps2:
-                        if a < b:
-                            parent[b] = a
-                        else:
-                            parent[a] = b
-        root = np.full(n, -1, np.int64)
-        for i in range(n):
-            if core[i]:
-                root[i] = find(parent, i)
-        return root
-
-    @njit(cache=True, nogil=True)
-    def borders(x, y, key, ncx, eps2, core, root):
-        n = x.shape[0]
-        out = root.copy()
-        for i in range(n):
-            if core[i]:
-                continue
-            rr = runs(key, ncx, i)
-            best = eps2
-            bj = -1
-            for r in range(3):
-                for j in range(rr[r, 0], rr[r, 1]):
-                    if not core[j]:
-                        continue
-                    dx = x[j] - x[i]
-                    dy = y[j] - y[i]
-                    d = dx * dx + dy * dy
-                    if d <= best:
-                        best = d
-                        bj = j
-            if bj >= 0:
-                out[i] = root[bj]
-        return out
-
-    return cores, join, borders
 
 
 def dbscan(xy: np.ndarray, eps: float, min_samples: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +48,8 @@ def dbscan(xy: np.ndarray, eps: float, min_samples: int) -> tuple[np.ndarray, np
 
         raise CorrelateError(f"{int((~np.isfinite(xy)).any(1).sum())} localizations have no finite x, y",
                              field="x")
-    cores_k, join_k, borders_k = _kernels()
+    from ._clusters_kernels import borders as borders_k, cores as cores_k, join as join_k
+
     lo = xy.min(axis=0)
     cell = np.floor((xy - lo) / eps).astype(np.int64) + 1  # one empty column either side
     ncx = int(cell[:, 0].max()) + 3

@@ -23,42 +23,6 @@ _T_MAX = 3.0
 _LOGB = (math.log(0.004), math.log(1.5))
 
 
-def _kernel():
-    from numba import njit
-
-    @njit(cache=True, nogil=True)
-    def i0e(x):
-        # exp(-x) I0(x), x >= 0 (Abramowitz & Stegun 9.8.1, 9.8.2; relative error < 2e-7)
-        if x < 3.75:
-            y = (x / 3.75) ** 2
-            return math.exp(-x) * (1.0 + y * (3.5156229 + y * (3.0899424 + y * (1.2067492 + y * (
-                0.2659732 + y * (0.0360768 + y * 0.0045813))))))
-        y = 3.75 / x
-        return (0.39894228 + y * (0.01328592 + y * (0.00225319 + y * (-0.00157565 + y * (0.00916281 + y * (
-            -0.02057706 + y * (0.02635537 + y * (-0.01647633 + y * 0.00392377)))))))) / math.sqrt(x)
-
-    @njit(cache=True, nogil=True)
-    def table(t, b, r, mw, dphi, out):
-        n = r.shape[0]
-        for j in range(b.shape[0]):
-            bb = b[j]
-            inv = 1.0 / (bb * bb)
-            cut = 9.0 * bb
-            # nodes a quarter of the blur apart in phi (r = sin phi moves at most as fast), at least 100
-            stride = max(1, min(int(0.25 * bb / dphi), (n - 1) // 100))
-            for i in range(t.shape[0]):
-                acc = 0.0
-                ti = t[i]
-                for q in range(0, n, stride):
-                    d = ti - r[q]
-                    if d > cut or d < -cut:
-                        continue
-                    acc += mw[q] * math.exp(-0.5 * d * d * inv) * i0e(ti * r[q] * inv)
-                out[i, j] = acc * stride * inv / (2.0 * math.pi)
-
-    return table
-
-
 @lru_cache(maxsize=4)
 def radial_table(model: str):
     """Spline of ``log g(t, log b)``: the 2-D density (per unit area, integrating to 1) of a unit
@@ -73,7 +37,9 @@ def radial_table(model: str):
     mass = np.sin(phi) if model == "shell" else 3.0 * np.sin(phi) * np.cos(phi) ** 2  # p(r) 2 pi r dr / dphi
     wq = np.gradient(phi)
     g = np.zeros((len(t), len(logb)))
-    _kernel()(t, np.exp(logb), r, mass * wq, float(phi[1] - phi[0]), g)
+    from ._clusters_kernels import radial_density
+
+    radial_density(t, np.exp(logb), r, mass * wq, float(phi[1] - phi[0]), g)
     return RectBivariateSpline(t, logb, np.log(g + 1e-6), kx=3, ky=3)
 
 
