@@ -10,7 +10,8 @@ Timed, each in a fresh forked child (its peak RSS above what it started with is 
 1. correlate ``cluster_localizations`` whole: eps and min_samples estimated from the data,
    clustering, blink grouping, the size fit;
 2. correlate's clustering step alone (``analysis._clusters_dbscan.dbscan``) with the estimated
-   eps / min_samples;
+   eps / min_samples, and the eps estimation alone (``estimate_eps``); the rest of the whole is
+   blink grouping, emitter sites and the size fit;
 3. scikit-learn ``DBSCAN(eps, min_samples).fit`` called directly with the same two;
 4. locan ``cluster_dbscan`` with the same two (on the first ``--locan-n`` localizations,
    1e5 by default: on 1e6 it takes minutes), beside scikit-learn on the same subset.
@@ -113,7 +114,7 @@ def main() -> None:
     from scipy.spatial import cKDTree
     from sklearn.metrics import adjusted_rand_score
 
-    from correlate.analysis import cluster_localizations
+    from correlate.analysis import cluster_localizations, estimate_eps
     from correlate.analysis._clusters_dbscan import dbscan
 
     df, centres, diam, field = simulate(args.n, args.seed)
@@ -133,6 +134,7 @@ def main() -> None:
     eps, ms = w["out"]["eps"], w["out"]["min_samples"]
     print(f"estimated: eps {eps:.1f} nm, min_samples {ms}")
     step = timed(lambda: dbscan(xy, eps, ms)[0])
+    est = timed(lambda: estimate_eps(xy)["eps_nm"])
 
     def sk(pts):
         from sklearn.cluster import DBSCAN
@@ -140,8 +142,8 @@ def main() -> None:
         return lambda: DBSCAN(eps=eps, min_samples=ms).fit(pts).labels_
 
     s = timed(sk(xy))
-    rows = [("correlate cluster_localizations (whole)", n, w), ("correlate clustering step (grid DBSCAN)", n, step),
-            ("scikit-learn DBSCAN.fit", n, s)]
+    rows = [("correlate cluster_localizations (whole)", n, w), ("  of which: eps estimation (estimate_eps)", n, est),
+            ("  of which: clustering step (grid DBSCAN)", n, step), ("scikit-learn DBSCAN.fit", n, s)]
     ari = {"correlate whole": adjusted_rand_score(s["out"], w["out"]["labels"]),
            "correlate step": adjusted_rand_score(s["out"], step["out"])}
     if args.locan_n:

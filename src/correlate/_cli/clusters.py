@@ -64,8 +64,10 @@ def summary_lines(s: dict) -> list[str]:
         f"({src.get('min_samples')}), precision {_fmt(s['precision_nm'])} nm ({src.get('precision_nm')})",
     ]
     if src.get("eps_nm") == "estimated":
-        lines.append(f"  minimum-spanning-tree edges: main mode {_fmt(s.get('main_edge_nm'))} nm, valley at "
-                     f"{_fmt(100 * s.get('valley_depth', float('nan')), 2)} % of it; background "
+        how = (f"first plateau {_fmt(s['plateau_nm'][0])}-{_fmt(s['plateau_nm'][1])} nm with "
+               f"{s.get('plateau_clusters')} groups" if s.get("eps_rule") == "plateau" else "start of the valley floor")
+        lines.append(f"  minimum-spanning-tree edges: main mode {_fmt(s.get('main_edge_nm'))} nm, deepest valley "
+                     f"{_fmt(s.get('valley_deepest_nm'))} nm; eps from the {how}; background "
                      f"{_fmt(1e6 * s.get('background_density_per_nm2', float('nan')), 2)} localizations/um^2")
     lines += [
         f"{s['n_particles']} particles; equivalent diameter ({s['model']} model, label offset "

@@ -5,19 +5,21 @@ Parameters (each estimated when not given, and recorded in ``ClusterResult.param
 its source):
 
 1. ``eps_nm``: the minimum spanning tree of the localizations (of the graph of each one's ``k``
-   nearest neighbours, in mutual-reachability distance: an edge is at least as long as either end's distance to its
-   second neighbour, so a chain of isolated points is no short bridge) joins the localizations of
-   one particle by short edges and particles and background points by long ones. The deepest
-   valley (under 1 % of the main mode, at least a factor 2 above it) in the density of log edge
-   length bounds the search; without one (no clusters, or a background dense enough to fill it)
-   the step stops, says what it saw, and asks for ``eps_nm``. Cutting the tree at growing lengths
-   first joins each molecule's localizations, then a particle's molecules, then neighbouring
-   particles; ``eps_nm`` is the geometric middle of the first range of lengths (at least a
-   factor 1.5 long) over which the number of groups of 5 or more localizations stays the same,
-   the particles' own plateau (where there is none, the start of the valley floor: the first
-   length past the mode with a density within a factor 3 of the deepest point).
+   nearest neighbours, in mutual-reachability distance: an edge is at least as long as either
+   end's distance to its second neighbour, so a chain of isolated points is no short bridge)
+   joins the localizations of one particle by short edges and particles and background points
+   by long ones. The deepest valley (under 1 % of the main mode, at least a factor 2 above it) in
+   the density of log edge length bounds the search; without one (no clusters, or a background
+   dense enough to fill it) the step stops, says what it saw, and asks for ``eps_nm``. Cutting
+   the tree at growing lengths first joins each molecule's localizations, then a particle's
+   molecules, then neighbouring particles; ``eps_nm`` lies in the first range of lengths (at
+   least a factor 1.5 long) over which the number of groups of 5 or more localizations stays the
+   same, the particles' own plateau: its geometric middle, at most 1.25 times its near end.
+   Where there is none, the start of the valley floor: the first length past the mode with a
+   density within a factor 3 of the deepest point.
 2. ``min_samples``: the background density (localizations left in groups of fewer than 5 when
-   the tree is cut at ``eps_nm``, per area of the table's extent) gives the mean number of chance neighbours within ``eps_nm``; the smallest
+   the tree is cut at ``eps_nm``, per area of the table's extent) gives the mean number of
+   chance neighbours within ``eps_nm``; the smallest
    count that chance reaches for fewer than one background localization in the whole table (and
    at least 3) is taken, so that the background forms no cores.
 3. DBSCAN with those two (:mod:`._clusters_dbscan`: scikit-learn's clusters without its
@@ -35,13 +37,14 @@ farther than ``1.5 R + 3 s`` from the centre (strays of the background) are drop
 re-estimated (twice). That estimate seeds a maximum-likelihood fit of centre and ``R`` together
 (:mod:`._clusters_radius`) to the events under the projected shell (ball) density blurred by each
 event's error, which uses the sharp rim of the projection the moments ignore; fitting the centre
-too removes the bias of a radius measured about a centroid that few molecules pull towards
-themselves. The particle diameter is ``2 (R - label_offset_nm)``: the label sits
+too removes most of the bias of a radius measured about a centroid that few molecules pull
+towards themselves, and the rest, the two degrees of freedom the centre takes from the M
+molecules, is corrected as REML corrects a variance (``R^2 M / (M - 1)``). The particle diameter is ``2 (R - label_offset_nm)``: the label sits
 ``label_offset_nm`` outside the particle surface (a linker, an antibody).
 
 Measured on randomized acquisitions of the project's simulator (40-160 nm particles, 10-40
-antibodies on a particle of 80 nm, 2-8 blinks, 10-16 nm precision, 0.5-5 background
-localizations per um^2): sizes read about 2 nm small (median), median absolute error 3-5 nm;
+antibodies on a particle of 80 nm, 2-8 blinks, 9-13 nm median precision, 0.5-5 background
+localizations per um^2): size error median within 1 nm, median absolute error 3.5-4 nm;
 ``benchmarks/bench_clusters.py`` and the slow tests give the numbers. Touching particles end up
 in one cluster (DBSCAN has no watershed).
 
@@ -130,9 +133,10 @@ def estimate_eps(xy: np.ndarray, *, bin_log: float = 0.1, min_gap: float = np.lo
     point itself counted). In the density of ``log`` edge length (a Gaussian kernel of
     ``bin_log``), the deepest point between the main mode and the 99.9th percentile, at most
     ``valley_depth`` of the mode and at least a factor ``exp(min_gap)`` above it, marks the valley.
-    ``rule="plateau"``: ``eps_nm`` is the middle of the first plateau (a factor 1.5 long) in the
-    number of groups of 5 or more localizations left by cutting the tree, between the mode and
-    the valley; ``rule="floor"`` (or no plateau): the first length past the mode with a density
+    ``rule="plateau"``: ``eps_nm`` lies in the first plateau (a factor 1.5 long) in the number of
+    groups of 5 or more localizations left by cutting the tree, between the mode and the valley:
+    its geometric middle, at most 1.25 times its near end (particles isolated in the neighbour
+    graph leave its far end open); ``rule="floor"`` (or no plateau): the first length past the mode with a density
     within ``floor_factor`` of the valley's.
 
     Returns
@@ -285,7 +289,9 @@ def _cluster_sizes(sxy, sp2, scl, n_clu, n_locs, n_sites, model, offset):
     ml_x, ml_y, ml_r = fit_radius(sxy, sp2, scl, w, n_clu, cx, cy, radius, model)
     ok = (n_sites >= 3) & np.isfinite(ml_r) & (ml_r > 0)
     x_out, y_out = np.where(ok, ml_x, cx), np.where(ok, ml_y, cy)
-    radius = np.where(ok, ml_r, radius)
+    # the fitted centre takes two of the M molecules' degrees of freedom (as REML does for a
+    # variance): R^2 reads (1 - 1/M) small
+    radius = np.where(ok, ml_r / np.sqrt(1.0 - 1.0 / np.maximum(n_sites, 2.0)), radius)
     sxx = np.bincount(scl, weights=w * dx * dx, minlength=n_clu) / np.maximum(cnt, 1)
     syy = np.bincount(scl, weights=w * dy * dy, minlength=n_clu) / np.maximum(cnt, 1)
     sxy_ = np.bincount(scl, weights=w * dx * dy, minlength=n_clu) / np.maximum(cnt, 1)

@@ -94,6 +94,8 @@ def _jsonable(d: dict) -> dict:
     for k, v in d.items():
         if isinstance(v, dict):
             out[k] = _jsonable(v)
+        elif isinstance(v, (list, tuple)):
+            out[k] = [x.item() if isinstance(x, (np.integer, np.floating)) else x for x in v]
         elif isinstance(v, (np.integer, np.floating)):
             out[k] = v.item()
         elif isinstance(v, (str, int, float, bool)) or v is None:
