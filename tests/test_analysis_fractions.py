@@ -49,3 +49,28 @@ def test_exchange_rate_recovered_from_a_series_of_samples():
     assert fit.rate_lo < fit.rate < fit.rate_hi and fit.rate_hi / fit.rate_lo < 3
     assert abs(fit.m_inf - m_inf) < 0.05
     assert fit.plot() is not None
+
+
+def test_cli_exchange_over_stores(tmp_path, capsys):
+    import json
+
+    from correlate.cli import main
+    from correlate.elements import make_table
+    from correlate.scene import Scene
+
+    rng = np.random.default_rng()
+    k_true, m_inf = 0.2, 0.3
+    stores, times = [], np.array([0.5, 1.5, 3, 6, 10, 15, 25])
+    for i, tj in enumerate(times):
+        m = m_inf * (1 - np.exp(-k_true * tj))
+        n = rng.integers(30, 60, 150)
+        nb = rng.binomial(n, np.where(rng.random(150) < 0.5, 1 - m, m))
+        path = tmp_path / f"s{i}.ome.zarr"
+        sc = Scene.create(path)
+        sc.add_table("particles", make_table(pd.DataFrame({"particle_id": np.arange(1, 151), "x": 0.0, "y": 0.0,
+                                                           "n_molecules_a": n - nb, "n_molecules_b": nb})))
+        stores.append(str(path))
+    assert main(["exchange", *stores, "--labels", "a,b", "--times", ",".join(map(str, times)), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert abs(doc["fit"]["rate"] / k_true - 1) < 0.15
+    assert [s["n_structures"] for s in doc["samples"]] == [150] * len(times)
