@@ -103,7 +103,8 @@ def test_minflux_traces_are_the_events_counted_per_particle(tmp_path):
     """MINFLUX-like localizations (no frames; trace ids): each trace is one on-event, so a
     particle's events equal its traces, and molecules are traces / traces per molecule."""
     rng = np.random.default_rng()
-    sample = simulate_sample(SampleConfig.small(seed=int(rng.integers(1 << 20))))
+    # no touching pairs: a trace between two touching particles may go to either
+    sample = simulate_sample(SampleConfig.small(seed=int(rng.integers(1 << 20)), n_touching_pairs=0))
     tp = sample.truth.particles[lambda d: ~d["edge"]].reset_index(drop=True)
     n_mol = rng.integers(3, 15, len(tp))
     traces_per_mol = float(rng.uniform(2, 5))
