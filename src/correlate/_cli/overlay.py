@@ -29,6 +29,12 @@ def _floats(text: str, n: int, what: str) -> list[float]:
     return vals
 
 
+def _images(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [] if text.strip().lower() == "none" else [s.strip() for s in text.split(",") if s.strip()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_argument(parser)
     parser.add_argument("-o", "--output", required=True, help="output file: .png, .pdf or .svg")
@@ -41,6 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show-particles", action="store_true", help="outline particles from a label image")
     parser.add_argument("--particles", metavar="LABELS",
                         help="label image for --show-particles: '<image>/labels/<name>' (default: the first under the base)")
+    parser.add_argument("--images", metavar="NAME,...",
+                        help="other images drawn as semi-transparent layers (default: every image placed in the "
+                        "base's frame that covers the view; 'none' for no layer)")
+    parser.add_argument("--image-alpha", type=float, default=0.45, metavar="A",
+                        help="opacity of the image layers, 0-1 (default 0.45)")
     parser.add_argument("--no-fiducials", action="store_true", help="do not draw fiducials and residual vectors")
     parser.add_argument("--scale-bar", metavar="NM", type=float, help="scale bar length in nm (default: automatic)")
     parser.add_argument("--title", help="title above the image")
@@ -68,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         labels=labels,
         region=region,
         method=args.method,
+        images=_images(args.images),
+        image_alpha=args.image_alpha,
         show_fiducials=not args.no_fiducials,
         show_particles=args.show_particles or bool(args.particles),
         particles=args.particles,

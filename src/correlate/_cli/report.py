@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", metavar="NAME", help="base image of the overlay (default: the first EM image)")
     parser.add_argument("--labels", metavar="NAME,...", help="localization elements to show (default: all)")
     parser.add_argument("--tables", metavar="NAME,...", help="per-particle tables to report (default: all)")
+    parser.add_argument("--images", metavar="NAME,...",
+                        help="images drawn as layers over the overlay's base (default: every image placed in its "
+                        "frame that covers the view; 'none' for no layer)")
     parser.add_argument("--title", help="report title")
     parser.add_argument("--assume-aligned", action="store_true",
                         help="draw labels that no registration placed in the base image's frame (the frames "
@@ -40,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise CorrelateError(f"the base must be an image; {args.base!r} is {scene.kind(args.base)}", field="base")
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     out = make_report(scene, args.output, base=args.base, labels=split(args.labels), tables=split(args.tables),
-                      title=args.title, assume_aligned=args.assume_aligned)
+                      title=args.title, assume_aligned=args.assume_aligned,
+                      images=None if args.images is None else
+                      ([] if args.images.strip().lower() == "none" else split(args.images)))
     print(f"wrote {out}")
     return 0

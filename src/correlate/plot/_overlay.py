@@ -326,13 +326,18 @@ def _image_layers(scene, base: str, grid, images, assume_aligned: bool, lines: l
         layers = [la for la in layers if la.coverage > 0.0]
     if layers:
         lines.append("image layers: " + ", ".join(
-            f"{la.name} ({la.modality + ', ' if la.modality else ''}{100 * la.coverage:.0f} % of the view)"
+            f"{la.name} ({_modality(la)}{100 * la.coverage:.0f} % of the view)"
             for la in layers))
     if outside:
         lines.append(f"image layers outside the view: {', '.join(outside)}")
     if unplaced:
         lines.append(f"images not drawn (no registration places them in {base}'s frame): {', '.join(unplaced)}")
     return layers
+
+
+def _modality(layer) -> str:
+    m = layer.modality
+    return f"{m}, " if m and m.lower() not in layer.name.lower() else ""
 
 
 def _tre_layer(scene, base: str, grid, records, labels, lines: list[str]):

@@ -194,12 +194,14 @@ def make_report(
     tables: Sequence[str] | None = None,
     title: str | None = None,
     assume_aligned: bool = False,
+    images: Sequence[str] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a scene.
 
     Sections: the store's contents (``scene.info()``), each registration (model, error figures,
-    candidate models, fiducial residuals), an overlay (localizations, fiducials, particles,
-    predicted-TRE contours), and for each per-particle table: size distribution, label counts
+    candidate models, a figure of the fiducial residual vectors and the predicted TRE against
+    distance, the fiducial pairs), an overlay (localizations, other images as layers, fiducials,
+    particles, predicted-TRE contours of the registration placing the localizations), and for each per-particle table: size distribution, label counts
     against size, radial profiles, a particle gallery, colocalization and the table itself.
 
     Parameters
@@ -208,8 +210,9 @@ def make_report(
         An open :class:`~correlate.scene.Scene`.
     path
         Output ``.html`` file.
-    base, labels
-        As in :func:`correlate.plot.plot_overlay`.
+    base, labels, images
+        As in :func:`correlate.plot.plot_overlay` (``images``: layers over the base; default every
+        placed image in view).
     tables
         Per-particle tables to report (default: all).
     assume_aligned
@@ -230,11 +233,11 @@ def make_report(
     locs = [n for n in scene.names() if scene.kind(n) == "localizations"]
     explicit = labels is not None
     labels = list(labels) if labels is not None else locs
-    images = [n for n in scene.names() if scene.kind(n) == "image"]
-    if explicit and images:
-        ems = [n for n in images if scene.get(n).attrs.get("modality") == "em"]
-        ref = base if base is not None else (ems or images)[0]
-        if ref in images:
+    image_names = [n for n in scene.names() if scene.kind(n) == "image"]
+    if explicit and image_names:
+        ems = [n for n in image_names if scene.get(n).attrs.get("modality") == "em"]
+        ref = base if base is not None else (ems or image_names)[0]
+        if ref in image_names:
             placed_labels(scene, labels, ref, explicit=True, assume_aligned=assume_aligned)
     title = title or f"correlate report: {Path(str(scene.path)).name}"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -251,16 +254,15 @@ def make_report(
     from tqdm.auto import tqdm
 
     records = records_for(scene, [])
-    images = [n for n in scene.names() if scene.kind(n) == "image"]
     tnames = list(tables) if tables is not None else scene.names(kind="table")
     with tqdm(total=2 + len(tnames), desc="report", unit="section", disable=not sys.stderr.isatty()) as bar:
         parts += _section_registration(scene, records)
         bar.update()
-        if images:
+        if image_names:
             has_labels = bool(scene.names(kind="labels"))
             fig = plot_overlay(scene, base=base, labels=labels if explicit else None, show_particles=has_labels,
                                show_tre=bool(records), pixel_scale=None, max_pixels=1200,
-                               assume_aligned=assume_aligned)
+                               assume_aligned=assume_aligned, images=images)
             parts.append("<h2>Overlay</h2>")
             parts.append(_img(fig, fig.correlate_caption))
         bar.update()
