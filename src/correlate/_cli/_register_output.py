@@ -111,3 +111,35 @@ def print_failure(exc, args) -> None:
         print(f"try: {exc.hint}", file=err)
     if args.diagnostics:
         print(f"diagnostics (JSON and figure) written to {args.diagnostics}", file=err)
+
+
+def register_document(rec: Mapping[str, Any], args, kinds: Mapping[str, str]) -> dict[str, Any]:
+    """The ``register --json`` document: the facts of the text output, then the whole record."""
+    pairing = rec.get("pairing") or {}
+    det = rec.get("detection") or {}
+    detection = {}
+    for role in ("moving", "fixed"):
+        d = det.get(role) or {}
+        given = getattr(args, f"fiducials_{role}")
+        detection[role] = {
+            "element": getattr(args, role), "kind": kinds[role], "n_fiducials": d.get("n"),
+            "origin": "file" if given else ("manual" if pairing.get("method") == "manual" else "detected"),
+            "file": str(given) if given else None,
+            "estimated": {k: v for k, v in (d.get("estimated") or {}).items() if k != "file"},
+            "source": dict(d.get("source") or {}),
+        }
+    return {
+        "moving": args.moving, "fixed": args.fixed, "model": rec.get("model"), "reason": rec.get("reason"),
+        "n_pairs": rec.get("n_pairs"), "pairing_method": pairing.get("method"),
+        "n_detected_moving": pairing.get("n_detected_moving"), "n_detected_fixed": pairing.get("n_detected_fixed"),
+        "landmarks_file": args.landmarks, "detection": detection, "mirrored": rec.get("mirrored"),
+        "n_outliers": rec.get("n_outliers"), "outlier_ids": list(rec.get("outlier_ids") or []),
+        "fre_rms_nm": rec.get("fre_rms_nm"), "loo_rms_nm": rec.get("loo_rms_nm"),
+        "excess_fle_nm": (rec.get("error_model") or {}).get("excess_fle_nm", rec.get("excess_fle_nm")),
+        "predicted_tre_field": rec.get("predicted_tre_field") or {},
+        "predicted_tre_hull": rec.get("predicted_tre_hull") or {},
+        "refinement": rec.get("refinement"), "notes": list(rec.get("notes") or []),
+        "stored": not args.dry_run, "record_id": rec.get("id"),
+        "files": {k: getattr(args, k) for k in ("report", "diagnostics", "bigwarp", "matrix") if getattr(args, k)},
+        "record": dict(rec),
+    }

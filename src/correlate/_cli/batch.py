@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from ._json import add_json_flag, emit, json_command
 
 NAME = "batch"
 ORDER = 90
@@ -27,9 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads each sample's kernels may use (default: cores / workers)")
     p.add_argument("--rerun", action="store_true", help="run completed samples again")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the per-sample results as JSON")
+    add_json_flag(p)
 
 
+@json_command
 def run(args) -> int:
     from ..batch import run_batch
 
@@ -37,8 +39,7 @@ def run(args) -> int:
                     threads_per_sample=args.threads_per_sample, rerun=args.rerun,
                     progress=False if args.no_progress else None, verbose=not args.json)
     if args.json:
-        print(json.dumps({"samples": res.samples.to_dict("records"), "n_particles": len(res.table),
-                          "files": res.files}, default=str))
+        emit({"samples": res.samples.to_dict("records"), "n_particles": len(res.table), "files": res.files})
     elif res.failed:
         for _, r in res.samples[res.samples["status"] == "failed"].iterrows():
             print(f"failed: {r['sample']}: {r['message']}; log {r['log']}")

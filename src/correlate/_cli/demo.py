@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._json import add_json_flag, emit, json_command
+
 NAME = "demo"
 ORDER = 10
 HELP = "simulate a correlative nanomedicine sample and run the pipeline on it, checked against the truth"
@@ -22,10 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--small", action="store_true", help="a small, fast sample (3 µm field) instead of the default 8 µm")
     p.add_argument("--no-drift", action="store_true", help="simulate without stage drift and chromatic offset")
     p.add_argument("--simulate-only", action="store_true", help="only write the simulated scene store")
+    add_json_flag(p)
 
 
+@json_command
 def run(args) -> int:
     from ..demo import run_demo
 
-    run_demo(args.out, seed=args.seed, small=args.small, drift=not args.no_drift, simulate_only=args.simulate_only)
+    res = run_demo(args.out, seed=args.seed, small=args.small, drift=not args.no_drift, simulate_only=args.simulate_only)
+    if args.json:
+        emit({"output": str(args.out), "seed": args.seed, "small": args.small, "drift": not args.no_drift,
+              "results": res})
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ._json import add_json_flag, emit, json_command
+
 NAME = "drift"
 HELP = "drift-correct SMLM localizations (fiducials or redundant cross-correlation)"
 ORDER = 30
@@ -31,8 +33,10 @@ def add_arguments(parser) -> None:
                         help="fiducials: fraction of frames a fiducial is seen in, 0-1 (default: estimated "
                         "from the data)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_json_flag(parser)
 
 
+@json_command
 def run(args) -> int:
     from ..errors import CorrelateError
     from ..scene import Scene
@@ -51,6 +55,10 @@ def run(args) -> int:
     res = drift_correct_element(scene, args.name, method=args.method, out=args.out, plot=plot,
                                 overwrite=args.overwrite, **kwargs)
     s = res["summary"]
+    if args.json:
+        emit({"element": args.name, "method": res["method"], "out": res["out"],
+              "plot": str(res["plot"]) if res["plot"] else None, "summary": s})
+        return 0
     rng = ", ".join(f"{a} {v:.1f}" for a, v in s["range_nm"].items())
     detail = (f"{s.get('n_fiducials')} fiducials" if res["method"] == "fiducials"
               else f"{s.get('n_bins')} time bins, {s.get('n_pairs_used')}/{s.get('n_pairs')} pairs used")

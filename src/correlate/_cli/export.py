@@ -8,6 +8,7 @@ from pathlib import Path
 from ._args import add_store_argument
 
 from ..errors import CorrelateError
+from ._json import add_json_flag, emit, json_command
 
 NAME = "export"
 HELP = "export landmarks (BigWarp CSV), transforms (matrix), tables, localizations, renders or SpatialData"
@@ -51,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "frames from 1, or Picasso HDF5 + YAML (camera pixels)")
     parser.add_argument("--method", choices=("histogram", "gaussian"), default="histogram",
                         help="render: counts per pixel or Gaussians of each precision (default histogram)")
+    add_json_flag(parser)
 
 
 def _latest_pair(scene) -> tuple[str, str]:
@@ -65,106 +67,137 @@ def _latest_pair(scene) -> tuple[str, str]:
     raise CorrelateError("the store has no registration and no landmarks to export", path=scene.path)
 
 
+def _spatialdata(scene, args, out: Path) -> tuple[dict, list[str]]:
+    from ..interop import write_spatialdata
+
+    names = [n.strip() for n in (args.name or "").split(",") if n.strip()] or None
+    sdata = write_spatialdata(scene, out, names, assume_aligned=args.assume_aligned)
+    kinds = {k: len(getattr(sdata, k)) for k in ("images", "labels", "points", "shapes", "tables")}
+    doc = {"files": [str(out)], "elements": {k: sorted(map(str, getattr(sdata, k).keys())) for k in kinds},
+           "coordinate_system": "world", "unit": "nm"}
+    return doc, [f"wrote {out}: SpatialData with " + ", ".join(f"{v} {k}" for k, v in kinds.items() if v)
+                 + " in coordinate system 'world' (nm)"]
+
+
+def _displacements(scene, args, out: Path) -> tuple[dict, list[str]]:
+    from ..io._export_fields import write_displacement_fields
+
+    if not args.name:
+        raise CorrelateError("displacements needs --name ELEMENT", field="name")
+    info = write_displacement_fields(scene, args.name, out, spacing_nm=args.pixel_size)
+    doc = {"files": [str(out)], "element": args.name,
+           "fields": {k: {"path": f"{out}/{k}", "shape": list(info[k]["shape"]), "spacing_nm": info[k]["spacing_nm"],
+                          "max_error_nm": info[k]["max_error_nm"]} for k in ("forward", "inverse")}}
+    lines = [f"wrote {out}/{k}: {' x '.join(map(str, info[k]['shape']))} grid at {info[k]['spacing_nm']:.4g} nm, "
+             f"largest interpolation error {info[k]['max_error_nm']:.3g} nm" for k in ("forward", "inverse")]
+    return doc, lines
+
+
+def _bigwarp(scene, args, out: Path) -> tuple[dict, list[str]]:
+    from ..registration import write_bigwarp_csv
+
+    moving, fixed = _latest_pair(scene)
+    moving = args.name or moving
+    fixed = args.to or fixed
+    lm = scene.get_landmarks(moving, fixed)
+    write_bigwarp_csv(out, lm)
+    doc = {"files": [str(out)], "moving": moving, "fixed": fixed, "n_pairs": len(lm), "unit": "nm"}
+    return doc, [f"wrote {out}: {len(lm)} landmark pairs {moving} (moving) -> {fixed} (fixed), nm"]
+
+
+def _matrix(scene, args, out: Path) -> tuple[dict, list[str]]:
+    from ..registration import write_affine_text
+
+    if not args.name:
+        raise CorrelateError("matrix needs --name ELEMENT", field="name")
+    t = scene.transform(args.name, args.to or "world")
+    if not t.is_linear:
+        raise CorrelateError(
+            f"the transform {args.name} -> {args.to or 'world'} is not linear ({type(t).__name__}); "
+            "export the landmarks (bigwarp) or use the store", field="matrix")
+    write_affine_text(out, t)
+    doc = {"files": [str(out)], "element": args.name, "to": args.to or "world", "axes": ["x", "y"], "unit": "nm"}
+    return doc, [f"wrote {out}: {args.name} -> {args.to or 'world'} homogeneous matrix (x, y order, nm)"]
+
+
+def _rows(scene, args, out: Path) -> tuple[dict, list[str]]:
+    if not args.name:
+        raise CorrelateError(f"{args.what} needs --name NAME", field="name")
+    kind = scene.kind(args.name)
+    want = "table" if args.what == "table" else "localizations"
+    if kind != want:
+        raise CorrelateError(f"{args.name!r} is {kind}, not {want}", field="name")
+    df = scene.get(args.name)
+    if args.what == "localizations" and args.to:
+        df = scene.map_points(df, args.name, args.to, assume_aligned=args.assume_aligned)
+    where = f" in {args.to} coordinates" if args.what == "localizations" and args.to else ""
+    fmt = args.format or "csv"
+    if args.what == "table" and fmt != "csv":
+        raise CorrelateError(f"--format {fmt} is for localizations; a table is written as CSV", field="format")
+    doc = {"element": args.name, "kind": kind, "n_rows": len(df), "format": fmt,
+           "coordinates": (args.to or args.name) if args.what == "localizations" else None}
+    if fmt == "csv":
+        df.to_csv(out, index=False)
+        doc["files"] = [str(out)]
+        return doc, [f"wrote {out}: {len(df)} rows{where} (lengths in nm)"]
+    from ..io import write_localizations
+
+    opts = {"pixel_size_nm": args.pixel_size} if fmt == "picasso" and args.pixel_size else {}
+    written = write_localizations(out, df, format=fmt, **opts)
+    doc["files"] = [str(p) for p in (written if isinstance(written, tuple) else (written,))]
+    return doc, [f"wrote {', '.join(doc['files'])}: {len(df)} localizations{where} as {fmt}"]
+
+
+def _render(scene, args, out: Path) -> tuple[dict, list[str]]:
+    import numpy as np
+    import tifffile
+
+    from ..render import render
+
+    names = [n.strip() for n in (args.name or "").split(",") if n.strip()]
+    if not names:
+        names = scene.names(kind="localizations")
+    if not names:
+        raise CorrelateError("the store has no localizations to render", path=scene.path)
+    kw: dict = {}
+    if args.to:
+        if scene.kind(args.to) not in ("image", "labels"):
+            raise CorrelateError(f"render --to needs an image whose grid to use; {args.to!r} is "
+                                 f"{scene.kind(args.to)}", field="to")
+        kw["like"] = scene.get(args.to)
+        locs = {n: scene.map_points(scene.get(n), n, args.to, assume_aligned=args.assume_aligned) for n in names}
+    else:
+        if args.pixel_size is None:
+            raise CorrelateError("render needs --pixel-size NM (or --to IMAGE for its grid)", field="pixel_size")
+        kw["pixel_size_nm"] = args.pixel_size
+        locs = {n: scene.get(n) for n in names}
+    img = render(locs, method=args.method, **kw)
+    data = np.asarray(img.transpose("c", "y", "x").values, dtype=np.float32)
+    px = float(img.coords["x"].values[1] - img.coords["x"].values[0]) if img.sizes["x"] > 1 else kw.get("pixel_size_nm", 1.0)
+    tifffile.imwrite(out, data, imagej=True, resolution=(1e3 / px, 1e3 / px),
+                     metadata={"axes": "CYX", "unit": "um", "Labels": names})
+    x0, y0 = float(img.coords["x"].values[0]), float(img.coords["y"].values[0])
+    doc = {"files": [str(out)], "channels": names, "width_px": int(data.shape[2]), "height_px": int(data.shape[1]),
+           "pixel_size_nm": px, "origin_nm": {"x": x0, "y": y0}, "grid_of": args.to, "method": args.method}
+    return doc, [f"wrote {out}: {len(names)} channel(s) {names}, {data.shape[2]} x {data.shape[1]} px at {px:g} nm, "
+                 f"origin (centre of pixel 0) x {x0:g} nm, y {y0:g} nm"]
+
+
+_STEPS = {"spatialdata": _spatialdata, "displacements": _displacements, "bigwarp": _bigwarp, "matrix": _matrix,
+          "table": _rows, "localizations": _rows, "render": _render}
+
+
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..scene import Scene
 
     scene = Scene.open(args.store, mode="r")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if args.what == "spatialdata":
-        from ..interop import write_spatialdata
-
-        names = [n.strip() for n in (args.name or "").split(",") if n.strip()] or None
-        sdata = write_spatialdata(scene, out, names, assume_aligned=args.assume_aligned)
-        kinds = {k: len(getattr(sdata, k)) for k in ("images", "labels", "points", "shapes", "tables")}
-        print(f"wrote {out}: SpatialData with " + ", ".join(f"{v} {k}" for k, v in kinds.items() if v)
-              + " in coordinate system 'world' (nm)")
-        return 0
-    if args.what == "displacements":
-        from ..io._export_fields import write_displacement_fields
-
-        if not args.name:
-            raise CorrelateError("displacements needs --name ELEMENT", field="name")
-        info = write_displacement_fields(scene, args.name, out, spacing_nm=args.pixel_size)
-        for k in ("forward", "inverse"):
-            f = info[k]
-            print(f"wrote {out}/{k}: {' x '.join(map(str, f['shape']))} grid at {f['spacing_nm']:.4g} nm, "
-                  f"largest interpolation error {f['max_error_nm']:.3g} nm")
-        return 0
-    if args.what == "bigwarp":
-        from ..registration import write_bigwarp_csv
-
-        moving, fixed = _latest_pair(scene)
-        moving = args.name or moving
-        fixed = args.to or fixed
-        lm = scene.get_landmarks(moving, fixed)
-        write_bigwarp_csv(out, lm)
-        print(f"wrote {out}: {len(lm)} landmark pairs {moving} (moving) -> {fixed} (fixed), nm")
-    elif args.what == "matrix":
-        from ..registration import write_affine_text
-
-        if not args.name:
-            raise CorrelateError("matrix needs --name ELEMENT", field="name")
-        t = scene.transform(args.name, args.to or "world")
-        if not t.is_linear:
-            raise CorrelateError(
-                f"the transform {args.name} -> {args.to or 'world'} is not linear ({type(t).__name__}); "
-                "export the landmarks (bigwarp) or use the store", field="matrix")
-        write_affine_text(out, t)
-        print(f"wrote {out}: {args.name} -> {args.to or 'world'} homogeneous matrix (x, y order, nm)")
-    elif args.what in ("table", "localizations"):
-        if not args.name:
-            raise CorrelateError(f"{args.what} needs --name NAME", field="name")
-        kind = scene.kind(args.name)
-        want = "table" if args.what == "table" else "localizations"
-        if kind != want:
-            raise CorrelateError(f"{args.name!r} is {kind}, not {want}", field="name")
-        df = scene.get(args.name)
-        if args.what == "localizations" and args.to:
-            df = scene.map_points(df, args.name, args.to, assume_aligned=args.assume_aligned)
-        where = f" in {args.to} coordinates" if args.what == "localizations" and args.to else ""
-        fmt = args.format or "csv"
-        if args.what == "table" and fmt != "csv":
-            raise CorrelateError(f"--format {fmt} is for localizations; a table is written as CSV", field="format")
-        if fmt == "csv":
-            df.to_csv(out, index=False)
-            print(f"wrote {out}: {len(df)} rows{where} (lengths in nm)")
-        else:
-            from ..io import write_localizations
-
-            opts = {"pixel_size_nm": args.pixel_size} if fmt == "picasso" and args.pixel_size else {}
-            written = write_localizations(out, df, format=fmt, **opts)
-            files = ", ".join(str(p) for p in (written if isinstance(written, tuple) else (written,)))
-            print(f"wrote {files}: {len(df)} localizations{where} as {fmt}")
-    else:  # render
-        import numpy as np
-        import tifffile
-
-        from ..render import render
-
-        names = [n.strip() for n in (args.name or "").split(",") if n.strip()]
-        if not names:
-            names = scene.names(kind="localizations")
-        if not names:
-            raise CorrelateError("the store has no localizations to render", path=scene.path)
-        kw: dict = {}
-        if args.to:
-            if scene.kind(args.to) not in ("image", "labels"):
-                raise CorrelateError(f"render --to needs an image whose grid to use; {args.to!r} is "
-                                     f"{scene.kind(args.to)}", field="to")
-            kw["like"] = scene.get(args.to)
-            locs = {n: scene.map_points(scene.get(n), n, args.to, assume_aligned=args.assume_aligned) for n in names}
-        else:
-            if args.pixel_size is None:
-                raise CorrelateError("render needs --pixel-size NM (or --to IMAGE for its grid)", field="pixel_size")
-            kw["pixel_size_nm"] = args.pixel_size
-            locs = {n: scene.get(n) for n in names}
-        img = render(locs, method=args.method, **kw)
-        data = np.asarray(img.transpose("c", "y", "x").values, dtype=np.float32)
-        px = float(img.coords["x"].values[1] - img.coords["x"].values[0]) if img.sizes["x"] > 1 else kw.get("pixel_size_nm", 1.0)
-        tifffile.imwrite(out, data, imagej=True, resolution=(1e3 / px, 1e3 / px),
-                         metadata={"axes": "CYX", "unit": "um", "Labels": names})
-        print(f"wrote {out}: {len(names)} channel(s) {names}, {data.shape[2]} x {data.shape[1]} px at {px:g} nm, "
-              f"origin (centre of pixel 0) x {float(img.coords['x'].values[0]):g} nm, "
-              f"y {float(img.coords['y'].values[0]):g} nm")
+    doc, lines = _STEPS[args.what](scene, args, out)
+    if args.json:
+        emit({"what": args.what, "store": str(args.store), "output": str(out), **doc})
+    else:
+        for line in lines:
+            print(line)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._json import add_json_flag, emit, json_command
+
 NAME = "filter"
 HELP = "filter localizations by a condition on columns, an ROI and a frame range"
 ORDER = 32
@@ -20,8 +22,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", default=None, help="a:b, 0-based, b exclusive (either may be empty)")
     parser.add_argument("--out", default=None, help="name of the filtered element (default NAME_filtered)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_json_flag(parser)
 
 
+@json_command
 def run(args) -> int:
     from ..scene import Scene
     from ..smlm import filter_element
@@ -30,6 +34,11 @@ def run(args) -> int:
     res = filter_element(scene, args.name, where=args.where, roi=args.roi, frames=args.frames,
                          out=args.out, overwrite=args.overwrite)
     s = res["summary"]
+    if args.json:
+        emit({"element": args.name, "where": args.where, "roi": args.roi, "frames": args.frames,
+              "rows_in": s["rows_in"], "rows_out": s["rows_out"], "fraction_kept": s["fraction_kept"],
+              "out": res["out"], "summary": s})
+        return 0
     what = "; ".join(p for p in (
         f"where {args.where}" if args.where else "",
         f"roi {args.roi}" if args.roi else "",

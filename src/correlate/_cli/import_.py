@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._json import add_json_flag, emit, json_command
+
 NAME = "import"
 ORDER = 20
 HELP = "read files (SMLM tables, SIM/STED, EM, AFM images) into a scene store"
@@ -30,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame", type=int, help="time series and image stacks: which frame/plane to read (0-based)")
     p.add_argument("--format", help="force a reader by name instead of detecting it")
     p.add_argument("--overwrite", action="store_true", help="replace elements of the same name")
+    add_json_flag(p)
 
 
 def _element_name(path: Path, args, n_files: int, index: int) -> str:
@@ -70,6 +73,25 @@ def describe(element) -> str:
     return line
 
 
+def element_facts(element) -> dict:
+    """What :func:`describe` says, as JSON-ready values: reader, kind, shape or rows, pixel size
+    (nm), value unit, modality, columns, frame base and the reader's assumptions."""
+    from ..elements import element_kind, pixel_size
+
+    kind = element_kind(element)
+    d = {"reader": element.attrs.get("source_format"), "kind": kind, "modality": element.attrs.get("modality")}
+    if kind == "image":
+        d.update(dims=list(element.dims), shape=list(element.shape), pixel_size_nm=pixel_size(element),
+                 value_unit=element.attrs.get("value_unit"))
+    else:
+        d.update(n_rows=len(element), columns=[str(c) for c in element.columns],
+                 frame_base=element.attrs.get("frame_base"),
+                 camera_pixel_size_nm=element.attrs.get("camera_pixel_size_nm"))
+    d["assumptions"] = [str(n) for n in element.attrs.get("notes") or []]
+    return d
+
+
+@json_command
 def run(args) -> int:
     from ..errors import StoreError
     from ..io import read
@@ -105,7 +127,8 @@ def run(args) -> int:
     for f, name in zip(files, names):
         element = read(f, modality=args.modality, format=args.format, **overrides)
         elements.append((name, element))
-        print(f"{f}: -> '{name}'\n  {describe(element)}")
+        if not args.json:
+            print(f"{f}: -> '{name}'\n  {describe(element)}")
     if scene is None:
         try:
             scene = Scene.create(store)
@@ -117,5 +140,10 @@ def run(args) -> int:
     with scene.transaction(f"import of {len(elements)} file(s)"):
         for name, element in elements:
             scene.add(name, element, overwrite=args.overwrite)
-    print(f"{store}: {len(elements)} element(s) added")
+    if args.json:
+        emit({"store": str(store), "n_added": len(elements),
+              "files": [{"file": str(f), "element": name, **element_facts(el)}
+                        for f, (name, el) in zip(files, elements)]})
+    else:
+        print(f"{store}: {len(elements)} element(s) added")
     return 0

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ._args import STORE_HELP, add_store_argument
+from ._json import add_json_flag, json_command
 
 NAME = "info"
 HELP = "show what a correlate store (or a data file) contains"
@@ -23,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", action="store_true",
                         help="also measure each localization set: NeNA precision, FRC resolution, fiducials "
                         "(seconds per million localizations)")
+    add_json_flag(parser)
 
 
 def _describe_element(path: Path, el) -> str:
@@ -78,6 +80,7 @@ def placement_lines(scene) -> list[str]:
     return lines
 
 
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..errors import StoreError
     from ..scene import Scene
@@ -87,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         raise StoreError("no such store or file", path=path)
     if path.is_dir():
         scene = Scene.open(path, "r")
+        if args.json:
+            from ._info_json import store_document
+            from ._json import emit
+
+            emit(store_document(scene, with_quality=args.quality))
+            return 0
         print(scene.info())
         print("\n".join(placement_lines(scene)))
         if args.quality:
@@ -98,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
         from ..io import read
 
         el = read(path)  # once: a data file can be large
+        if args.json:
+            from ._info_json import file_document
+            from ._json import emit
+
+            emit(file_document(path, el, with_quality=args.quality))
+            return 0
         print(_describe_element(path, el))
         if args.quality:
             if element_kind(el) == "localizations":

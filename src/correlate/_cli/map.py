@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ._json import add_json_flag, emit, json_command
+
 NAME = "map"
 ORDER = 45
 HELP = "map x,y[,z] coordinates (nm) between elements through the stored transforms, adding tre_nm"
@@ -28,8 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--assume-aligned", action="store_true",
                    help="map even when no registration places FROM and TO in one frame (the frames are "
                    "already aligned); the predicted error is then unknown")
+    add_json_flag(p)
 
 
+@json_command
 def run(args) -> int:
     import numpy as np
     import pandas as pd
@@ -62,6 +66,12 @@ def run(args) -> int:
     out["tre95_nm"] = r95
     out.to_csv(args.output, index=False)
     finite = np.isfinite(tre)
+    if args.json:
+        emit({"from": args.src, "to": args.dst, "input": args.input, "output": args.output, "n_points": len(out),
+              "tre_median_nm": float(np.median(tre[finite])) if finite.any() else None,
+              "tre95_median_nm": float(np.median(r95[np.isfinite(r95)])) if np.isfinite(r95).any() else None,
+              "n_unknown": int((~finite).sum()), "linked": bool(finite.any()) if len(tre) else None})
+        return 0
     med = f"{float(np.median(tre[finite])):.2f} nm" if finite.any() else "unknown"
     if finite.any() and not finite.all():
         med += f" ({int((~finite).sum())} points unknown)"

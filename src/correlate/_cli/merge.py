@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ._json import add_json_flag, emit, json_command
+
 NAME = "merge"
 HELP = "merge blinks: localizations of one on-event in consecutive frames become one"
 ORDER = 31
@@ -23,8 +25,10 @@ def add_arguments(parser) -> None:
                         help="frames an event may be missed and still continue (default 1)")
     parser.add_argument("--out", default=None, help="name of the merged element (default NAME_merged)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    add_json_flag(parser)
 
 
+@json_command
 def run(args) -> int:
     from ..scene import Scene
     from ..smlm import merge_element
@@ -33,6 +37,13 @@ def run(args) -> int:
     res = merge_element(scene, args.name, radius=args.radius, max_dark_frames=args.max_dark,
                         out=args.out, overwrite=args.overwrite)
     s = res["summary"]
+    if args.json:
+        emit({"element": args.name, "rows_in": s["rows_in"], "rows_out": s["rows_out"],
+              "mean_n_merged": s["mean_n_merged"], "radius_nm": args.radius,
+              "gate": "fixed" if args.radius is not None else "adaptive 3.5 sigma",
+              "search_radius_nm": s.get("radius_nm"), "max_dark_frames": args.max_dark, "out": res["out"],
+              "summary": s})
+        return 0
     gate = f"{args.radius:g} nm" if args.radius is not None else f"3.5 sigma (search <= {s['radius_nm']:.0f} nm)"
     print(f"merged {args.name!r}: {s['rows_in']} -> {s['rows_out']} localizations "
           f"(mean {s['mean_n_merged']:.2f} per event; gate {gate}, max {args.max_dark} dark frames)")

@@ -6,6 +6,8 @@ import argparse
 
 from ..errors import CorrelateError
 from ._args import add_store_argument
+from ._base_image import add_assume_aligned, open_with_base
+from ._json import add_json_flag, emit, json_command
 
 NAME = "overlay"
 HELP = "draw localizations over an image of a store (PNG or PDF)"
@@ -56,19 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale-bar", metavar="NM", type=float, help="scale bar length in nm (default: automatic)")
     parser.add_argument("--title", help="title above the image")
     parser.add_argument("--dpi", type=int, default=100, help="resolution of the PNG (default 100)")
-    parser.add_argument("--assume-aligned", action="store_true",
-                        help="draw labels that no registration placed in the base image's frame (the frames "
-                        "are already aligned); otherwise a label named in --labels that is unplaced is an "
-                        "error and, by default, unplaced labels are left out and named")
+    add_assume_aligned(parser)
+    add_json_flag(parser)
 
 
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..plot import plot_overlay, save_figure
-    from ..scene import Scene
 
-    scene = Scene.open(args.store, mode="r")
-    if args.base and args.base in scene and scene.kind(args.base) != "image":
-        raise CorrelateError(f"the base must be an image; {args.base!r} is {scene.kind(args.base)}", field="base")
+    scene = open_with_base(args)
     labels = None
     if args.labels:
         labels = [s.strip() for s in args.labels.split(",") if s.strip()]
@@ -91,6 +89,14 @@ def run(args: argparse.Namespace) -> int:
         assume_aligned=args.assume_aligned,
     )
     out = save_figure(fig, args.output)
+    if args.json:
+        emit({"output": str(out), "base": args.base, "labels": labels, "region_nm": region,
+              "scale_bar_nm": getattr(fig, "correlate_scale_bar_nm", None),
+              "nm_per_pixel": getattr(fig, "correlate_nm_per_png_pixel", None),
+              "caption": getattr(fig, "correlate_caption", "") or None,
+              "images": getattr(fig, "correlate_images", None),
+              "tre_record": (getattr(fig, "correlate_tre_record", None) or {}).get("id")})
+        return 0
     print(f"wrote {out}")
     if fig.correlate_caption:
         print(fig.correlate_caption)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from ._json import add_json_flag, emit, json_command
 
 NAME = "particles"
 HELP = "segment particles and join them with localization labels (per-particle table)"
@@ -45,13 +46,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="molecules from 'events' (events / events per molecule) or 'sites' (events grouped into "
         "emitter sites by position); one value or LABEL=METHOD,... (default: the library default)",
     )
+    parser.add_argument("--blink-radius-nm", type=float, default=None,
+                        help="blink grouping radius (nm; default per pair: 2 x the root sum square of the two "
+                        "localizations' precisions)")
+    parser.add_argument("--max-dark-frames", type=int, default=1,
+                        help="frames an on-event may miss and still count as one event (default 1)")
+    parser.add_argument("--cbc-radius-nm", type=float, default=None,
+                        help="CBC colocalization radius (nm; default the median particle diameter, at least 50)")
     parser.add_argument("--min-diameter-nm", type=float, default=None, help="smallest particle kept (nm)")
     parser.add_argument("--psf-sigma-nm", type=float, default=None, help="EM blur sigma (nm) for the edge correction")
     parser.add_argument("--no-store", action="store_true", help="do not write the table and labels into the store")
     parser.add_argument("--assume-aligned", action="store_true",
                         help="join labels that no registration placed with the structure (the frames are "
                         "already aligned); their predicted TRE is then unknown")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--aggregate", action="append", default=[], metavar="COLUMN:STAT",
+                        help="aggregate a localization column per particle and label (repeatable): STAT is mean, "
+                             "median, std, min, max, sum, count, wmean (precision-weighted), qNN (percentile), "
+                             "frac>V or frac<V; adds <stat>_<column>_<label>")
+    parser.add_argument("--event-rate", action="store_true",
+                        help="add event_rate_<label> (on-events per nm^2 of particle surface per frame) with its "
+                             "95 %% Poisson interval")
+    parser.add_argument("--n-frames", type=int, metavar="N",
+                        help="frames of the acquisition for --event-rate (default: each label's frame span)")
+    add_json_flag(parser)
 
 
 def _num_or_auto(v: str, what: str):
@@ -179,36 +196,62 @@ def assignment_warnings(res, structure: str) -> list[str]:
     return out
 
 
+def particle_options(args: argparse.Namespace, labels: list[str]):
+    """The :class:`~correlate.analysis.ParticleOptions` of the command's flags."""
+    from ..analysis import (
+        AssignOptions,
+        ColocalizeOptions,
+        LabelOptions,
+        AggregateOptions,
+        ParticleOptions,
+        SegmentOptions,
+        StoreOptions,
+    )
+
+    seg_kw = {}
+    if args.min_diameter_nm is not None:
+        seg_kw["min_diameter_nm"] = args.min_diameter_nm
+    if args.psf_sigma_nm is not None:
+        seg_kw["psf_sigma_nm"] = args.psf_sigma_nm
+    tre = _num_or_auto(args.tre_nm, "tre-nm")
+    epm = _events_arg(args.events_per_molecule)
+    method = _method_arg(args.count_method) if args.count_method else LabelOptions().count_method
+
+    def one(L: str) -> LabelOptions:
+        return LabelOptions(
+            linker_nm=args.linker_nm,
+            tre_nm=tre,
+            events_per_molecule=epm.get(L, "auto") if isinstance(epm, dict) else epm,
+            detection_efficiency=args.detection_efficiency,
+            count_method=method.get(L, LabelOptions().count_method) if isinstance(method, dict) else method,
+        )
+
+    assign = AssignOptions(n_sigma=args.n_sigma, blink_radius_nm=args.blink_radius_nm,
+                           max_dark_frames=args.max_dark_frames)
+    return ParticleOptions(
+        segment=SegmentOptions(params=seg_kw),
+        assign=assign,
+        colocalize=ColocalizeOptions(cbc_radius_nm=args.cbc_radius_nm),
+        store=StoreOptions(store=not args.no_store, table_name=args.table),
+        aggregate=AggregateOptions(specs=tuple(args.aggregate), event_rate=args.event_rate, n_frames=args.n_frames),
+        labels={L: one(L) for L in labels},
+        assume_aligned=args.assume_aligned,
+    )
+
+
+@json_command
 def run(args: argparse.Namespace) -> int:
     from ..analysis import analyze_particles
     from ..errors import CorrelateError
     from ..scene import Scene
 
     labels = [s.strip() for s in str(args.labels).split(",") if s.strip()]
-    seg_kw = {}
-    if args.min_diameter_nm is not None:
-        seg_kw["min_diameter_nm"] = args.min_diameter_nm
-    if args.psf_sigma_nm is not None:
-        seg_kw["psf_sigma_nm"] = args.psf_sigma_nm
     out = Path(args.output) if args.output else None
     if out is not None and out.suffix.lower() not in (".csv", ".parquet", ".pq"):
         raise CorrelateError(f"output must end in .csv or .parquet, got {out.name!r}", path=out)
+    options = particle_options(args, labels)
     scene = Scene.open(args.store, mode="r" if args.no_store else "r+")
-    res = analyze_particles(
-        scene,
-        args.structure,
-        labels,
-        segmentation=seg_kw,
-        linker_nm=args.linker_nm,
-        n_sigma=args.n_sigma,
-        tre_nm=_num_or_auto(args.tre_nm, "tre-nm"),
-        events_per_molecule=_events_arg(args.events_per_molecule),
-        detection_efficiency=args.detection_efficiency,
-        **({"count_method": _method_arg(args.count_method)} if args.count_method else {}),
-        store=not args.no_store,
-        table_name=args.table,
-        assume_aligned=args.assume_aligned,
-    )
+    res = analyze_particles(scene, args.structure, labels, options=options)
     if out is not None:
         if out.suffix.lower() == ".csv":
             res.table.to_csv(out, index=False)
@@ -217,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     for line in assignment_warnings(res, args.structure):
         print(line, file=sys.stderr)
     if args.json:
-        print(json.dumps(res.summary, default=float, indent=1))
+        emit(res.summary)
     else:
         for line in summary_lines(res):
             print(line)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ._json import add_json_flag, json_command
+
 NAME = "register"
 ORDER = 40
 HELP = "register one element onto another with fiducials (automatic pairing, predicted error)"
@@ -67,45 +69,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bigwarp", metavar="OUT.csv", help="also write the pairs as a BigWarp landmark CSV")
     p.add_argument("--matrix", metavar="OUT.txt", help="also write the transform as a plain matrix (linear models)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, but do not write to the store")
+    add_json_flag(p)
 
 
 def _fmt(v, unit=" nm"):
     return "n/a" if v is None else f"{v:.2f}{unit}"
 
 
-def run(args) -> int:
-    from ..errors import CorrelateError, RegistrationError
-    from ..registration import register_scene, write_affine_text, write_bigwarp_csv
-    from ..scene import Scene
+def _print_result(rec, reg, args, kinds) -> None:
+    from ._register_output import print_detection
 
-    from pathlib import Path
-
-    from ..errors import FormatError
-    from ._register_output import detector_kwargs, print_detection, print_failure
-
-    if args.moving == args.fixed:
-        raise CorrelateError(f"--moving and --fixed are both {args.moving!r}; register an element onto another",
-                             field="fixed")
-    if args.landmarks and not Path(args.landmarks).is_file():
-        raise FormatError("landmark file does not exist", path=args.landmarks, field="landmarks")
-    for flag in ("fiducials_moving", "fiducials_fixed"):
-        f = getattr(args, flag)
-        if f and not Path(f).is_file():
-            raise FormatError("fiducial file does not exist", path=f, field=flag.replace("_", "-"))
-    scene = Scene.open(args.store, mode="r" if args.dry_run else "r+")
-    kinds = {"moving": scene.kind(args.moving), "fixed": scene.kind(args.fixed)}
-    kw = detector_kwargs(args, kinds)
-    try:
-        reg, rec = register_scene(
-            scene, args.moving, args.fixed, model=args.model, landmarks=args.landmarks, refine=args.refine,
-            store=not args.dry_run, scale_range=None if args.scale_range is None else tuple(args.scale_range),
-            alpha=args.alpha, reject_outliers=not args.no_outliers, moving_kwargs=kw["moving"],
-            fixed_kwargs=kw["fixed"], fiducials_moving=args.fiducials_moving, fiducials_fixed=args.fiducials_fixed,
-            allow_mirror=not args.no_mirror, diagnostics=args.diagnostics,
-        )
-    except RegistrationError as exc:
-        print_failure(exc, args)
-        raise
     pairing = rec.get("pairing", {})
     if pairing.get("method") == "manual":
         print(f"fiducials: {pairing.get('n_pairs')} manual pairs from {args.landmarks}")
@@ -145,11 +118,50 @@ def run(args) -> int:
     for note in rec.get("notes", []):
         print(f"note: {note}")
     if args.report:
-        with open(args.report, "w", encoding="utf-8") as fh:
-            json.dump(rec, fh, indent=2)
         print(f"report written to {args.report}")
     if args.diagnostics:
         print(f"diagnostics written to {args.diagnostics}")
+
+
+@json_command
+def run(args) -> int:
+    from ..errors import CorrelateError, RegistrationError
+    from ..registration import register_scene, write_affine_text, write_bigwarp_csv
+    from ..scene import Scene
+
+    from pathlib import Path
+
+    from ..errors import FormatError
+    from ._register_output import detector_kwargs, print_failure
+
+    if args.moving == args.fixed:
+        raise CorrelateError(f"--moving and --fixed are both {args.moving!r}; register an element onto another",
+                             field="fixed")
+    if args.landmarks and not Path(args.landmarks).is_file():
+        raise FormatError("landmark file does not exist", path=args.landmarks, field="landmarks")
+    for flag in ("fiducials_moving", "fiducials_fixed"):
+        f = getattr(args, flag)
+        if f and not Path(f).is_file():
+            raise FormatError("fiducial file does not exist", path=f, field=flag.replace("_", "-"))
+    scene = Scene.open(args.store, mode="r" if args.dry_run else "r+")
+    kinds = {"moving": scene.kind(args.moving), "fixed": scene.kind(args.fixed)}
+    kw = detector_kwargs(args, kinds)
+    try:
+        reg, rec = register_scene(
+            scene, args.moving, args.fixed, model=args.model, landmarks=args.landmarks, refine=args.refine,
+            store=not args.dry_run, scale_range=None if args.scale_range is None else tuple(args.scale_range),
+            alpha=args.alpha, reject_outliers=not args.no_outliers, moving_kwargs=kw["moving"],
+            fixed_kwargs=kw["fixed"], fiducials_moving=args.fiducials_moving, fiducials_fixed=args.fiducials_fixed,
+            allow_mirror=not args.no_mirror, diagnostics=args.diagnostics,
+        )
+    except RegistrationError as exc:
+        print_failure(exc, args)
+        raise
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as fh:
+            json.dump(rec, fh, indent=2)
+    if not args.json:
+        _print_result(rec, reg, args, kinds)
     if args.bigwarp:
         write_bigwarp_csv(args.bigwarp, reg.landmarks)
     if args.matrix:
@@ -157,6 +169,11 @@ def run(args) -> int:
             raise CorrelateError(f"--matrix: the {reg.model} transform is not linear; use the store or --bigwarp",
                                  field="matrix")
         write_affine_text(args.matrix, reg.transform)
-    if not args.dry_run:
+    if args.json:
+        from ._json import emit
+        from ._register_output import register_document
+
+        emit(register_document(rec, args, kinds))
+    elif not args.dry_run:
         print(f"stored: transform of {args.moving} -> world, landmarks {args.moving}__{args.fixed}, record {rec.get('id')}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ._args import add_store_argument
+from ._base_image import add_assume_aligned, open_with_base
+from ._json import add_json_flag, json_command
 
 NAME = "report"
 HELP = "write a self-contained HTML report (registration and particle results)"
@@ -27,24 +29,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images drawn as layers over the overlay's base (default: every image placed in its "
                         "frame that covers the view; 'none' for no layer)")
     parser.add_argument("--title", help="report title")
-    parser.add_argument("--assume-aligned", action="store_true",
-                        help="draw labels that no registration placed in the base image's frame (the frames "
-                        "are already aligned); otherwise a label named in --labels that is unplaced is an "
-                        "error and, by default, unplaced labels are left out and named")
+    add_assume_aligned(parser)
+    add_json_flag(parser)
 
 
+@json_command
 def run(args: argparse.Namespace) -> int:
-    from ..errors import CorrelateError
     from ..plot import make_report
-    from ..scene import Scene
 
-    scene = Scene.open(args.store, mode="r")
-    if args.base and args.base in scene and scene.kind(args.base) != "image":
-        raise CorrelateError(f"the base must be an image; {args.base!r} is {scene.kind(args.base)}", field="base")
+    scene = open_with_base(args)
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     out = make_report(scene, args.output, base=args.base, labels=split(args.labels), tables=split(args.tables),
                       title=args.title, assume_aligned=args.assume_aligned,
                       images=None if args.images is None else
                       ([] if args.images.strip().lower() == "none" else split(args.images)))
+    if args.json:
+        from ._json import emit
+
+        emit({"output": str(out), "tables": split(args.tables), "labels": split(args.labels), "base": args.base})
+        return 0
     print(f"wrote {out}")
     return 0

@@ -4,8 +4,10 @@ counts, colocalization and spatial statistics.
 >>> from correlate.analysis import particles
 >>> table = particles(scene, structure="em", labels=["antibody", "corona"])   # doctest: +SKIP
 
-The work lives in private modules named after what they do; their public names are gathered
-here. Lengths are nm throughout.
+The per-particle analysis runs as named steps (:data:`PARTICLE_STEPS`, :func:`insert_step`),
+each with its own options object gathered in :class:`ParticleOptions` (per label:
+:class:`LabelOptions`). The work lives in private modules named after what they do; their public
+names are gathered here. Lengths are nm throughout.
 """
 
 from ._assign import assign_localizations, persistent_clusters
@@ -15,21 +17,48 @@ from ._molecules import (
     calibrate_blinking,
     calibrate_isolated,
     count_molecules,
-    count_sites,
-    emitter_sites,
     group_blinks,
     qpaint,
 )
+from ._sites import count_sites, emitter_sites
 from ._morphology import feret_diameters, measure_particles, size_summary
+from ._particle_options import (
+    AssignOptions,
+    ColocalizeOptions,
+    CountOptions,
+    LabelOptions,
+    ParticleOptions,
+    SegmentOptions,
+    StoreOptions,
+)
+from ._particle_state import LabelRun, ParticleRun, ParticleStep
+from ._aggregate_steps import AggregateOptions
+from ._proximity import ProximityOptions, ProximityResult, proximity
 from ._particles import ParticleAnalysis, analyze_particles, particles, to_xarray
+from ._pipeline import PARTICLE_STEPS, insert_step
 from ._segment import Segmentation, segment_em, segment_particles
 from ._segment_afm import level_afm, segment_afm
 from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
 
 __all__ = [
+    "AggregateOptions",
+    "ProximityOptions",
+    "ProximityResult",
+    "proximity",
+    "PARTICLE_STEPS",
+    "AssignOptions",
     "ClusterOptions",
     "ClusterResult",
+    "ColocalizeOptions",
+    "CountOptions",
+    "LabelOptions",
+    "LabelRun",
     "ParticleAnalysis",
+    "ParticleOptions",
+    "ParticleRun",
+    "ParticleStep",
+    "SegmentOptions",
+    "StoreOptions",
     "Segmentation",
     "analyze_particles",
     "assign_localizations",
@@ -43,6 +72,7 @@ __all__ = [
     "estimate_eps",
     "feret_diameters",
     "group_blinks",
+    "insert_step",
     "level_afm",
     "measure_particles",
     "nearest_neighbor_distances",

@@ -129,6 +129,12 @@ def feret_diameters(labels: np.ndarray, n_labels: int | None = None) -> tuple[np
     return fmin, fmax
 
 
+def _is_segmentation(obj) -> bool:
+    """A :class:`~correlate.analysis.Segmentation` (told by its fields, so that this module does not
+    import the one that imports it)."""
+    return not hasattr(obj, "dims") and all(hasattr(obj, a) for a in ("labels", "core", "length_scale", "signal"))
+
+
 def measure_particles(
     labels,
     *,
@@ -175,11 +181,9 @@ def measure_particles(
     from scipy import ndimage as ndi
     from skimage.measure import regionprops_table
 
-    from ._segment import Segmentation
-
     edge_lab = None
     locate = None
-    if isinstance(labels, Segmentation):
+    if _is_segmentation(labels):
         seg = labels
         meas = seg.core
         full = np.asarray(seg.labels.values)

@@ -12,19 +12,8 @@ import numpy as np
 
 from ..elements import origin as _origin
 from ..elements import pixel_size as _pixel_size
-from ._segment import (
-    Segmentation,
-    _as_labels_array,
-    _as_signal,
-    _edge_ids,
-    _empty_segmentation,
-    _fiducial_table,
-    _image_2d,
-    _label_max,
-    _relabel,
-    _robust_sigma,
-    _watershed_split,
-)
+from ._segmentation import (Segmentation, _as_labels_array, _as_signal, _edge_ids, _empty_segmentation,
+                            _fiducial_table, _image_2d, _label_max, _relabel, _robust_sigma, _watershed_split)
 
 __all__ = ["level_afm", "segment_afm"]
 
