@@ -1,15 +1,25 @@
-"""Import speed of a large ThunderSTORM CSV: correlate.io.read against locan.load_locdata.
+"""Import speed of a large ThunderSTORM CSV: correlate.io.read beside the fastest parsers and locan.
 
 Generates a ThunderSTORM CSV of N rows (v1.3 column names, quoted header, values as ThunderSTORM
-writes them), then reads it with each reader in a fresh subprocess so that the wall time and the
-peak resident memory (``ru_maxrss``) of each are measured on their own. The import time of the
-packages is excluded from the timing but included in the peak memory; the baseline (interpreter +
-imports, no file read) is reported too.
+writes them), then reads it in a fresh subprocess per reader, the readers alternating (paired
+repeats):
+
+* ``correlate``: ``correlate.io.read(path)``, reader discovery included (a fresh process: the
+  reader modules are found and imported inside the timed call);
+* ``pandas_c`` / ``pandas_pyarrow``: ``pandas.read_csv(path, engine=...)``;
+* ``pyarrow``: ``pyarrow.csv.read_csv(path).to_pandas()``;
+* ``locan``: ``locan.load_locdata(path, file_type=THUNDERSTORM)``.
+
+The three plain parsers also do the unit conversion correlate does (canonical column names, frames
+0-based), so that they deliver the same table. Each process imports numpy, pandas and pyarrow
+before the timed call (the common base) and its own package; the timed call is wall and CPU time,
+the whole process (interpreter start to exit) is timed from outside, and the peak resident memory
+(``ru_maxrss``) is reported by the process itself.
 
 Usage::
 
     python benchmarks/bench_import_smlm.py                 # 10 000 000 rows
-    python benchmarks/bench_import_smlm.py --rows 1000000
+    python benchmarks/bench_import_smlm.py --rows 1000000 --repeat 3
     python benchmarks/bench_import_smlm.py --rows 1000000 --keep /tmp/ts_1e6.csv
 """
 
@@ -57,49 +67,78 @@ def generate(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> No
             pacsv.write_csv(table, fh, write_options=pacsv.WriteOptions(include_header=False))
 
 
+_RENAME = {"x [nm]": "x", "y [nm]": "y", "sigma [nm]": "sigma", "intensity [photon]": "photons",
+           "offset [photon]": "background", "bkgstd [photon]": "bkgstd", "uncertainty [nm]": "precision"}
+READERS = ("correlate", "pyarrow", "pandas_pyarrow", "pandas_c", "locan")
+
+
+def _convert(df):
+    """What correlate does to the parsed table: canonical names, 0-based integer frames."""
+    df = df.rename(columns=_RENAME)
+    df["frame"] = df["frame"].to_numpy().astype(np.int64) - 1
+    return df
+
+
+def _reader(which: str, path: str):
+    if which == "correlate":
+        import correlate.io as cio
+
+        return lambda: cio.read(path)
+    if which == "locan":
+        import locan
+
+        return lambda: locan.load_locdata(path, file_type=locan.FileType.THUNDERSTORM)
+    if which == "pyarrow":
+        from pyarrow import csv as pacsv
+
+        return lambda: _convert(pacsv.read_csv(path).to_pandas())
+    if which in ("pandas_c", "pandas_pyarrow"):
+        import pandas as pd
+
+        return lambda: _convert(pd.read_csv(path, engine=which.split("_")[1]))
+    if which == "baseline":
+        return lambda: None
+    raise SystemExit(f"unknown worker {which}")
+
+
 def _worker(which: str, path: str) -> None:
     """Run in a subprocess: import, time one read, report JSON on stdout."""
     import resource
     import warnings
 
     warnings.simplefilter("ignore")
-    extra = {}
-    if which == "correlate":
-        import correlate.io as cio
+    import pandas  # noqa: F401  (the common base, imported by every worker before the timing)
+    import pyarrow.csv  # noqa: F401
 
-        t0 = time.perf_counter()
-        cio.available_readers()  # one-off: imports every reader module (excluded from the read time)
-        extra["registry_seconds"] = time.perf_counter() - t0
-        fn = lambda: cio.read(path)  # noqa: E731
-    elif which == "locan":
-        import locan
-
-        fn = lambda: locan.load_locdata(path, file_type=locan.FileType.THUNDERSTORM)  # noqa: E731
-    elif which == "baseline":
-        import correlate.io  # noqa: F401
-        import locan  # noqa: F401
-        import pandas  # noqa: F401
-        import pyarrow.csv  # noqa: F401
-
-        fn = lambda: None  # noqa: E731
-    else:
-        raise SystemExit(f"unknown worker {which}")
+    fn = _reader(which, path)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    dt = time.perf_counter() - t0
+    dt, dc = time.perf_counter() - t0, time.process_time() - c0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     n = len(out) if out is not None else 0
-    print(json.dumps({"which": which, "seconds": dt, "rows": n, "maxrss_mb": rss / 1024, "rss_before_mb": rss0 / 1024} | extra))
+    print(json.dumps({"which": which, "seconds": dt, "cpu_seconds": dc, "rows": n, "maxrss_mb": rss / 1024,
+                      "rss_before_mb": rss0 / 1024}))
 
 
 def _run(which: str, path: Path) -> dict:
+    t0 = time.perf_counter()
     res = subprocess.run(
         [sys.executable, __file__, "--worker", which, str(path)], capture_output=True, text=True, check=False
     )
+    wall = time.perf_counter() - t0
     if res.returncode != 0:
         raise SystemExit(f"{which} worker failed:\n{res.stderr[-3000:]}")
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["process_seconds"] = wall
+    return out
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,12 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=10_000_000, help="number of localizations (default 1e7)")
     ap.add_argument("--keep", type=Path, default=None, help="write the CSV here and keep it (reused if present)")
     ap.add_argument("--worker", nargs=2, metavar=("WHICH", "PATH"), help=argparse.SUPPRESS)
-    ap.add_argument("--skip-locan", action="store_true", help="time correlate only")
+    ap.add_argument("--skip", nargs="*", default=[], choices=READERS, help="readers not to run (e.g. locan)")
+    ap.add_argument("--skip-locan", action="store_true", help="same as --skip locan")
     ap.add_argument("--repeat", type=int, default=1, help="runs per reader, alternating; the fastest is shown")
+    ap.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = ap.parse_args(argv)
     if args.worker:
         _worker(*args.worker)
         return 0
+    skip = set(args.skip) | ({"locan"} if args.skip_locan else set())
+    readers = [r for r in READERS if r not in skip]
     tmpdir = None
     if args.keep is not None:
         path = args.keep
@@ -124,33 +167,55 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             generate(path, args.rows)
             print(f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s")
+        load0 = _load()
         base = _run("baseline", path)
-        runs: dict[str, list[dict]] = {"correlate": [], "locan": []}
+        runs: dict[str, list[dict]] = {r: [] for r in readers}
         for _ in range(max(1, args.repeat)):
-            for which in ("correlate",) + (() if args.skip_locan else ("locan",)):
+            for which in readers:
                 runs[which].append(_run(which, path))
-        ours = min(runs["correlate"], key=lambda r: r["seconds"])
-        if args.repeat > 1:
-            for which, rs in runs.items():
-                if rs:
-                    print(f"{which} times: " + ", ".join(f"{r['seconds']:.2f}" for r in rs) + " s")
-        print(
-            f"correlate.io.read : {ours['seconds']:7.2f} s  peak RSS {ours['maxrss_mb']:7.0f} MB  ({ours['rows']:,} rows; "
-            f"+{ours['registry_seconds']:.2f} s one-off reader discovery; RSS before the read {ours['rss_before_mb']:.0f} MB)"
-        )
-        if not args.skip_locan:
-            theirs = min(runs["locan"], key=lambda r: r["seconds"])
-            print(
-                f"locan.load_locdata: {theirs['seconds']:7.2f} s  peak RSS {theirs['maxrss_mb']:7.0f} MB  ({theirs['rows']:,} rows; "
-                f"RSS before the read {theirs['rss_before_mb']:.0f} MB)"
-            )
-            print(f"ratio locan / correlate time: {theirs['seconds'] / ours['seconds']:.2f}x")
-        print(f"baseline (python + correlate.io, locan, pandas, pyarrow imported; no read): peak RSS {base['maxrss_mb']:.0f} MB")
-        print(f"CPUs: {os.cpu_count()}")
+        report = _report(runs, base, path, load0)
     finally:
         if tmpdir is not None:
             tmpdir.cleanup()
+    print(report["text"])
+    if args.json:
+        print(json.dumps(report["json"]))
     return 0
+
+
+def _report(runs: dict[str, list[dict]], base: dict, path: Path, load0: str) -> dict:
+    best = {w: min(rs, key=lambda r: r["seconds"]) for w, rs in runs.items() if rs}
+    for w, rs in runs.items():
+        best[w] = dict(best[w], process_seconds=min(r["process_seconds"] for r in rs),
+                       cpu_seconds=min(r["cpu_seconds"] for r in rs))
+    size_mb = path.stat().st_size / 1e6
+    rows = next(iter(best.values()))["rows"]
+    lines = [f"file: {rows:,} rows, {size_mb:.0f} MB; CPUs {os.cpu_count()}; load average before {load0}, after {_load()}",
+             f"{'reader':16s} {'read (s)':>9s} {'CPU (s)':>8s} {'process (s)':>12s} {'MB/s':>7s} {'peak RSS (MB)':>14s}  runs (s)"]
+    for w, r in best.items():
+        lines.append(f"{w:16s} {r['seconds']:9.2f} {r['cpu_seconds']:8.2f} {r['process_seconds']:12.2f} "
+                     f"{size_mb / r['seconds']:7.0f} {r['maxrss_mb']:14.0f}  "
+                     + ", ".join(f"{x['seconds']:.2f}" for x in runs[w]))
+    parsers = [w for w in ("pyarrow", "pandas_pyarrow", "pandas_c") if w in best]
+    out = {"benchmark": "import_smlm", "rows": rows, "file_mb": size_mb, "cpus": os.cpu_count(), "load_before": load0,
+           "load_after": _load(), "readers": best, "baseline_process_seconds": base["process_seconds"],
+           "baseline_maxrss_mb": base["maxrss_mb"]}
+    if "correlate" in best and parsers:
+        fastest = min(parsers, key=lambda w: best[w]["seconds"])
+        fastest_p = min(parsers, key=lambda w: best[w]["process_seconds"])
+        c = best["correlate"]
+        out["ratio_correlate_over_fastest_read"] = c["seconds"] / best[fastest]["seconds"]
+        out["ratio_correlate_over_fastest_process"] = c["process_seconds"] / best[fastest_p]["process_seconds"]
+        lines.append(f"correlate / fastest parser ({fastest}), timed read incl. discovery: "
+                     f"{out['ratio_correlate_over_fastest_read']:.2f}x; whole process (vs {fastest_p}): "
+                     f"{out['ratio_correlate_over_fastest_process']:.2f}x")
+    if "correlate" in best and "locan" in best:
+        out["ratio_locan_over_correlate_read"] = best["locan"]["seconds"] / best["correlate"]["seconds"]
+        lines.append(f"locan / correlate: {out['ratio_locan_over_correlate_read']:.2f}x (timed read), "
+                     f"{best['locan']['process_seconds'] / best['correlate']['process_seconds']:.2f}x (whole process)")
+    lines.append(f"baseline process (python, pandas, pyarrow imported; no read): {base['process_seconds']:.2f} s, "
+                 f"peak RSS {base['maxrss_mb']:.0f} MB")
+    return {"text": "\n".join(lines), "json": out}
 
 
 if __name__ == "__main__":

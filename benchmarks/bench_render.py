@@ -1,80 +1,239 @@
-"""Benchmark: histogram render of many localizations against numpy.histogram2d, in the same run.
+"""Benchmark: histogram and Gaussian render of many localizations, correlate beside Picasso.
 
-    python benchmarks/bench_render.py [--n 10000000] [--pixel 10] [--repeat 3]
+    python benchmarks/bench_render.py [--n 1e7] [--pixel 10] [--repeat 3] \
+        [--peers peers/.venv/bin/python] [--json]
 
-Prints the time of each and their ratio (numpy / correlate), and checks both give the same
-counts on a grid of whole pixels (where numpy.histogram2d's closed last bin equals ours).
+Both get the same localizations (saved once as .npy) on the same grid (4096 x 4096 pixels of
+10 nm by default) and, for the Gaussian, the same cut-off (Picasso draws +-3 sigma; correlate's
+``n_sigma=3``). Every measurement runs in its own process, the two tools alternating (paired
+repeats), each process timing its render call in-process (wall and CPU seconds, compilation
+excluded by a warm-up call) and reporting its peak RSS; the process's whole wall time (interpreter,
+imports, loading the .npy, compiling, rendering) is measured from outside. correlate runs with
+``NUMBA_NUM_THREADS=1`` and ``=2``; Picasso's kernels are single-threaded.
+
+The memory reference, measured in the same run: a numpy copy of the coordinates (sequential
+streaming) and a numpy gather from random pixels of an image of the same size (random access):
+the two rates a memory-bound renderer can approach. Peers venv: ``benchmarks/setup_peers.sh``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
+
+CAMERA_PX_NM = 100.0  # Picasso works in camera pixels; any value works, the grid is the same
 
 
-def _best(f, repeat):
-    best = np.inf
-    out = None
-    for _ in range(repeat):
-        t = time.perf_counter()
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed(f, inner: int):
+    best_wall, best_cpu, out = np.inf, np.inf, None
+    for _ in range(inner):
+        t0, c0 = time.perf_counter(), time.process_time()
         out = f()
-        best = min(best, time.perf_counter() - t)
-    return best, out
+        best_wall = min(best_wall, time.perf_counter() - t0)
+        best_cpu = min(best_cpu, time.process_time() - c0)
+    return best_wall, best_cpu, out
+
+
+def _worker_correlate(d: Path, method: str, field: float, pixel: float, inner: int) -> dict:
+    import numba
+
+    from correlate.render import gaussian_counts, grid_from_extent, histogram_counts
+
+    x, y, s = (np.load(d / f"{k}.npy") for k in ("x", "y", "s"))
+    grid = grid_from_extent(pixel, (0.0, field, 0.0, field))
+    if method == "histogram":
+        f = lambda a=x, b=y: histogram_counts(a, b, grid)[0]  # noqa: E731
+        warm = lambda: histogram_counts(x[:100], y[:100], grid)  # noqa: E731
+    else:
+        f = lambda: gaussian_counts(x, y, s, s, grid, n_sigma=3.0)  # noqa: E731
+        warm = lambda: gaussian_counts(x[:100], y[:100], s[:100], s[:100], grid, n_sigma=3.0)  # noqa: E731
+    warm()
+    wall, cpu, img = _timed(f, inner)
+    np.save(d / f"correlate_{method}.npy", img.astype(np.float32))
+    return {"wall_s": wall, "cpu_s": cpu, "threads": numba.get_num_threads(), "sum": float(img.sum())}
+
+
+def _worker_picasso(d: Path, method: str, field: float, pixel: float, inner: int) -> dict:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import pandas as pd
+    from picasso import render as prender
+
+    x, y, s = (np.load(d / f"{k}.npy") for k in ("x", "y", "s"))
+    locs = pd.DataFrame({
+        "x": (x / CAMERA_PX_NM).astype(np.float32), "y": (y / CAMERA_PX_NM).astype(np.float32),
+        "lpx": (s / CAMERA_PX_NM).astype(np.float32), "lpy": (s / CAMERA_PX_NM).astype(np.float32),
+    })
+    side = field / CAMERA_PX_NM
+    info = [{"Pixelsize": CAMERA_PX_NM, "Height": int(np.ceil(side)), "Width": int(np.ceil(side))}]
+    blur = None if method == "histogram" else "gaussian"
+    kw = dict(disp_px_size=pixel, viewport=((0.0, 0.0), (side, side)), blur_method=blur)
+    prender.render(locs.iloc[:100], info, **kw)  # compile outside the timing
+    wall, cpu, (n, img) = _timed(lambda: prender.render(locs, info, **kw), inner)
+    np.save(d / f"picasso_{method}.npy", img)
+    return {"wall_s": wall, "cpu_s": cpu, "threads": 1, "sum": float(img.sum())}
+
+
+def _worker_memref(d: Path, field: float, pixel: float, inner: int) -> dict:
+    x = np.load(d / "x.npy")
+    y = np.load(d / "y.npy")
+    n_px = int(np.ceil(field / pixel)) ** 2
+    image = np.ones(n_px)
+    idx = np.random.default_rng(1).integers(0, n_px, x.size)
+    t_copy, _, _ = _timed(lambda: (x.copy(), y.copy()), inner)
+    t_rand, _, _ = _timed(lambda: image[idx], inner)
+    return {"copy_s": t_copy, "random_s": t_rand, "image_mib": image.nbytes / 2**20}
+
+
+def _worker(which: str, d: str, method: str, field: float, pixel: float, inner: int) -> None:
+    d = Path(d)
+    if which == "correlate":
+        out = _worker_correlate(d, method, field, pixel, inner)
+    elif which == "picasso":
+        out = _worker_picasso(d, method, field, pixel, inner)
+    else:
+        out = _worker_memref(d, field, pixel, inner)
+    out["maxrss_mb"] = _rss_mb()
+    print(json.dumps(out))
+
+
+def _run(python: str, which: str, d: Path, args, method: str = "-", threads: int | None = None) -> dict:
+    env = dict(os.environ)
+    if threads is not None:
+        env["NUMBA_NUM_THREADS"] = str(threads)
+    cmd = [python, __file__, "--worker", which, str(d), method, str(args.field), str(args.pixel), str(args.inner)]
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"{which} {method} worker failed:\n{res.stderr[-3000:]}")
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    out["process_s"] = wall
+    return out
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+def _agreement(d: Path, method: str) -> str:
+    a = np.load(d / f"correlate_{method}.npy").astype(np.float64)
+    b = np.load(d / f"picasso_{method}.npy").astype(np.float64)
+    if a.shape != b.shape:
+        return f"shapes differ {a.shape} vs {b.shape}"
+    return f"sums {a.sum():,.1f} / {b.sum():,.1f}; sum |diff| / sum = {np.abs(a - b).sum() / max(a.sum(), 1):.2e}"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=float, default=1e7, help="number of localizations (default 1e7)")
-    ap.add_argument("--pixel", type=float, default=10.0, help="pixel size in nm (default 10)")
-    ap.add_argument("--field", type=float, default=40_000.0, help="field of view in nm (default 40000)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--pixel", type=float, default=10.0, help="render pixel size in nm (default 10)")
+    ap.add_argument("--field", type=float, default=40_960.0, help="field of view in nm (default 40960: 4096^2 px)")
+    ap.add_argument("--repeat", type=int, default=3, help="paired process repeats per measurement (default 3)")
+    ap.add_argument("--inner", type=int, default=2, help="timed calls per process, the fastest kept (default 2)")
+    default_peers = os.environ.get("CORRELATE_PEERS_PYTHON", str(Path(__file__).resolve().parents[1] / "peers/.venv/bin/python"))
+    ap.add_argument("--peers", default=default_peers,
+                    help="python of the peers venv with picassosr (benchmarks/setup_peers.sh; default "
+                         "$CORRELATE_PEERS_PYTHON or peers/.venv/bin/python)")
     ap.add_argument("--json", action="store_true", help="also print the results as one JSON line")
+    ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-
-    from correlate.render import grid_from_extent, histogram_counts, render_gaussian, render_histogram
-
+    if args.worker:
+        w = args.worker
+        _worker(w[0], w[1], w[2], float(w[3]), float(w[4]), int(w[5]))
+        return 0
+    have_peers = Path(args.peers).exists()
+    if not have_peers:
+        print(f"Picasso NOT measured: no peers python at {args.peers} (benchmarks/setup_peers.sh, then --peers)")
     n = int(args.n)
     rng = np.random.default_rng(0)
-    x = rng.uniform(0, args.field, n)
-    y = rng.uniform(0, args.field, n)
-    df = pd.DataFrame({"x": x, "y": y, "precision": rng.uniform(5, 20, n)})
-    extent = (0.0, args.field, 0.0, args.field)
-    grid = grid_from_extent(args.pixel, extent)
-
-    # compile / load the numba kernel and import dask/xarray outside the timings
-    histogram_counts(x[:10], y[:10], grid)
-    render_histogram(df.iloc[:10], like=grid)
-    t_kernel, (counts, _) = _best(lambda: histogram_counts(x, y, grid), args.repeat)
-    t_render, img = _best(lambda: render_histogram(df, like=grid), args.repeat)
-
-    ex, ey = grid.edges("x"), grid.edges("y")
-    t_np, (ref, _, _) = _best(lambda: np.histogram2d(y, x, bins=[ey, ex]), args.repeat)
-    same = np.array_equal(ref, counts) and float(img.sum()) == n
-
-    m = min(n, 1_000_000)
-    render_gaussian(df.iloc[:10], like=grid)
-    t_gauss, g = _best(lambda: render_gaussian(df.iloc[:m], like=grid), 1)
-
-    print(f"localizations:               {n:,} on a {grid.shape[1]} x {grid.shape[0]} grid ({args.pixel:g} nm pixels)")
-    print(f"correlate histogram kernel:  {t_kernel:8.3f} s")
-    print(f"correlate render_histogram:  {t_render:8.3f} s  (DataFrame -> Image element)")
-    print(f"numpy.histogram2d:           {t_np:8.3f} s")
-    print(f"ratio numpy / correlate:     {t_np / t_kernel:8.1f} x (kernel), {t_np / t_render:.1f} x (element)")
-    print(f"identical counts:            {same}")
-    print(f"render_gaussian ({m:,} locs): {t_gauss:8.3f} s, sum {float(g.sum()):,.1f}")
+    with tempfile.TemporaryDirectory(prefix="bench_render_") as tmp:
+        d = Path(tmp)
+        # uniform positions; precisions 5-20 nm, the range of DNA-PAINT / dSTORM data
+        for k, v in (("x", rng.uniform(0, args.field, n)), ("y", rng.uniform(0, args.field, n)),
+                     ("s", rng.uniform(5.0, 20.0, n))):
+            np.save(d / f"{k}.npy", v)
+        load0 = _load()
+        mem = _run(sys.executable, "memref", d, args)
+        results: dict[str, list[dict]] = {}
+        for method in ("histogram", "gaussian"):
+            for _ in range(args.repeat):
+                for label, py, which, th in (("correlate_1", sys.executable, "correlate", 1),
+                                             ("picasso", args.peers, "picasso", None),
+                                             ("correlate_2", sys.executable, "correlate", 2)):
+                    if which == "picasso" and not have_peers:
+                        continue
+                    results.setdefault(f"{method}/{label}", []).append(_run(py, which, d, args, method, th))
+            agree = _agreement(d, method) if have_peers else "picasso not run"
+            results[f"{method}/agreement"] = agree  # type: ignore[assignment]
+        report = _report(results, mem, n, args, load0, have_peers)
+    print(report["text"])
     if args.json:
-        import json
+        print(json.dumps(report["json"]))
+    return 0
 
-        print(json.dumps({
-            "benchmark": "render", "n": n, "pixel_nm": args.pixel, "grid": list(grid.shape),
-            "histogram_kernel_s": t_kernel, "render_histogram_s": t_render, "numpy_histogram2d_s": t_np,
-            "ratio_numpy_over_kernel": t_np / t_kernel, "identical_counts": bool(same),
-            "gaussian_n": m, "render_gaussian_s": t_gauss,
-        }))
-    return 0 if same else 1
+
+def _report(results, mem, n, args, load0, have_peers) -> dict:
+    px = int(np.ceil(args.field / args.pixel))
+    lines = [
+        f"localizations: {n:,} on {px} x {px} pixels of {args.pixel:g} nm; CPUs {os.cpu_count()}; "
+        f"load average before {load0}, after {_load()}",
+        f"memory reference: numpy copy of x, y {n / mem['copy_s'] / 1e6:,.0f} M loc/s; random gather from a "
+        f"{mem['image_mib']:.0f} MiB image {n / mem['random_s'] / 1e6:,.0f} M loc/s",
+    ]
+    out = {"benchmark": "render", "n": n, "pixels": [px, px], "pixel_nm": args.pixel, "cpus": os.cpu_count(),
+           "load_before": load0, "load_after": _load(), "copy_loc_per_s": n / mem["copy_s"],
+           "random_loc_per_s": n / mem["random_s"]}
+    for method in ("histogram", "gaussian"):
+        lines.append(f"\n{method}" + (" (cut-off 3 sigma)" if method == "gaussian" else ""))
+        best = {}
+        for label in ("correlate_1", "correlate_2", "picasso"):
+            rs = results.get(f"{method}/{label}")
+            if not rs:
+                continue
+            wall = min(r["wall_s"] for r in rs)
+            cpu = min(r["cpu_s"] for r in rs)
+            proc = min(r["process_s"] for r in rs)
+            best[label] = {"wall_s": wall, "cpu_s": cpu, "process_s": proc,
+                           "median_wall_s": statistics.median(r["wall_s"] for r in rs),
+                           "maxrss_mb": max(r["maxrss_mb"] for r in rs)}
+            name = {"correlate_1": "correlate, 1 thread", "correlate_2": "correlate, 2 threads", "picasso": "Picasso"}[label]
+            lines.append(
+                f"  {name:22s} in-process {wall:7.3f} s wall ({n / wall / 1e6:6.1f} M loc/s, "
+                f"{100 * (n / wall) / out['copy_loc_per_s']:.0f} % of copy, {100 * (n / wall) / out['random_loc_per_s']:.0f} % of "
+                f"random), {cpu:7.3f} s CPU; whole process {proc:6.2f} s; peak RSS {best[label]['maxrss_mb']:6.0f} MB; "
+                f"runs: " + ", ".join(f"{r['wall_s']:.3f}" for r in rs)
+            )
+        if "picasso" in best:
+            p = best["picasso"]
+            for label in ("correlate_1", "correlate_2"):
+                c = best[label]
+                lines.append(f"  Picasso / {label.replace('_', ' ')} thread(s): {p['wall_s'] / c['wall_s']:.2f}x in-process wall, "
+                             f"{p['cpu_s'] / c['cpu_s']:.2f}x CPU, {p['process_s'] / c['process_s']:.2f}x whole process")
+        c1, c2 = best["correlate_1"], best["correlate_2"]
+        lines.append(f"  correlate 2 threads / 1 thread: {c1['wall_s'] / c2['wall_s']:.2f}x faster (in-process wall)")
+        lines.append(f"  images: {results[f'{method}/agreement']}")
+        out[method] = best | {"agreement": results[f"{method}/agreement"]}
+    return {"text": "\n".join(lines), "json": out}
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from ._particle_options import (
 )
 from ._particle_state import LabelRun, ParticleRun, ParticleStep
 from ._aggregate_steps import AggregateOptions
+from ._fractions import ExchangeFit, fit_exchange, label_fractions
 from ._proximity import ProximityOptions, ProximityResult, proximity
 from ._particles import ParticleAnalysis, analyze_particles, particles, to_xarray
 from ._pipeline import PARTICLE_STEPS, insert_step
@@ -41,6 +42,9 @@ from ._segment_afm import level_afm, segment_afm
 from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
 
 __all__ = [
+    "ExchangeFit",
+    "fit_exchange",
+    "label_fractions",
     "AggregateOptions",
     "ProximityOptions",
     "ProximityResult",

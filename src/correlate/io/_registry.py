@@ -5,17 +5,20 @@ the first bytes, and a ``read`` function returning an element (Image or Localiza
 Built-in readers live in :mod:`correlate.io.readers` (one module per format family, each with a
 module-level ``READERS`` list); other packages add theirs through the ``correlate.readers``
 entry-point group (an entry point resolves to a :class:`ReaderSpec` or a list of them). Reader
-modules are imported only when a file is read, so ``import correlate`` stays light.
+modules are imported only when a file is read, and then only those whose readers claim the file's
+suffix (:mod:`correlate.io._reader_index`), once per process, so ``import correlate`` stays light
+and a read pays for its own reader alone.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from ..errors import CorrelateError, FormatError, short_exception
 
@@ -62,55 +65,88 @@ class ReaderSpec:
         return any(name.endswith(s) for s in self.suffixes)
 
 
-def _builtin_specs() -> list[ReaderSpec]:
+@functools.lru_cache(maxsize=None)
+def _builtin_modules() -> tuple[str, ...]:
+    """Names of the reader modules in :mod:`correlate.io.readers` (a directory listing, no import)."""
     from . import readers
 
+    return tuple(sorted(m.name for m in pkgutil.iter_modules(readers.__path__) if not m.name.startswith("_")))
+
+
+@functools.lru_cache(maxsize=None)
+def _module_specs(name: str) -> tuple[ReaderSpec, ...]:
+    """The ``READERS`` of one built-in reader module (imported on first use)."""
+    module = importlib.import_module(f"{__package__}.readers.{name}")
+    return tuple(getattr(module, "READERS", ()))
+
+
+def _builtin_specs(modules: Iterable[str] | None = None) -> list[ReaderSpec]:
+    """Specs of the given built-in modules (all when None) and of every module the index does not
+    list, in module-name order."""
+    from ._reader_index import MODULES
+
+    present = _builtin_modules()
+    wanted = set(present) if modules is None else set(modules) | {m for m in present if m not in MODULES}
+    return [spec for m in present if m in wanted for spec in _module_specs(m)]
+
+
+@functools.lru_cache(maxsize=None)
+def _plugin_specs_cached(entry_points: tuple[tuple[str, str], ...]) -> tuple[ReaderSpec, ...]:
+    import warnings
+
+    from ._plugin_cache import load
+
     specs: list[ReaderSpec] = []
-    for mod in sorted(pkgutil.iter_modules(readers.__path__), key=lambda m: m.name):
-        if mod.name.startswith("_"):
+    for name, value in entry_points:
+        try:
+            obj = load(value)
+        except Exception as exc:  # a broken third-party plugin must not stop the built-in readers
+            warnings.warn(f"reader plugin {name!r} ({value}) failed to load: {type(exc).__name__}: {exc}",
+                          stacklevel=4)
             continue
-        module = importlib.import_module(f"{readers.__name__}.{mod.name}")
-        specs.extend(getattr(module, "READERS", []))
-    return specs
+        specs.extend(obj if isinstance(obj, (list, tuple)) else [obj])
+    return tuple(specs)
 
 
 def _plugin_specs() -> list[ReaderSpec]:
-    from importlib.metadata import entry_points
+    """Readers from the ``correlate.readers`` entry points (the list cached across processes,
+    each plugin loaded once per process)."""
+    from ._plugin_cache import _entry_points_replaced, plugin_entry_points
 
-    import warnings
+    eps = tuple(plugin_entry_points())
+    if _entry_points_replaced():
+        _plugin_specs_cached.cache_clear()
+    return list(_plugin_specs_cached(eps))
 
-    specs: list[ReaderSpec] = []
-    for ep in entry_points(group="correlate.readers"):
-        try:
-            obj = ep.load()
-        except Exception as exc:  # a broken third-party plugin must not stop the built-in readers
-            warnings.warn(f"reader plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}",
-                          stacklevel=2)
-            continue
-        specs.extend(obj if isinstance(obj, (list, tuple)) else [obj])
-    return specs
+
+def _ordered(specs: list[ReaderSpec]) -> list[ReaderSpec]:
+    return sorted(specs, key=lambda s: -s.priority)
 
 
 def available_readers() -> list[ReaderSpec]:
     """Every reader known: built-in ones and those from the ``correlate.readers`` entry points."""
-    specs = _builtin_specs() + _plugin_specs()
-    return sorted(specs, key=lambda s: -s.priority)
+    return _ordered(_builtin_specs() + _plugin_specs())
 
 
 def find_reader(path: str | PathLike, format: str | None = None) -> ReaderSpec:
     """The reader that opens ``path`` (or the one named ``format``).
+
+    Only the reader modules that claim the file's suffix (or hold ``format``) are imported; all of
+    them only when the content has to be sniffed or a name is unknown.
 
     Raises
     ------
     FormatError
         If no reader recognises the file; the message lists the formats tried.
     """
+    from ._reader_index import modules_claiming, modules_named
+
     p = Path(path)
-    specs = available_readers()
     if format is not None:
-        for s in specs:
+        for s in _ordered(_builtin_specs(modules_named(format)) + _plugin_specs()):
             if s.name == format:
                 return s
+        specs = available_readers()
         raise FormatError(
             f"unknown format {format!r}; known formats: {', '.join(sorted({s.name for s in specs}))}",
             path=p,
@@ -124,6 +160,7 @@ def find_reader(path: str | PathLike, format: str | None = None) -> ReaderSpec:
             head = fh.read(HEAD_BYTES)
         if not head:
             raise FormatError("file is empty (0 bytes)", path=p)
+    specs = _ordered(_builtin_specs(modules_claiming(p.name)) + _plugin_specs())
     claimed = [s for s in specs if s.claims(p)]
     for s in claimed:
         if s.can_open is None or _sniff(s, p, head):
@@ -135,6 +172,7 @@ def find_reader(path: str | PathLike, format: str | None = None) -> ReaderSpec:
             + " but the content matches none of them (wrong extension, or a damaged file)",
             path=p,
         )
+    specs = available_readers()
     for s in specs:  # content sniffing for files with an unexpected suffix
         if s.can_open is not None and _sniff(s, p, head):
             return s

@@ -32,6 +32,7 @@ from ._particles import (
 from ._registration_plots import plot_registration
 from ._report import figure_to_png_bytes, make_report
 from ._scalebar import add_scale_bar, format_length, nice_length_nm
+from ._sizes import plot_size_comparison  # noqa: F401 - SMLM against EM size per matched particle
 
 __all__ = [
     "plot_overlay",

@@ -8,6 +8,8 @@ pixel edge goes to the pixel on its right/top (half-open pixels).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._grid import Grid
@@ -15,10 +17,51 @@ from ._grid import Grid
 __all__ = ["histogram_counts", "render_histogram"]
 
 
-def _kernel():
-    from ._kernels import hist_kernel
+#: Points rendered per pass: bounds the temporary index arrays (16 bytes per point) whatever N.
+BLOCK = 1 << 22
+#: Pixels of the image tile one thread fills at a time (float64: 256 KiB, half an L2 cache).
+TILE_PIXELS = 1 << 15
 
-    return hist_kernel
+
+def tile_shape(shape: tuple[int, int], footprint_px: float = 1.0) -> tuple[int, int]:
+    """log2 of the (rows, cols) of the tiles a render fills in parallel: about :data:`TILE_PIXELS`
+    pixels, and at least four footprints (pixels one point touches along an axis) on a side, so
+    that few points straddle tiles; powers of two, so that a shift finds a pixel's tile."""
+    ny, nx = shape
+
+    def log2_at_least(v: float) -> int:
+        return max(0, int(math.ceil(math.log2(max(v, 1.0)))))
+
+    side = log2_at_least(4.0 * min(footprint_px, float(max(ny, nx))))
+    rows = min(log2_at_least(ny), max(5, side))
+    cols = min(log2_at_least(nx), max(side, log2_at_least(TILE_PIXELS) - rows))
+    return int(rows), int(cols)
+
+
+def out_array(grid: Grid, out: np.ndarray | None) -> np.ndarray:
+    """A zero (ny, nx) float64 image, or the caller's ``out`` after checking it can be added into."""
+    from ..errors import ElementError
+
+    if out is None:
+        return np.zeros(grid.shape, dtype=np.float64)
+    if out.shape != tuple(grid.shape) or out.dtype != np.float64 or not out.flags.c_contiguous:
+        raise ElementError(
+            f"out must be a C-contiguous float64 array of shape {tuple(grid.shape)}, got {out.dtype} {out.shape}",
+            field="out",
+        )
+    return out
+
+
+def _weights(weights: np.ndarray | None, n: int) -> np.ndarray:
+    """Weights as float64 (empty: count 1 each), checked against the number of points."""
+    from ..errors import ElementError
+
+    if weights is None:
+        return np.empty(0)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ElementError(f"weights must have one value per point ({n}), got shape {w.shape}", field="weights")
+    return w
 
 
 def histogram_counts(
@@ -47,13 +90,24 @@ def histogram_counts(
         (ny, nx) float64, row ``j`` = y pixel ``j``, column ``i`` = x pixel ``i``.
     n_inside : int
         Number of points that fell inside the grid.
+
+    Notes
+    -----
+    Runs on numba's threads (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``); every pixel adds
+    its points in input order, so the result is bit-identical for any thread count.
     """
+    from ._kernels import hist_block
+
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
-    if out is None:
-        out = np.zeros(grid.shape, dtype=np.float64)
-    w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-    n = _kernel()(x, y, w, grid.edges("x"), grid.edges("y"), out)
+    out = out_array(grid, out)
+    w = _weights(weights, x.size)
+    ex, ey = grid.edges("x"), grid.edges("y")
+    shifts = tile_shape(grid.shape)
+    n = 0
+    for a in range(0, x.size, BLOCK):
+        b = min(x.size, a + BLOCK)
+        n += hist_block(x[a:b], y[a:b], w[a:b] if w.size else w, ex, ey, *shifts, out)
     return out, int(n)
 
 

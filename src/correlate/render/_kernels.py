@@ -1,24 +1,36 @@
-"""numba kernels of the renderers (imported on first use, compiled once and cached on disk)."""
+"""numba kernels of the histogram renderer (imported on first use, compiled once, cached on disk).
+
+Parallel and deterministic: the points of a block are cut into a fixed number of chunks and the
+image into tiles of ``2**shift_rows`` x ``2**shift_cols`` pixels (a shift, not a division, finds a
+pixel's tile), both independent of the thread count. A first parallel pass finds each point's
+pixel and counts, per chunk, the points of every tile; a stable scatter then lists each tile's
+points in their original order; the tiles are then filled in parallel, each by one thread, in a
+piece of the image small enough to stay in cache. Every pixel therefore receives its points in
+input order whatever the number of threads, so results are bit-identical.
+"""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
-__all__ = ["hist_kernel", "gauss_kernel"]
+__all__ = ["bin_index", "hist_block", "tile_layout", "n_tiles", "N_CHUNKS"]
+
+#: Chunks a block of points is cut into (fixed: the cut must not depend on the thread count).
+N_CHUNKS = 64
 
 
-@njit(cache=True, nogil=True)
-def _bin_index(v, e):
-    # Exact bin of v against edges e (len n+1, increasing); -1 outside. Far edge closed.
+@njit(cache=True, nogil=True, inline="always")
+def bin_index(v, e, inv):
+    """Exact bin of ``v`` against increasing edges ``e`` (len n+1); -1 outside (NaN too).
+
+    ``inv`` is ``n / (e[n] - e[0])``; the guess it gives is corrected against the edges themselves,
+    and the far edge is closed.
+    """
     n = e.shape[0] - 1
-    if not (v >= e[0]) or v > e[n]:  # also rejects NaN
+    if not (v >= e[0]) or v > e[n]:
         return -1
-    if v == e[n]:
-        return n - 1
-    k = int((v - e[0]) / (e[n] - e[0]) * n)
+    k = int((v - e[0]) * inv)
     if k > n - 1:
         k = n - 1
     while k > 0 and v < e[k]:
@@ -28,68 +40,94 @@ def _bin_index(v, e):
     return k
 
 
-@njit(cache=True, nogil=True)
-def hist_kernel(x, y, w, ex, ey, out):
-    """Add 1 (or w[i]) to out[row, col] of each point inside the edges; return how many were."""
-    inside = 0
-    use_w = w.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        ix = _bin_index(x[i], ex)
-        if ix < 0:
-            continue
-        iy = _bin_index(y[i], ey)
-        if iy < 0:
-            continue
-        if use_w:
-            out[iy, ix] += w[i]
-        else:
-            out[iy, ix] += 1.0
-        inside += 1
-    return inside
-
-
-@njit(cache=True, nogil=True)
-def _axis_weights(v, s, e, n_sigma, buf):
-    # pixel integrals of N(v, s^2) over the cells of edges e that lie within v +- n_sigma*s.
-    # Returns (first index, count) and fills buf[:count].
-    n = e.shape[0] - 1
-    p = (e[n] - e[0]) / n
-    lo = int(math.floor((v - n_sigma * s - e[0]) / p))
-    hi = int(math.floor((v + n_sigma * s - e[0]) / p))
-    if lo < 0:
-        lo = 0
-    if hi > n - 1:
-        hi = n - 1
-    if hi < lo:
-        return 0, 0
-    inv = 1.0 / (math.sqrt(2.0) * s)
-    prev = math.erf((e[lo] - v) * inv)
-    for k in range(lo, hi + 1):
-        cur = math.erf((e[k + 1] - v) * inv)
-        buf[k - lo] = 0.5 * (cur - prev)
-        prev = cur
-    return lo, hi - lo + 1
-
-
-@njit(cache=True, nogil=True)
-def gauss_kernel(x, y, sx, sy, w, ex, ey, n_sigma, out):
-    """Add each point's pixel-integrated Gaussian (sx, sy nm) to out; truncated at n_sigma."""
+@njit(cache=True, nogil=True, parallel=True)
+def _hist_index(x, y, ex, ey, shift_rows, shift_cols, n_chunks, idx, tile, counts):
+    # idx[i] = flat pixel of point i (-1 outside), tile[i] its tile; counts[c, t] = points of
+    # chunk c in tile t.
+    n = x.shape[0]
     nx = ex.shape[0] - 1
-    ny = ey.shape[0] - 1
-    bx = np.empty(nx, np.float64)
-    by = np.empty(ny, np.float64)
-    use_w = w.shape[0] == x.shape[0]
-    for i in range(x.shape[0]):
-        i0, ni = _axis_weights(x[i], sx[i], ex, n_sigma, bx)
-        if ni == 0:
-            continue
-        j0, nj = _axis_weights(y[i], sy[i], ey, n_sigma, by)
-        if nj == 0:
-            continue
-        wi = w[i] if use_w else 1.0
-        for a in range(nj):
-            wy = by[a] * wi
-            for b in range(ni):
-                out[j0 + a, i0 + b] += wy * bx[b]
-    return 0
+    invx = nx / (ex[nx] - ex[0])
+    invy = (ey.shape[0] - 1) / (ey[ey.shape[0] - 1] - ey[0])
+    n_tx = ((nx - 1) >> shift_cols) + 1
+    for c in prange(n_chunks):
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for i in range(a, b):
+            ix = bin_index(x[i], ex, invx)
+            iy = bin_index(y[i], ey, invy) if ix >= 0 else -1
+            if iy < 0:
+                idx[i] = -1
+            else:
+                idx[i] = iy * nx + ix
+                t = (iy >> shift_rows) * n_tx + (ix >> shift_cols)
+                tile[i] = t
+                counts[c, t] += 1
 
+
+@njit(cache=True, nogil=True, parallel=True)
+def _hist_scatter(idx, tile, w, offsets, order, order_w):
+    # stable counting sort of the points into tiles (chunk by chunk, in input order)
+    n = idx.shape[0]
+    n_chunks = offsets.shape[0]
+    use_w = w.shape[0] == n
+    for c in prange(n_chunks):
+        cur = offsets[c].copy()
+        a = c * n // n_chunks
+        b = (c + 1) * n // n_chunks
+        for i in range(a, b):
+            k = idx[i]
+            if k < 0:
+                continue
+            t = tile[i]
+            p = cur[t]
+            order[p] = k
+            if use_w:
+                order_w[p] = w[i]
+            cur[t] = p + 1
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _hist_fill(order, order_w, tile_start, out_flat):
+    use_w = order_w.shape[0] == order.shape[0]
+    for t in prange(tile_start.shape[0] - 1):
+        for p in range(tile_start[t], tile_start[t + 1]):
+            if use_w:
+                out_flat[order[p]] += order_w[p]
+            else:
+                out_flat[order[p]] += 1.0
+
+
+def tile_layout(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Write offsets ``(n_chunks, n_tiles)`` and tile starts ``(n_tiles + 1,)`` of a counting sort
+    whose ``counts[c, t]`` are the points of chunk ``c`` in tile ``t`` (tile-major order)."""
+    flat = counts.T.ravel()
+    starts = np.zeros(flat.size + 1, np.int64)
+    np.cumsum(flat, out=starts[1:])
+    offsets = np.ascontiguousarray(starts[:-1].reshape(counts.shape[1], counts.shape[0]).T)
+    tile_start = np.append(starts[:-1:counts.shape[0]], starts[-1])
+    return offsets, tile_start
+
+
+def n_tiles(shape: tuple[int, int], shift_rows: int, shift_cols: int) -> int:
+    """Number of tiles of ``2**shift_rows`` x ``2**shift_cols`` pixels covering an image of ``shape``."""
+    return (((shape[0] - 1) >> shift_rows) + 1) * (((shape[1] - 1) >> shift_cols) + 1)
+
+
+def hist_block(x, y, w, ex, ey, shift_rows: int, shift_cols: int, out: np.ndarray) -> int:
+    """Add one block of points (weights ``w`` or none: ``w.size == 0``) to ``out``; return how
+    many fell inside the edges."""
+    n_chunks = max(1, min(N_CHUNKS, x.shape[0]))
+    # 32-bit pixel indices when they fit: less memory traffic in the two passes that carry them
+    itype = np.int32 if out.size < 2**31 else np.int64
+    idx = np.empty(x.shape[0], itype)
+    tile = np.empty(x.shape[0], np.int32)
+    counts = np.zeros((n_chunks, n_tiles(out.shape, shift_rows, shift_cols)), np.int64)
+    _hist_index(x, y, ex, ey, shift_rows, shift_cols, n_chunks, idx, tile, counts)
+    offsets, tile_start = tile_layout(counts)
+    inside = int(tile_start[-1])
+    order = np.empty(inside, itype)
+    order_w = np.empty(inside if w.shape[0] else 0, np.float64)
+    _hist_scatter(idx, tile, w, offsets, order, order_w)
+    del idx, tile
+    _hist_fill(order, order_w, tile_start, out.reshape(-1))
+    return inside
