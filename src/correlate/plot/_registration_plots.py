@@ -123,13 +123,22 @@ def plot_registration(record: Mapping[str, Any], landmarks=None, *, residual_sca
 
 
 def _draw_residuals(ax, pos, res, used, scale: float, fixed: str) -> None:
+    from ._scalebar import nice_length_nm
+
     d = np.hypot(res[:, 0], res[:, 1])
+    first = None
     for sel, col, lab in ((used, "C0", "used"), (~used, "red", "outliers")):
         if not sel.any():
             continue
         ax.scatter(pos[sel, 0], pos[sel, 1], s=18, c=col, label=f"fiducials ({lab}, {int(sel.sum())})", zorder=3)
-        ax.quiver(pos[sel, 0], pos[sel, 1], res[sel, 0] * scale, res[sel, 1] * scale, angles="xy",
-                  scale_units="xy", scale=1.0, color=col, width=0.005, zorder=4)
+        q = ax.quiver(pos[sel, 0], pos[sel, 1], res[sel, 0] * scale, res[sel, 1] * scale, angles="xy",
+                      scale_units="xy", scale=1.0, color=col, width=0.005, zorder=4)
+        first = first or q
+    fin = d[np.isfinite(d) & (d > 0)]
+    if first is not None and fin.size:
+        key = nice_length_nm(float(np.median(fin)), 1.0)
+        ax.quiverkey(first, 0.82, 0.04, key * scale, f"{key:g} nm residual", labelpos="N", coordinates="axes",
+                     fontproperties={"size": 8})
     ax.set_aspect("equal", adjustable="datalim")
     ax.invert_yaxis()
     ax.set_xlabel(f"x in {fixed} (nm)")
