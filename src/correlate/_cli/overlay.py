@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="other images drawn as semi-transparent layers (default: every image placed in the "
                         "base's frame that covers the view; 'none' for no layer)")
     parser.add_argument("--image-alpha", type=float, default=0.45, metavar="A",
-                        help="opacity of the image layers, 0-1 (default 0.45)")
+                        help="opacity of the brightest pixels of the image layers, 0-1 (default 0.45)")
     parser.add_argument("--no-fiducials", action="store_true", help="do not draw fiducials and residual vectors")
     parser.add_argument("--scale-bar", metavar="NM", type=float, help="scale bar length in nm (default: automatic)")
     parser.add_argument("--title", help="title above the image")

@@ -14,6 +14,8 @@ __all__ = ["ImageLayer", "default_images", "image_layers_on_grid", "draw_image_l
 
 #: Colour maps of successive layers by modality; others cycle through _CMAPS.
 _MODALITY_CMAPS = {"afm": "afmhot", "sim": "viridis", "sted": "magma", "confocal": "cividis", "widefield": "cividis"}
+#: Opacity of a layer's lowest values, as a fraction of ``image_alpha`` (its highest are opaque to it).
+_FLOOR = 0.2
 _CMAPS = ("viridis", "magma", "cividis", "plasma", "inferno")
 
 
@@ -146,8 +148,9 @@ def _block_centres(grid, axis: str, step: int) -> np.ndarray:
 
 def draw_image_layers(ax, layers: Sequence[ImageLayer], pixel_scale: int, extent, alpha: float,
                       handles: list) -> None:
-    """Each layer in its colour map (1-99.5 % of its values in view), ``alpha`` opaque,
-    transparent outside the image; one legend entry per layer."""
+    """Each layer in its colour map (1-99.5 % of its values in view), its highest values
+    ``alpha`` opaque and its lowest a fifth of that, transparent outside the image; one legend
+    entry per layer."""
     from matplotlib import colormaps
     from matplotlib.patches import Patch
 
@@ -164,8 +167,10 @@ def draw_image_layers(ax, layers: Sequence[ImageLayer], pixel_scale: int, extent
         if hi <= lo:
             hi = lo + 1.0
         cm = colormaps[layer.cmap]
-        rgba = cm(np.clip((np.nan_to_num(v, nan=lo) - lo) / (hi - lo), 0.0, 1.0))
-        rgba[..., 3] = np.where(np.isfinite(v), alpha, 0.0)
+        norm = np.clip((np.nan_to_num(v, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
+        rgba = cm(norm)
+        # signal shows, background stays faint: the footprint is visible, the base shows through
+        rgba[..., 3] = np.where(np.isfinite(v), alpha * (_FLOOR + (1.0 - _FLOOR) * norm), 0.0)
         if layer.coarse is not None:
             rgba = layer.expand(rgba)
         ax.imshow(tile(rgba, pixel_scale), extent=extent, interpolation="nearest", origin="upper", resample=False)

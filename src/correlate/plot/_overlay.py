@@ -208,7 +208,7 @@ def plot_overlay(
         How localizations are rendered: ``"gaussian"``, ``"blur"`` or ``"histogram"``.
     images, image_alpha
         Other image elements (SIM channels, AFM heights, ...) drawn as semi-transparent layers
-        (``image_alpha`` opaque) resampled into the base's space; default: every image placed in
+        (``image_alpha`` opaque at their brightest) resampled into the base's space; default: every image placed in
         the base's frame that covers part of the view; ``[]`` for none. A named image that no
         registration placed raises :class:`~correlate.errors.UnplacedError` (unless
         ``assume_aligned``). Each layer is named in the legend and the caption.

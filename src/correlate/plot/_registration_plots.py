@@ -49,8 +49,8 @@ def tre_profile(record: Mapping[str, Any], landmarks=None, *, n_directions: int 
     else:
         src = np.asarray(fit.source, float)
     if not len(src):
-        raise CorrelateError(f"registration record {record.get('id')!r}: no fiducial positions to centre the "
-                             "TRE profile on (pass the landmarks)", field="landmarks")
+        raise CorrelateError(f"registration record {record.get('id')!r} stores no fiducial positions (no landmark "
+                             "pairs in the store, none in its error model): pass its landmarks", field="landmarks")
     c = src.mean(axis=0)
     r_fid = np.hypot(src[:, 0] - c[0], src[:, 1] - c[1])
     r = np.linspace(0.0, extent * max(float(r_fid.max()), 1.0), n_radii)
