@@ -231,3 +231,30 @@ def test_overlay_cli_image_layers(registered, tmp_path, capsys):
     assert "image layers" not in capsys.readouterr().out
     assert main(["overlay", str(sc.path), "-o", str(out), "--image-alpha", "1.5"]) == 1
     assert main(["overlay", str(sc.path), "-o", str(out), "--images", "nope"]) == 1
+
+
+def test_overlay_without_registration_says_there_is_no_tre_map(tmp_path):
+    import pandas as pd
+
+    from correlate.elements import make_image, make_localizations
+    from correlate.plot import plot_overlay
+    from correlate.scene import Scene
+
+    sc = Scene.create(tmp_path / "d.ome.zarr")
+    sc.add("em", make_image(np.zeros((40, 50), np.float32), pixel_size_nm=10.0, modality="em"))
+    sc.add("sim", make_image(np.arange(20 * 25, dtype=np.float32).reshape(20, 25), pixel_size_nm=20.0,
+                             modality="sim"))
+    rng = np.random.default_rng(0)
+    sc.add("locs", make_localizations(pd.DataFrame({"x": rng.uniform(0, 490, 50), "y": rng.uniform(0, 390, 50),
+                                                    "precision": np.full(50, 10.0)}), source_format="test"))
+    for n in ("em", "sim", "locs"):
+        sc.declare_aligned(n, tre_nm=0.0, note="test")
+    fig = plot_overlay(sc, show_tre=True)
+    assert fig.correlate_tre_record is None
+    assert "no predicted-TRE map: no registration record places the labels on em" in fig.correlate_caption
+    assert fig.correlate_images == ["sim"]
+    # the SIM ramp is sampled where it lies: value at an EM pixel centre = the ramp at that position
+    layer = fig.correlate_image_layers[0]
+    g = fig.correlate_display_grid
+    x, y = g.centers("x")[20], g.centers("y")[10]
+    assert layer.values[10, 20] == pytest.approx(25 * (y / 20.0) + x / 20.0, abs=1e-3)

@@ -208,8 +208,8 @@ def plot_overlay(
         How localizations are rendered: ``"gaussian"``, ``"blur"`` or ``"histogram"``.
     images, image_alpha
         Other image elements (SIM channels, AFM heights, ...) drawn as semi-transparent layers
-        (``image_alpha`` opaque at their brightest) resampled into the base's space; default: every image placed in
-        the base's frame that covers part of the view; ``[]`` for none. A named image that no
+        (``image_alpha`` opaque at their brightest) resampled into the base's space; default:
+        every image placed in the base's frame that covers part of the view; ``[]`` for none. A named image that no
         registration placed raises :class:`~correlate.errors.UnplacedError` (unless
         ``assume_aligned``). Each layer is named in the legend and the caption.
     show_fiducials
@@ -347,8 +347,11 @@ def _tre_layer(scene, base: str, grid, records, labels, lines: list[str]):
 
     res = tre_on_grid(scene, base, grid, records, labels)
     if res is None:
-        lines.append("predicted-TRE map unavailable: no registration placing the labels on "
-                     f"{base} carries an error model")
+        lines.append(f"no predicted-TRE map: no registration record places the labels on {base} "
+                     "(stored or declared transforms only)")
+        return None, None
+    if res["record"] is None:
+        lines.append(f"no predicted-TRE map: {'; '.join(res['missing'])}")
         return None, None
     rec = res["record"]
     others = [f"{name} {med:.3g} nm" for name, med in res["candidates"] if name != res["name"]]

@@ -79,8 +79,8 @@ def tre_on_grid(scene, base: str, grid, records, labels=(), n: int = 64) -> dict
 
     Returns a dict ``x``, ``y`` (1-D grid, nm), ``tre`` (n x n, nm), ``name`` and ``legend`` (which registration), ``record`` (the
     record used), ``candidates`` (``[(name, median TRE nm)]`` of every contributing record with an
-    error model) and ``missing`` (names of contributing records without one); None when no
-    contributing record has an error model. ``records`` is used only for scenes without
+    error model) and ``missing`` (contributing records without a usable one, with why); only
+    ``record`` (None) and ``missing`` when none has one; None when no registration contributes. ``records`` is used only for scenes without
     placement (the latest record of one of the labels).
     """
     if hasattr(scene, "placement"):
@@ -107,7 +107,7 @@ def tre_on_grid(scene, base: str, grid, records, labels=(), n: int = 64) -> dict
         if best is None or med > best[0]:
             best = (med, rec, tre)
     if best is None:
-        return None
+        return {"record": None, "missing": missing} if missing else None
     _, rec, tre = best
     return {"x": xs, "y": ys, "tre": tre.reshape(X.shape), "name": _rec_name(rec),
             "legend": f"predicted TRE {_rec_name(rec)} (nm)",
