@@ -31,6 +31,12 @@ def _floats(text: str, n: int, what: str) -> list[float]:
     return vals
 
 
+def _images(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [] if text.strip().lower() == "none" else [s.strip() for s in text.split(",") if s.strip()]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_store_argument(parser)
     parser.add_argument("-o", "--output", required=True, help="output file: .png, .pdf or .svg")
@@ -43,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--show-particles", action="store_true", help="outline particles from a label image")
     parser.add_argument("--particles", metavar="LABELS",
                         help="label image for --show-particles: '<image>/labels/<name>' (default: the first under the base)")
+    parser.add_argument("--images", metavar="NAME,...",
+                        help="other images drawn as semi-transparent layers (default: every image placed in the "
+                        "base's frame that covers the view; 'none' for no layer)")
+    parser.add_argument("--image-alpha", type=float, default=0.45, metavar="A",
+                        help="opacity of the brightest pixels of the image layers, 0-1 (default 0.45)")
     parser.add_argument("--no-fiducials", action="store_true", help="do not draw fiducials and residual vectors")
     parser.add_argument("--scale-bar", metavar="NM", type=float, help="scale bar length in nm (default: automatic)")
     parser.add_argument("--title", help="title above the image")
@@ -66,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         labels=labels,
         region=region,
         method=args.method,
+        images=_images(args.images),
+        image_alpha=args.image_alpha,
         show_fiducials=not args.no_fiducials,
         show_particles=args.show_particles or bool(args.particles),
         particles=args.particles,
@@ -80,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         emit({"output": str(out), "base": args.base, "labels": labels, "region_nm": region,
               "scale_bar_nm": getattr(fig, "correlate_scale_bar_nm", None),
               "nm_per_pixel": getattr(fig, "correlate_nm_per_png_pixel", None),
-              "caption": getattr(fig, "correlate_caption", "") or None})
+              "caption": getattr(fig, "correlate_caption", "") or None,
+              "images": getattr(fig, "correlate_images", None),
+              "tre_record": (getattr(fig, "correlate_tre_record", None) or {}).get("id")})
         return 0
     print(f"wrote {out}")
     if fig.correlate_caption:

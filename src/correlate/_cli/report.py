@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", metavar="NAME", help="base image of the overlay (default: the first EM image)")
     parser.add_argument("--labels", metavar="NAME,...", help="localization elements to show (default: all)")
     parser.add_argument("--tables", metavar="NAME,...", help="per-particle tables to report (default: all)")
+    parser.add_argument("--images", metavar="NAME,...",
+                        help="images drawn as layers over the overlay's base (default: every image placed in its "
+                        "frame that covers the view; 'none' for no layer)")
     parser.add_argument("--title", help="report title")
     add_assume_aligned(parser)
     add_json_flag(parser)
@@ -37,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     scene = open_with_base(args)
     split = lambda s: [v.strip() for v in s.split(",") if v.strip()] if s else None  # noqa: E731
     out = make_report(scene, args.output, base=args.base, labels=split(args.labels), tables=split(args.tables),
-                      title=args.title, assume_aligned=args.assume_aligned)
+                      title=args.title, assume_aligned=args.assume_aligned,
+                      images=None if args.images is None else
+                      ([] if args.images.strip().lower() == "none" else split(args.images)))
     if args.json:
         from ._json import emit
 

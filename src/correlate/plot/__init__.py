@@ -6,9 +6,12 @@ in a notebook.
 
 * :func:`plot_overlay` (from a Scene) / :func:`draw_overlay` (from plain inputs): base image,
   rendered localizations in colour, fiducials and residual vectors, particle outlines,
-  predicted-TRE contours, scale bar, caption with registration figures.
+  predicted-TRE contours of the registration placing the localizations, other images (SIM,
+  AFM) as semi-transparent layers, scale bar, caption with registration figures.
 * :func:`plot_size_distribution`, :func:`plot_counts_vs_size`, :func:`radial_profiles` +
   :func:`plot_radial_profiles`, :func:`particle_gallery`, :func:`plot_colocalization`.
+* :func:`plot_registration`: fiducial residual vectors and predicted TRE against distance of
+  one registration record.
 * :func:`make_report`: a self-contained HTML report of a scene (``correlate report``).
 * :func:`add_scale_bar`, :func:`nice_length_nm`, :func:`format_length`.
 """
@@ -26,6 +29,7 @@ from ._particles import (
     radial_profiles,
     size_column,
 )
+from ._registration_plots import plot_registration
 from ._report import figure_to_png_bytes, make_report
 from ._scalebar import add_scale_bar, format_length, nice_length_nm
 from ._sizes import plot_size_comparison  # noqa: F401 - SMLM against EM size per matched particle
@@ -37,6 +41,7 @@ __all__ = [
     "registration_summary",
     "save_figure",
     "make_report",
+    "plot_registration",
     "figure_to_png_bytes",
     "plot_size_distribution",
     "plot_counts_vs_size",

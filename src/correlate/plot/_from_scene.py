@@ -1,6 +1,5 @@
 """What an overlay gathers from a :class:`~correlate.scene.Scene`: the labels a registration
-placed in the base's frame, fiducials with their residuals, particle outlines and the
-predicted-TRE map, all in the base image's space (nm)."""
+placed in the base's frame, fiducials with their residuals, particle outlines, all in the base image's space (nm)."""
 
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ from ._layers import Fiducials
 from ._raster import base_plane, sample_labels
 from ._records import pick
 
-__all__ = ["placed_labels", "landmark_sets", "fiducials_in_base", "particles_on_grid", "tre_on_grid"]
+__all__ = ["placed_labels", "landmark_sets", "fiducials_in_base", "particles_on_grid"]
 
 
 def _world_or(scene, system: str, base: str):
@@ -98,38 +97,6 @@ def particles_on_grid(scene, base: str, grid, particles: str | None):
         arr = arr.max(axis=0)
     to_parent = None if parent == base else scene.transform(base, parent)
     return sample_labels(arr, lgrid, grid, to_parent)
-
-
-def tre_on_grid(scene, base: str, grid, records, labels=(), n: int = 64) -> tuple | None:
-    """Predicted RMS TRE (nm) on an n x n grid over the view, from the latest registration record
-    of one of ``labels`` (else the latest of any) that carries an error model
-    (``correlate.registration.Fit.from_error_model``); None if there is none."""
-    withmodel = [r for r in records if isinstance(r.get("error_model"), Mapping)]
-    mine = [r for r in withmodel if pick(r, "moving", "source", "source_system") in set(labels)]
-    rec = (mine or withmodel or [None])[-1]
-    if rec is None:
-        return None
-    try:
-        from ..registration import Fit
-
-        fit = Fit.from_error_model(rec["error_model"])
-        fixed = pick(rec, "fixed", "target", "target_system") or base
-        xs = np.linspace(grid.centers("x")[0], grid.centers("x")[-1], n)
-        ys = np.linspace(grid.centers("y")[0], grid.centers("y")[-1], n)
-        X, Y = np.meshgrid(xs, ys)
-        pts = np.column_stack([X.ravel(), Y.ravel()])
-        if fixed != base:
-            pts = _world_or(scene, base, fixed).apply(pts) if base != "world" else pts
-        if fit.ndim == 3:
-            pts = np.column_stack([pts, np.full(len(pts), fit.center[2])])
-        moving_pts = fit.transform.inverse().apply(pts)
-        tre = np.asarray(fit.tre_rms(moving_pts), dtype=float)
-    except Exception:  # noqa: BLE001 - the overlay says the map is unavailable instead
-        return None
-    if tre.size != X.size:
-        return None
-    label = f"predicted TRE {pick(rec, 'moving', 'source') or ''}→{pick(rec, 'fixed', 'target') or ''} (nm)"
-    return xs, ys, tre.reshape(X.shape), label
 
 
 def placed_labels(scene, labels: Sequence[str], base: str, *, explicit: bool = True,

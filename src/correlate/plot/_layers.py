@@ -16,6 +16,8 @@ from ._raster import base_plane, boundaries, render_labels, sample_labels, tile
 
 __all__ = ["Fiducials", "choose_pixel_scale", "figure_layout", "draw_labels", "draw_particles", "draw_tre", "draw_fiducials"]
 
+#: Narrowest caption (characters) before the figure is made wider than the image.
+_MIN_CAPTION_CHARS = 60
 #: Colours of successive fiducial sets (circles and their residual arrows).
 _FIDUCIAL_COLORS = ("yellow", "#ff8c00", "#00bfff", "#ff69b4", "white")
 
@@ -77,18 +79,27 @@ def figure_layout(W: int, H: int, caption: str | None, title: str | None, dpi: i
 
     pad = 12
     shown_caption = None
+    fw = W + 2 * pad
     if caption:
         import textwrap
 
-        width = max(40, int(W / (0.61 * 8 * dpi / 72)) - 2)  # characters of 8 pt monospace
+        char_px = 0.61 * 8 * dpi / 72  # one character of 8 pt monospace
+        width = max(int(W / char_px) - 2, 1)
+        if width < _MIN_CAPTION_CHARS:  # a narrow view: the figure widens to hold the caption
+            width = _MIN_CAPTION_CHARS
+            fw = max(fw, int(math.ceil((width + 2) * char_px)) + 2 * pad)
         shown_caption = "\n".join(
-            textwrap.fill(line, width=width, subsequent_indent="    ") if line else line for line in caption.split("\n")
+            textwrap.fill(line, width=width, subsequent_indent="    ", break_on_hyphens=False) if line else line
+            for line in caption.split("\n")
         )
     cap_lines = shown_caption.count("\n") + 1 if caption else 0
     cap_h = 8 + 15 * cap_lines if caption else 0
     title_h = 24 if title else 0
-    fw, fh = W + 2 * pad, H + 2 * pad + cap_h + title_h
+    fh = H + 2 * pad + cap_h + title_h
     fig = new_figure(figsize=(fw / dpi, fh / dpi), dpi=dpi)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)  # text metrics (contour labels) from a renderer, not by drawing the whole figure
     ax = fig.add_axes((pad / fw, (pad + cap_h) / fh, W / fw, H / fh))
     ax.set_axis_off()
     return {"fig": fig, "ax": ax, "fw": fw, "fh": fh, "pad": pad, "cap_h": cap_h, "caption": shown_caption}

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CorrelateError, ElementError
-from ._from_scene import fiducials_in_base, landmark_sets, particles_on_grid, placed_labels, tre_on_grid
+from ._from_scene import fiducials_in_base, landmark_sets, particles_on_grid, placed_labels
 from ._layers import (
     Fiducials,
     choose_pixel_scale,
@@ -56,6 +56,8 @@ def draw_overlay(
     dpi: int = 100,
     base_limits: tuple[float, float] | None = None,
     base_cmap: str = "gray",
+    image_layers: Sequence[Any] | None = None,
+    image_alpha: float = 0.45,
 ):
     """Draw a base image with localizations and annotations in its own space.
 
@@ -78,6 +80,9 @@ def draw_overlay(
     particles
         Label image (0 = background) on the base's full (y, x) pixel grid or on the displayed
         (cropped / coarsened) grid: particle outlines are drawn.
+    image_layers, image_alpha
+        Other images already on the display grid (:class:`~correlate.plot._image_layers.ImageLayer`,
+        NaN outside them), drawn over the base ``image_alpha`` opaque, under the localizations.
     tre
         ``(x_nm, y_nm, tre_nm[, legend])``: grid coordinates (1-D) and a 2-D map of predicted TRE
         (nm) to contour at ``tre_levels`` (default: round levels over its range).
@@ -118,6 +123,10 @@ def draw_overlay(
               interpolation="nearest", origin="upper", resample=False)
 
     handles: list = []
+    if image_layers:
+        from ._image_layers import draw_image_layers
+
+        draw_image_layers(ax, image_layers, pixel_scale, extent, image_alpha, handles)
     if labels:
         draw_labels(ax, labels, grid, method, colors, pixel_scale, extent, handles)
     if particles is not None:
@@ -172,6 +181,8 @@ def plot_overlay(
     region: Sequence[float] | None = None,
     method: str = "gaussian",
     colors=None,
+    images: Sequence[str] | None = None,
+    image_alpha: float = 0.45,
     show_fiducials: bool = True,
     show_particles: bool = False,
     particles: str | None = None,
@@ -195,14 +206,21 @@ def plot_overlay(
         ``(x0, y0, x1, y1)`` crop in the base image's space (nm).
     method
         How localizations are rendered: ``"gaussian"``, ``"blur"`` or ``"histogram"``.
+    images, image_alpha
+        Other image elements (SIM channels, AFM heights, ...) drawn as semi-transparent layers
+        (``image_alpha`` opaque at their brightest) resampled into the base's space; default:
+        every image placed in the base's frame that covers part of the view; ``[]`` for none. A named image that no
+        registration placed raises :class:`~correlate.errors.UnplacedError` (unless
+        ``assume_aligned``). Each layer is named in the legend and the caption.
     show_fiducials
         Draw the landmarks of the relevant registrations and their residual vectors.
     show_particles, particles
         Draw particle outlines from a label image (``particles``: ``"<image>/labels/<name>"`` or
         a label name under the base; default: the first label image found under the base).
     show_tre
-        Contour the predicted target registration error, when the registration package offers a
-        map for the scene's latest registration record (the caption says when it cannot).
+        Contour the predicted target registration error of the registration that places the
+        drawn localizations on the base (along the placement chain, the one with the largest
+        median error over the view); the legend and caption name that record.
     caption
         True for the automatic caption (base, labels, registration figures), a string, or False.
     assume_aligned
@@ -215,17 +233,13 @@ def plot_overlay(
     Returns
     -------
     matplotlib.figure.Figure
+        As :func:`draw_overlay`, plus ``correlate_tre_record`` (the record whose TRE is
+        contoured, or None), ``correlate_images`` (names of the image layers drawn),
+        ``correlate_image_layers`` (their values on ``correlate_display_grid``, NaN outside).
     """
     from ..render import grid_from_image
 
-    images = [n for n in scene.names() if scene.kind(n) == "image"]
-    if base is None:
-        ems = [n for n in images if scene.get(n).attrs.get("modality") == "em"]
-        if not ems and not images:
-            raise ElementError("the scene has no image to use as the base of an overlay", field="base")
-        base = (ems or images)[0]
-    elif base not in scene.names():
-        raise ElementError(f"no element {base!r} in the scene (images: {images})", field="base")
+    base = _choose_base(scene, base)
     locs_all = [n for n in scene.names() if scene.kind(n) == "localizations"]
     explicit = labels is not None
     if labels is None:
@@ -256,6 +270,7 @@ def plot_overlay(
         fids = fiducials_in_base(scene, base, landmark_sets(scene, list(labels), base, records)) or None
 
     grid, _, factor = display_grid(base_img, region, kwargs.get("max_pixels", 2048), load=False)
+    layers = _image_layers(scene, base, grid, images, assume_aligned, lines)
     lab_img = None
     if show_particles:
         if particles is None:
@@ -267,15 +282,82 @@ def plot_overlay(
             lab_img = particles_on_grid(scene, base, grid, particles)
         except Exception as exc:  # noqa: BLE001 - an overlay without outlines is still useful
             lines.append(f"particle outlines unavailable ({exc})")
-    tre = None
+    tre, tre_rec = None, None
     if show_tre:
-        tre = tre_on_grid(scene, base, grid, records, labels)
-        if tre is None:
-            lines.append("predicted-TRE map unavailable for this registration")
+        tre, tre_rec = _tre_layer(scene, base, grid, records, labels, lines)
     if isinstance(caption, str):
         text = caption
     else:
         text = "\n".join(lines) if caption else None
 
-    return draw_overlay(base_img, mapped, region=region, method=method, colors=colors, fiducials=fids,
-                        particles=lab_img, tre=tre, tre_levels=tre_levels, caption=text, **kwargs)
+    fig = draw_overlay(base_img, mapped, region=region, method=method, colors=colors, fiducials=fids,
+                       particles=lab_img, tre=tre, tre_levels=tre_levels, caption=text, image_layers=layers,
+                       image_alpha=image_alpha, **kwargs)
+    fig.correlate_tre_record = tre_rec
+    fig.correlate_images = [layer.name for layer in layers]
+    fig.correlate_image_layers = layers
+    fig.correlate_display_grid = grid
+    return fig
+
+
+def _choose_base(scene, base: str | None) -> str:
+    images = [n for n in scene.names() if scene.kind(n) == "image"]
+    if base is None:
+        ems = [n for n in images if scene.get(n).attrs.get("modality") == "em"]
+        if not ems and not images:
+            raise ElementError("the scene has no image to use as the base of an overlay", field="base")
+        return (ems or images)[0]
+    if base not in scene.names():
+        raise ElementError(f"no element {base!r} in the scene (images: {images})", field="base")
+    return base
+
+
+def _image_layers(scene, base: str, grid, images, assume_aligned: bool, lines: list[str]) -> list:
+    """The image layers to draw; the caption lines name them and those left out."""
+    from ._image_layers import default_images, image_layers_on_grid
+
+    if images is not None:
+        layers = image_layers_on_grid(scene, base, grid, list(images), assume_aligned=assume_aligned)
+        unplaced, outside = [], [la.name for la in layers if la.coverage == 0.0]
+    else:
+        names, unplaced = default_images(scene, base, assume_aligned=assume_aligned)
+        layers = image_layers_on_grid(scene, base, grid, names, assume_aligned=True)
+        outside = [la.name for la in layers if la.coverage == 0.0]
+        layers = [la for la in layers if la.coverage > 0.0]
+    if layers:
+        lines.append("image layers: " + ", ".join(
+            f"{la.name} ({_modality(la)}{100 * la.coverage:.0f} % of the view)"
+            for la in layers))
+    if outside:
+        lines.append(f"image layers outside the view: {', '.join(outside)}")
+    if unplaced:
+        lines.append(f"images not drawn (no registration places them in {base}'s frame): {', '.join(unplaced)}")
+    return layers
+
+
+def _modality(layer) -> str:
+    m = layer.modality
+    return f"{m}, " if m and m.lower() not in layer.name.lower() else ""
+
+
+def _tre_layer(scene, base: str, grid, records, labels, lines: list[str]):
+    """(``(x, y, tre, legend)`` for draw_overlay or None, the record used or None)."""
+    from ._records import registration_summary as _summary
+    from ._tre_chain import tre_on_grid
+
+    res = tre_on_grid(scene, base, grid, records, labels)
+    if res is None:
+        lines.append(f"no predicted-TRE map: no registration record places the labels on {base} "
+                     "(stored or declared transforms only)")
+        return None, None
+    if res["record"] is None:
+        lines.append(f"no predicted-TRE map: {'; '.join(res['missing'])}")
+        return None, None
+    rec = res["record"]
+    others = [f"{name} {med:.3g} nm" for name, med in res["candidates"] if name != res["name"]]
+    lines.append(f"TRE contours: {res['name']}, the largest error placing "
+                 "the labels on " + base + (f" (others, median over the view: {', '.join(others)})" if others else "")
+                 + (f"; without error model: {', '.join(res['missing'])}" if res["missing"] else ""))
+    if rec.get("id") not in {r.get("id") for r in records}:
+        lines.append(_summary(rec))
+    return (res["x"], res["y"], res["tre"], res["legend"]), rec

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import CorrelateError
 from ._figure import figure_to_png_bytes
 
 __all__ = ["make_report", "figure_to_png_bytes"]
@@ -21,9 +22,12 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max
 padding:0 1em;color:#222;line-height:1.45}
 h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}h2{font-size:1.25em;margin-top:2em;
 border-bottom:1px solid #eee}pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:.85em}
-table{border-collapse:collapse;font-size:.85em;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .5em;
+table{border-collapse:collapse;font-size:.85em;margin:0}
+.scroll{overflow-x:auto;max-width:100%;margin:.5em 0}td,th{border:1px solid #ddd;padding:.25em .5em;
 text-align:right}th{background:#f3f3f3}img{max-width:100%;height:auto;border:1px solid #eee;margin:.5em 0}
-.note{color:#666;font-size:.9em}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
+.note{color:#666;font-size:.9em}figure{margin:1em 0;max-width:100%}
+figcaption{color:#555;font-size:.9em;white-space:pre-wrap;overflow-wrap:anywhere}
+p,h3{overflow-wrap:anywhere}
 """
 
 
@@ -35,7 +39,8 @@ def _img(fig, caption: str = "") -> str:
 
 def _table_html(df: pd.DataFrame, max_rows: int = 30) -> str:
     shown = df.head(max_rows)
-    out = shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0, na_rep="")
+    out = '<div class="scroll">' + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}", border=0,
+                                                 na_rep="") + "</div>"
     if len(df) > max_rows:
         out += f'<p class="note">first {max_rows} of {len(df)} rows</p>'
     return out
@@ -65,8 +70,9 @@ def _section_registration(scene, records) -> list[str]:
         if src and dst:
             try:
                 lm = scene.get_landmarks(src, dst)
-            except Exception:  # noqa: BLE001 - no landmarks stored for this record
+            except CorrelateError:  # no landmarks stored for this record
                 lm = None
+            parts += _registration_figure(r, lm)
             if lm is not None and len(lm):
                 df = lm.to_dataframe()
                 keep = [c for c in df.columns if not c.split("_")[-1].startswith(("xx", "xy", "yy", "zz", "xz", "yz"))
@@ -74,6 +80,19 @@ def _section_registration(scene, records) -> list[str]:
                 parts.append("<p>Fiducial pairs (nm; residual after the fit):</p>")
                 parts.append(_table_html(df[keep]))
     return parts
+
+
+def _registration_figure(record, landmarks) -> list[str]:
+    from ._registration_plots import plot_registration
+
+    try:
+        fig = plot_registration(record, landmarks)
+    except CorrelateError as exc:
+        return [f'<p class="note">residual and TRE plots unavailable: {html.escape(str(exc))}</p>']
+    scale = fig.correlate_residual_scale
+    cap = ("fiducial residual vectors after the fit (fixed frame" + (f", drawn {scale:g} times longer" if scale else "")
+           + ") and predicted TRE against distance from the fiducials' centroid")
+    return [_img(fig, cap)]
 
 
 def _particle_section(scene, table_name: str, labels: Sequence[str], *, assume_aligned: bool = False) -> list[str]:
@@ -88,8 +107,6 @@ def _particle_section(scene, table_name: str, labels: Sequence[str], *, assume_a
         radial_profiles,
         size_column,
     )
-
-    from ..errors import CorrelateError
 
     t = scene.get(table_name)
     parts = [f"<h2>Particles: {html.escape(table_name)}</h2>"]
@@ -177,12 +194,14 @@ def make_report(
     tables: Sequence[str] | None = None,
     title: str | None = None,
     assume_aligned: bool = False,
+    images: Sequence[str] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of a scene.
 
     Sections: the store's contents (``scene.info()``), each registration (model, error figures,
-    candidate models, fiducial residuals), an overlay (localizations, fiducials, particles,
-    predicted-TRE contours), and for each per-particle table: size distribution, label counts
+    candidate models, a figure of the fiducial residual vectors and the predicted TRE against
+    distance, the fiducial pairs), an overlay (localizations, other images as layers, fiducials,
+    particles, predicted-TRE contours of the registration placing the localizations), and for each per-particle table: size distribution, label counts
     against size, radial profiles, a particle gallery, colocalization and the table itself.
 
     Parameters
@@ -191,8 +210,9 @@ def make_report(
         An open :class:`~correlate.scene.Scene`.
     path
         Output ``.html`` file.
-    base, labels
-        As in :func:`correlate.plot.plot_overlay`.
+    base, labels, images
+        As in :func:`correlate.plot.plot_overlay` (``images``: layers over the base; default every
+        placed image in view).
     tables
         Per-particle tables to report (default: all).
     assume_aligned
@@ -213,11 +233,11 @@ def make_report(
     locs = [n for n in scene.names() if scene.kind(n) == "localizations"]
     explicit = labels is not None
     labels = list(labels) if labels is not None else locs
-    images = [n for n in scene.names() if scene.kind(n) == "image"]
-    if explicit and images:
-        ems = [n for n in images if scene.get(n).attrs.get("modality") == "em"]
-        ref = base if base is not None else (ems or images)[0]
-        if ref in images:
+    image_names = [n for n in scene.names() if scene.kind(n) == "image"]
+    if explicit and image_names:
+        ems = [n for n in image_names if scene.get(n).attrs.get("modality") == "em"]
+        ref = base if base is not None else (ems or image_names)[0]
+        if ref in image_names:
             placed_labels(scene, labels, ref, explicit=True, assume_aligned=assume_aligned)
     title = title or f"correlate report: {Path(str(scene.path)).name}"
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -234,18 +254,17 @@ def make_report(
     from tqdm.auto import tqdm
 
     records = records_for(scene, [])
-    images = [n for n in scene.names() if scene.kind(n) == "image"]
     tnames = list(tables) if tables is not None else scene.names(kind="table")
     with tqdm(total=2 + len(tnames), desc="report", unit="section", disable=not sys.stderr.isatty()) as bar:
         parts += _section_registration(scene, records)
         bar.update()
-        if images:
+        if image_names:
             has_labels = bool(scene.names(kind="labels"))
             fig = plot_overlay(scene, base=base, labels=labels if explicit else None, show_particles=has_labels,
                                show_tre=bool(records), pixel_scale=None, max_pixels=1200,
-                               assume_aligned=assume_aligned)
+                               assume_aligned=assume_aligned, images=images)
             parts.append("<h2>Overlay</h2>")
-            parts.append(_img(fig, fig.correlate_caption.replace("\n", "; ")))
+            parts.append(_img(fig, fig.correlate_caption))
         bar.update()
         for tn in tnames:
             parts += _particle_section(scene, tn, labels, assume_aligned=assume_aligned)
