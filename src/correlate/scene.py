@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import pandas as pd
@@ -194,7 +193,7 @@ class Scene:
     def _entry(self, name: str) -> dict:
         return _cat.entry(self._meta, name, self.path)
 
-    def _abs(self, rel: str, what: str, *, must_exist: bool = False) -> Path:
+    def _abs(self, rel: str, what: str, *, must_exist: bool = False):
         p = resolve_inside(self.path, rel, what)
         if must_exist and not exists(p):
             raise StoreError(f"{what} is not at {rel!r} any more: another writer replaced or removed it after "
@@ -247,13 +246,10 @@ class Scene:
             raise ElementError(f"cannot store an element of kind {kind!r}", path=name)
         check_name(name)
         with self._change(f"adding {name!r}") as txn:
-            self._check_new_name(name, overwrite)
+            _cat.check_new_name(self._meta, name, overwrite, self.path)
             _parts.add_element(txn, kind, name, element, transform)
             if transform is not None and kind in ("image", "localizations"):
                 self.declare_aligned(name, note="transform given to Scene.add", _implicit=True)
-
-    def _check_new_name(self, name: str, overwrite: bool) -> None:
-        _cat.check_new_name(self._meta, name, overwrite, self.path)
 
     def add_table(self, name: str, df: pd.DataFrame, label_image: str | None = None, overwrite: bool = False) -> None:
         """Store a per-particle table (keyed by ``particle_id``) under ``correlate/tables/<name>/``.
@@ -264,7 +260,7 @@ class Scene:
         check_name(name)
         df = _el.make_table(df, label_image=label_image) if label_image is not None else df
         with self._change(f"adding table {name!r}") as txn:
-            self._check_new_name(name, overwrite)
+            _cat.check_new_name(self._meta, name, overwrite, self.path)
             _parts.add_table(txn, name, df)
 
     def get(self, name: str, *, level: int = 0, columns: Sequence[str] | None = None, bbox: Sequence[float] | None = None):

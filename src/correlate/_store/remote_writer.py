@@ -27,6 +27,7 @@ import socket
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 from ..errors import StoreError
@@ -96,14 +97,17 @@ class RemoteLock:
             try:
                 fs.pipe_file(self.obj.path, self._doc(token), mode="create")
                 self.conditional = True
-                return True
             except FileExistsError:
                 return False
-            except (TypeError, NotImplementedError, ValueError, OSError):
-                self.conditional = False  # the server or backend has no conditional PUT
-        if self.obj.exists():
-            return False
-        fs.pipe_file(self.obj.path, self._doc(token))
+            except (TypeError, NotImplementedError, ValueError) as exc:  # the backend has no exclusive create
+                self.conditional = False
+                warnings.warn(f"{self.root}: {type(fs).__name__} cannot create objects conditionally ({exc}); "
+                              "the store lock is advisory (see docs/remote-stores.md)", stacklevel=3)
+        if not self.conditional:
+            if self.obj.exists():
+                return False
+            fs.pipe_file(self.obj.path, self._doc(token))
+        # read back: a server that ignores If-None-Match overwrote silently
         return self.holder().get("token") == token
 
     def acquire(self, timeout: float | None = None, *, quiet: bool = False) -> bool:
