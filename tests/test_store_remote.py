@@ -283,3 +283,24 @@ def test_lock_object_is_exclusive_and_names_its_holder(bucket):
     assert b.acquire() and b.holder()["token"] == b.token
     b.release()
     assert not fs.exists(f"{name}/l.ome.zarr/.correlate-lock")
+
+
+def test_cli_opens_an_s3_store_with_fsspec_environment_config(tmp_path, bucket, s3_endpoint):
+    from correlate import Scene
+    from correlate.transforms import Translation
+
+    name, opts, fs = bucket
+    url = f"s3://{name}/c.ome.zarr"
+    rng = np.random.default_rng(4)
+    shift = rng.uniform(-1e3, 1e3, 2)
+    locs = pd.DataFrame({"x": rng.uniform(0, 1e4, 30), "y": rng.uniform(0, 1e4, 30)})
+    Scene.create(url, storage_options=opts).add("locs", locs, transform=Translation(shift))
+    pd.DataFrame({"x": [0.0, 10.0], "y": [5.0, -3.0]}).to_csv(tmp_path / "in.csv", index=False)
+    env = {**os.environ, **DUMMY_ENV, "PYTHONPATH": os.pathsep.join(sys.path),
+           "FSSPEC_S3_ENDPOINT_URL": s3_endpoint, "FSSPEC_S3_USE_LISTINGS_CACHE": "false"}
+    out = tmp_path / "out.csv"
+    proc = subprocess.run([sys.executable, "-m", "correlate.cli", "map", url, str(tmp_path / "in.csv"), str(out),
+                           "--from", "locs", "--to", "world"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = pd.read_csv(out)
+    np.testing.assert_allclose(got[["x", "y"]].to_numpy(), np.array([[0.0, 5.0], [10.0, -3.0]]) + shift, atol=1e-9)

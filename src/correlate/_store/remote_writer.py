@@ -203,15 +203,6 @@ class RemoteTransaction(Transaction):
         self.lock.write_holder(self.what)
         _put_json(self.remote_staging / "journal.json", self.journal)
 
-    def fresh(self, parent: str, name: str) -> str:
-        taken = {p.casefold() for p in self._committed_refs | referenced_paths(self.meta)}
-        taken |= {p.casefold() for p in self.journal["created"]}
-        base = f"{parent}/{name}" if parent else name
-        cand = base
-        while cand.casefold() in taken or (self.path / cand).exists():
-            cand = f"{base}.{uuid.uuid4().hex[:6]}"
-        return cand
-
     def ensure_group(self, rel: str, attrs: dict | None = None) -> None:
         zj = resolve_inside(self.path, rel, "group") / "zarr.json"
         if not zj.exists():

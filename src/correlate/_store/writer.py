@@ -279,7 +279,7 @@ class Transaction:
         taken |= {p.casefold() for p in self.journal["created"]}
         base = f"{parent}/{name}" if parent else name
         cand = base
-        while cand.casefold() in taken or os.path.lexists(self.path / cand):
+        while cand.casefold() in taken or exists(self.path / cand):
             cand = f"{base}.{uuid.uuid4().hex[:6]}"
         return cand
 
