@@ -148,7 +148,9 @@ def test_scene_written_to_s3_equals_the_local_one(tmp_path, bucket, seed):
     url = f"s3://{name}/x.ome.zarr"
     remote = Scene.create(url, storage_options=opts)
     _fill(remote, parts)
-    _assert_equal_scenes(local, Scene.open(url, storage_options=opts))
+    reread = Scene.open(url, storage_options=opts)
+    _assert_equal_scenes(local, reread)
+    reread.validate()  # ome-zarr-models, through zarr's FsspecStore
     # nothing of the writer is left: no staging, no lock
     keys = [k.split("x.ome.zarr/", 1)[1] for k in fs.find(f"{name}/x.ome.zarr")]
     assert not any(k.startswith((".correlate-staging", ".correlate-lock")) for k in keys), keys
