@@ -15,8 +15,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("s3fs")
-moto_server = pytest.importorskip("moto.server")
 
 DUMMY_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
              "AWS_DEFAULT_REGION": "us-east-1"}
@@ -30,6 +28,8 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def s3_endpoint():
+    pytest.importorskip("s3fs")
+    moto_server = pytest.importorskip("moto.server")
     old = {k: os.environ.get(k) for k in DUMMY_ENV}
     os.environ.update(DUMMY_ENV)
     port = _free_port()
@@ -306,3 +306,33 @@ def test_cli_opens_an_s3_store_with_fsspec_environment_config(tmp_path, bucket, 
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = pd.read_csv(out)
     np.testing.assert_allclose(got[["x", "y"]].to_numpy(), np.array([[0.0, 5.0], [10.0, -3.0]]) + shift, atol=1e-9)
+
+
+def test_any_fsspec_file_system_memory(tmp_path):
+    from correlate import Scene
+    from correlate._store.remote_writer import RemoteLock
+
+    parts = _scene_parts(np.random.default_rng(21))
+    local = Scene.create(tmp_path / "x.ome.zarr")
+    _fill(local, parts)
+    url = f"memory://{uuid.uuid4().hex[:8]}/x.ome.zarr"
+    remote = Scene.create(url)
+    _fill(remote, parts)
+    _assert_equal_scenes(local, Scene.open(url))
+    lock = RemoteLock(remote.path, 0)
+    assert lock.acquire() and lock.conditional is True
+    assert RemoteLock(remote.path, 0).acquire(quiet=True) is False
+    lock.release()
+
+
+def test_remote_errors_name_the_store_and_the_option(s3_endpoint):
+    from correlate import Scene
+    from correlate.errors import StoreError
+
+    opts = {"endpoint_url": s3_endpoint, "key": "testing", "secret": "testing"}
+    with pytest.raises(StoreError, match="does not exist"):
+        Scene.open(f"s3://no-such-bucket-{uuid.uuid4().hex[:6]}/x.ome.zarr", storage_options=opts)
+    with pytest.raises(StoreError, match="storage_options"):
+        Scene.create(f"s3://no-such-bucket-{uuid.uuid4().hex[:6]}/x.ome.zarr", storage_options=opts)
+    with pytest.raises(StoreError, match="only to URLs"):
+        Scene.open("local.ome.zarr", storage_options=opts)

@@ -289,6 +289,15 @@ def create_remote(path: RemotePath, *, overwrite: bool, lock_timeout: float | No
     StoreError
         ``path`` holds a store (without ``overwrite``) or objects that are not a zarr store.
     """
+    try:
+        _create_remote(path, overwrite=overwrite, lock_timeout=lock_timeout)
+    except OSError as exc:
+        raise StoreError(f"cannot write the store ({type(exc).__name__}: {exc}); check that the bucket exists and "
+                         "the endpoint and credentials (storage_options, or fsspec/AWS configuration)",
+                         path=path, field="storage_options") from exc
+
+
+def _create_remote(path: RemotePath, *, overwrite: bool, lock_timeout: float | None) -> None:
     path.invalidate()
     has_root = (path / "zarr.json").exists()
     if has_root and not overwrite:

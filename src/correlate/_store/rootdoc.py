@@ -103,6 +103,9 @@ def _remote_root(path) -> dict:
         raise StoreError("not a correlate store (no zarr.json at its root) or it does not exist", path=path) from exc
     except ValueError as exc:
         raise StoreError(f"root zarr.json is not valid JSON: {exc}", path=zj) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot read the store ({type(exc).__name__}: {exc}); check the endpoint and credentials "
+                         "(storage_options, or fsspec/AWS configuration)", path=path, field="storage_options") from exc
     return _root_attrs(doc, path, zj)
 
 
