@@ -336,3 +336,37 @@ def test_remote_errors_name_the_store_and_the_option(s3_endpoint):
         Scene.create(f"s3://no-such-bucket-{uuid.uuid4().hex[:6]}/x.ome.zarr", storage_options=opts)
     with pytest.raises(StoreError, match="only to URLs"):
         Scene.open("local.ome.zarr", storage_options=opts)
+
+
+_WRITER = textwrap.dedent("""
+    import sys, time, numpy as np, pandas as pd
+    from correlate import Scene
+    url, endpoint, name = sys.argv[1], sys.argv[2], sys.argv[3]
+    opts = {"endpoint_url": endpoint, "key": "testing", "secret": "testing", "use_listings_cache": False}
+    scene = Scene.open(url, "r+", storage_options=opts, lock_timeout=120)
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    with scene.transaction():
+        scene.add(name, pd.DataFrame({"x": rng.uniform(0, 1e4, 500), "y": rng.uniform(0, 1e4, 500)}))
+        time.sleep(1.0)  # hold the lock while the other writer starts
+        scene.add_history(name, {"step": "written", "params": {"by": name}})
+""")
+
+
+@pytest.mark.slow
+def test_concurrent_writers_on_s3_take_turns(bucket, s3_endpoint):
+    from correlate import Scene
+
+    name, opts, fs = bucket
+    url = f"s3://{name}/w.ome.zarr"
+    Scene.create(url, storage_options=opts)
+    env = {**os.environ, **DUMMY_ENV, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env.pop("CORRELATE_STORE_FAULT_AT", None)
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, url, s3_endpoint, f"w{i}"], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(3)]
+    errs = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errs
+    scene = Scene.open(url, storage_options=opts)
+    assert scene.names() == ["w0", "w1", "w2"]
+    for i in range(3):
+        assert len(scene.get(f"w{i}")) == 500
+        assert [s["params"]["by"] for s in scene.history(f"w{i}")] == [f"w{i}"]
