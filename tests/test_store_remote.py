@@ -233,14 +233,16 @@ def test_killed_writer_leaves_the_previous_state_readable_and_is_cleaned(tmp_pat
     _fill(Scene.create(url, storage_options=opts), parts)
     want = Scene.open(url, storage_options=opts).get("locs")
     trace = tmp_path / "trace.tsv"
-    # a dry run (no kill) lists the steps; kill at a few of them, spread over the write
+    # a dry run (no kill) lists the steps; then a writer is killed at each of them in turn
     probe = f"s3://{name}/probe.ome.zarr"
     _fill(Scene.create(probe, storage_options=opts), parts)
     assert _run_child(probe, s3_endpoint, None, trace) == 0
     steps = [line.split("\t") for line in trace.read_text().splitlines()]
     labels = [s[1] for s in steps]
     commit = labels.index("committed") + 1
-    chosen = sorted({1, 2, commit // 2, commit - 1, commit, commit + 1, len(steps)})
+    chosen = list(range(1, len(steps) + 1))  # every step: mid-upload, around the commit, cleanup
+    assert any(lab.startswith("uploading") for lab in labels) and commit < len(steps)
+    print("killed at steps:", [(k, labels[k - 1]) for k in chosen], "of", len(steps))
     os.environ["CORRELATE_LOCK_LEASE"] = "1"
     try:
         for k in chosen:
