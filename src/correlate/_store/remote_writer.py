@@ -210,17 +210,16 @@ class RemoteTransaction(Transaction):
 
     def place(self, staged: Path, rel: str) -> RemotePath:
         """Upload the finished local folder ``staged`` to the fresh prefix ``rel`` (journaled
-        first); zarr.json files go last so that a group is never listed before its data."""
+        first): the data objects, then the zarr.json documents that describe them."""
         dst = resolve_inside(self.path, rel, "new part")
         self.journal["created"].append(rel)
         self._write_journal()
         fault_point(f"journal {rel}")
-        files = sorted((p for p in Path(staged).rglob("*") if p.is_file()),
-                       key=lambda p: (p.name == "zarr.json", -len(p.parts)))
-        for k, f in enumerate(files):
-            dst.fs.put_file(str(f), f"{dst.path}/{f.relative_to(staged).as_posix()}")
-            if k == len(files) // 2:
-                fault_point(f"uploading {rel}")
+        files = [p for p in Path(staged).rglob("*") if p.is_file()]
+        for batch in ([f for f in files if f.name != "zarr.json"], [f for f in files if f.name == "zarr.json"]):
+            if batch:  # one call: fsspec uploads concurrently where the file system is async
+                dst.fs.put([str(f) for f in batch], [f"{dst.path}/{f.relative_to(staged).as_posix()}" for f in batch])
+            fault_point(f"uploading {rel}")
         dst.invalidate()
         shutil.rmtree(staged, ignore_errors=True)
         fault_point(f"placed {rel}")
