@@ -96,9 +96,8 @@ class RemotePath:
         for p in self.fs.ls(self.path, detail=False, refresh=True):
             yield RemotePath(self.fs, p, self.protocol)
 
-    def open(self, mode: str = "r", encoding: str | None = None, **kwargs):
-        return self.fs.open(self.path, mode, encoding=encoding, **kwargs) if "b" not in mode else \
-            self.fs.open(self.path, mode, **kwargs)
+    def open(self, mode: str = "rb", **kwargs):
+        return self.fs.open(self.path, mode, **kwargs)
 
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.fs.cat_file(self.path).decode(encoding)
@@ -153,9 +152,6 @@ def parquet_source(p: Any) -> tuple[str, Any]:
 def read_json_any(p: Any) -> Any:
     """Read a JSON document from a local or remote path."""
     if isinstance(p, RemotePath):
-        try:
-            return json.loads(p.fs.cat_file(p.path))
-        except FileNotFoundError:
-            raise
+        return json.loads(p.fs.cat_file(p.path))
     with open(p, encoding="utf-8") as fh:
         return json.load(fh)
