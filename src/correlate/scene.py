@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import pandas as pd
@@ -39,13 +38,13 @@ from ._store import catalogue as _cat
 from ._store import graph as _graph
 from ._store import parts as _parts
 from ._store import records as _records
-from ._store.create import create_store
-from ._store.lock import StoreLock
+from ._store.backends import create_any, lock_for, recover_store, store_path, transaction_for
 from ._store.paths import EXT as _EXT
 from ._store.paths import RESERVED_NAMES, WORLD, check_name, resolve_inside
 from ._store.rootdoc import SCENE_SCHEMA_VERSION, copy_root
-from ._store.writer import Transaction, read_checked_root, recover
+from ._store.writer import Transaction, read_checked_root
 from .errors import ElementError, StoreError
+from .io._store_remote import exists
 from .transforms import Identity, Transform
 
 __all__ = ["Scene", "open_scene", "SCENE_SCHEMA_VERSION", "WORLD", "RESERVED_NAMES"]
@@ -57,22 +56,24 @@ class Scene:
     Create with :meth:`Scene.create`, open with :meth:`Scene.open`. Every element has its own
     coordinate system and a transform to ``"world"`` (nm). Writers (``mode="r+"``) take the store
     lock for each change, waiting up to ``lock_timeout`` seconds (default 120, or
-    ``CORRELATE_LOCK_TIMEOUT``).
+    ``CORRELATE_LOCK_TIMEOUT``). ``path`` may be a URL (``s3://bucket/x.ome.zarr``) opened with
+    fsspec and ``storage_options`` (see docs/remote-stores.md).
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "r", *, _root: dict | None = None,
-                 lock_timeout: float | None = None) -> None:
-        self.path = Path(path)
+                 lock_timeout: float | None = None, storage_options: dict | None = None) -> None:
+        self.path = store_path(path, storage_options)
         if mode not in ("r", "r+"):
             raise StoreError(f"mode must be 'r' or 'r+', got {mode!r}", path=self.path, field="mode")
         self.mode = mode
         self._txn: Transaction | None = None
-        self._lock = StoreLock(self.path, lock_timeout) if mode == "r+" else None
+        self._lock = lock_for(self.path, lock_timeout) if mode == "r+" else None
         self._root = _root if _root is not None else self._read_root()
 
     # -- opening and creating ------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | os.PathLike, *, overwrite: bool = False, lock_timeout: float | None = None) -> "Scene":
+    def create(cls, path: str | os.PathLike, *, overwrite: bool = False, lock_timeout: float | None = None,
+               storage_options: dict | None = None) -> "Scene":
         """Create a new, empty store at ``path``.
 
         Raises
@@ -82,12 +83,13 @@ class Scene:
             zarr store atomically, under its lock; any other existing non-empty folder is never
             replaced).
         """
-        path = Path(path)
-        create_store(path, overwrite=overwrite, lock_timeout=lock_timeout)
+        path = store_path(path, storage_options)
+        create_any(path, overwrite=overwrite, lock_timeout=lock_timeout)
         return cls(path, "r+", lock_timeout=lock_timeout)
 
     @classmethod
-    def open(cls, path: str | os.PathLike, mode: str = "r", *, lock_timeout: float | None = None) -> "Scene":
+    def open(cls, path: str | os.PathLike, mode: str = "r", *, lock_timeout: float | None = None,
+             storage_options: dict | None = None) -> "Scene":
         """Open an existing store (``mode`` ``"r"`` or ``"r+"``).
 
         Opening for writing cleans what a killed writer left (when no other writer holds the
@@ -99,10 +101,10 @@ class Scene:
             If ``path`` is missing, not a correlate store, or its metadata names a path outside
             it, a symbolic link or a reserved name.
         """
-        scene = cls(path, mode, lock_timeout=lock_timeout)
+        scene = cls(path, mode, lock_timeout=lock_timeout, storage_options=storage_options)
         if mode == "r+" and scene._lock.acquire(0, quiet=True):
             try:
-                recover(scene.path)
+                recover_store(scene.path)
             finally:
                 scene._lock.release()
             scene.reload()
@@ -140,7 +142,7 @@ class Scene:
         if self._txn is not None:
             yield self
             return
-        txn = Transaction(self.path, self._lock, what)
+        txn = transaction_for(self.path, self._lock, what)
         self._root = txn.begin()
         self._txn = txn
         try:
@@ -191,9 +193,9 @@ class Scene:
     def _entry(self, name: str) -> dict:
         return _cat.entry(self._meta, name, self.path)
 
-    def _abs(self, rel: str, what: str, *, must_exist: bool = False) -> Path:
+    def _abs(self, rel: str, what: str, *, must_exist: bool = False):
         p = resolve_inside(self.path, rel, what)
-        if must_exist and not os.path.lexists(p):
+        if must_exist and not exists(p):
             raise StoreError(f"{what} is not at {rel!r} any more: another writer replaced or removed it after "
                              "this Scene read the store's metadata; call reload()", path=self.path, field="path")
         return p
@@ -244,13 +246,10 @@ class Scene:
             raise ElementError(f"cannot store an element of kind {kind!r}", path=name)
         check_name(name)
         with self._change(f"adding {name!r}") as txn:
-            self._check_new_name(name, overwrite)
+            _cat.check_new_name(self._meta, name, overwrite, self.path)
             _parts.add_element(txn, kind, name, element, transform)
             if transform is not None and kind in ("image", "localizations"):
                 self.declare_aligned(name, note="transform given to Scene.add", _implicit=True)
-
-    def _check_new_name(self, name: str, overwrite: bool) -> None:
-        _cat.check_new_name(self._meta, name, overwrite, self.path)
 
     def add_table(self, name: str, df: pd.DataFrame, label_image: str | None = None, overwrite: bool = False) -> None:
         """Store a per-particle table (keyed by ``particle_id``) under ``correlate/tables/<name>/``.
@@ -261,7 +260,7 @@ class Scene:
         check_name(name)
         df = _el.make_table(df, label_image=label_image) if label_image is not None else df
         with self._change(f"adding table {name!r}") as txn:
-            self._check_new_name(name, overwrite)
+            _cat.check_new_name(self._meta, name, overwrite, self.path)
             _parts.add_table(txn, name, df)
 
     def get(self, name: str, *, level: int = 0, columns: Sequence[str] | None = None, bbox: Sequence[float] | None = None):
@@ -495,6 +494,7 @@ class Scene:
         return scene_html(self)
 
 
-def open_scene(path: str | os.PathLike, mode: str = "r", *, lock_timeout: float | None = None) -> Scene:
+def open_scene(path: str | os.PathLike, mode: str = "r", *, lock_timeout: float | None = None,
+               storage_options: dict | None = None) -> Scene:
     """Open an existing correlate store (see :meth:`Scene.open`)."""
-    return Scene.open(path, mode, lock_timeout=lock_timeout)
+    return Scene.open(path, mode, lock_timeout=lock_timeout, storage_options=storage_options)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..io._atomic import STAGING_DIR
+from ..io._store_remote import is_url
 
 __all__ = [
     "STAGING_DIR",
@@ -126,6 +127,8 @@ def resolve_inside(root: str | os.PathLike, rel: str, what: str) -> Path:
         Naming ``rel`` when it is absolute, leaves the store or passes through a symlink.
     """
     rel = check_rel(rel, root, what)
+    if is_url(root):  # object stores have no links: a checked relative key stays inside
+        return root / rel
     base = Path(root)
     cur = base
     for seg in rel.split("/"):

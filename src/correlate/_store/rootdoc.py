@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from ..io._atomic import from_jsonable, read_json, to_jsonable
+from ..io._store_remote import is_url, read_json_any
 from .paths import EXT, WORLD
 
 __all__ = ["SCENE_SCHEMA_VERSION", "now", "software_version", "group_json", "axes", "empty_root",
@@ -74,6 +75,8 @@ def read_root(path: Path) -> dict:
     StoreError
         Missing store, a file, no or invalid zarr.json, not a correlate scene, newer schema.
     """
+    if is_url(path):
+        return _remote_root(path)
     zj = path / "zarr.json"
     if not path.exists():
         raise StoreError("store does not exist", path=path)
@@ -88,6 +91,25 @@ def read_root(path: Path) -> dict:
         raise StoreError("not a correlate store (no zarr.json at its root)", path=path) from exc
     except ValueError as exc:
         raise StoreError(f"root zarr.json is not valid JSON: {exc}", path=zj) from exc
+    return _root_attrs(doc, path, zj)
+
+
+def _remote_root(path) -> dict:
+    zj = path / "zarr.json"
+    path.invalidate()
+    try:
+        doc = read_json_any(zj)
+    except FileNotFoundError as exc:
+        raise StoreError("not a correlate store (no zarr.json at its root) or it does not exist", path=path) from exc
+    except ValueError as exc:
+        raise StoreError(f"root zarr.json is not valid JSON: {exc}", path=zj) from exc
+    except OSError as exc:
+        raise StoreError(f"cannot read the store ({type(exc).__name__}: {exc}); check the endpoint and credentials "
+                         "(storage_options, or fsspec/AWS configuration)", path=path, field="storage_options") from exc
+    return _root_attrs(doc, path, zj)
+
+
+def _root_attrs(doc, path, zj) -> dict:
     attrs = doc.get("attributes", {}) if isinstance(doc, dict) else {}
     meta = attrs.get(EXT) if isinstance(attrs, dict) else None
     if not isinstance(meta, dict) or meta.get("kind") != "scene":

@@ -106,6 +106,8 @@ def validate_ngff(scene) -> None:
     image with its labels, every displacement field); StoreError naming the part otherwise."""
     import zarr
     from ome_zarr_models.v06.image import Image
+
+    from ..io._store_remote import zarr_store
     from ome_zarr_models.v06.scene import Scene as NgffScene
 
     parts = [("scene", "", NgffScene)]
@@ -115,6 +117,6 @@ def validate_ngff(scene) -> None:
     for what, rel, model in parts:
         p = scene._abs(rel, what) if rel else scene.path
         try:
-            model.from_zarr(zarr.open_group(str(p), mode="r"))
+            model.from_zarr(zarr.open_group(zarr_store(p), mode="r"))
         except Exception as exc:  # pydantic ValidationError, missing arrays...
             raise StoreError(f"{what} does not validate as NGFF 0.6: {exc}", path=p) from exc

@@ -30,6 +30,7 @@ step (1-based) of its store writes; ``CORRELATE_STORE_FAULT_TRACE=<file>`` appen
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -42,6 +43,7 @@ from typing import Iterable
 
 from ..errors import StoreError
 from ..io._atomic import read_json, write_json_atomic
+from ..io._store_remote import RemotePath, exists
 from .catalogue import (
     LEGACY_HISTORY,
     LEGACY_REGISTRATIONS,
@@ -89,7 +91,10 @@ def _removable(rel: str, refs: set[str]) -> bool:
 
 
 def _rm(p: Path) -> None:
-    if os.path.islink(p) or p.is_file():
+    if isinstance(p, RemotePath):
+        p.fs.rm(p.path, recursive=True)
+        p.invalidate()
+    elif os.path.islink(p) or p.is_file():
         p.unlink()
     elif p.exists():
         shutil.rmtree(p)
@@ -104,6 +109,13 @@ def write_labels_index(path: Path, meta: dict, image: str) -> None:
         return
     labels_dir = resolve_inside(path, f"{e['path']}/labels", f"labels of {image!r}")
     paths = [label_path(e, lab) for lab in e.get("labels", [])]
+    if isinstance(labels_dir, RemotePath):  # one PUT replaces the index; nothing to rename
+        if paths:
+            doc = group_json({"ome": {"version": "0.6", "labels": [p.rsplit("/", 1)[-1] for p in paths]}})
+            (labels_dir / "zarr.json").write_bytes(json.dumps(doc, indent=2).encode())
+        elif labels_dir.exists() and _removable(f"{e['path']}/labels", referenced_paths(meta, path)):
+            _rm(labels_dir)
+        return
     if not paths:
         if labels_dir.exists() and _removable(f"{e['path']}/labels", referenced_paths(meta, path)):
             shutil.rmtree(labels_dir)
@@ -128,7 +140,7 @@ def settle(path: Path, journal: dict, meta: dict) -> list[str]:
         if not _removable(rel, refs):
             continue
         p = resolve_inside(path, rel, "a part a writer left")
-        if os.path.lexists(p):
+        if exists(p):
             _rm(p)
             removed.append(rel)
             fault_point(f"removed {rel}")
@@ -267,7 +279,7 @@ class Transaction:
         taken |= {p.casefold() for p in self.journal["created"]}
         base = f"{parent}/{name}" if parent else name
         cand = base
-        while cand.casefold() in taken or os.path.lexists(self.path / cand):
+        while cand.casefold() in taken or exists(self.path / cand):
             cand = f"{base}.{uuid.uuid4().hex[:6]}"
         return cand
 

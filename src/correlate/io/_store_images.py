@@ -356,11 +356,10 @@ def write_labels_index(path: Path, names: list[str]) -> None:
 
 
 def _read_group_attrs(path: Path) -> dict:
-    import json
+    from ._store_remote import read_json_any
 
     try:
-        with open(path / "zarr.json", encoding="utf-8") as fh:
-            return from_jsonable(json.load(fh).get("attributes", {}))
+        return from_jsonable(read_json_any(path / "zarr.json").get("attributes", {}))
     except FileNotFoundError as exc:
         raise StoreError("image group has no zarr.json", path=path) from exc
 
@@ -388,7 +387,9 @@ def read_image_group(path: Path, name: str, level: int = 0, *, labels: bool = Fa
     ds = datasets[level]
     axes = [a["name"] for a in ms["coordinateSystems"][0]["axes"]]
     scale, trans = _scale_translation(ds["coordinateTransformations"][0], len(axes))
-    data = da.from_zarr(str(path / ds["path"]))
+    from ._store_remote import zarr_store
+
+    data = da.from_zarr(zarr_store(path / ds["path"]))
     meta = attrs.get("correlate", {})
     coords: dict[str, Any] = {}
     for i, d in enumerate(axes):
@@ -424,7 +425,7 @@ def _scale_translation(t: dict, n: int) -> tuple[list[float], list[float]]:
 def image_levels(path: Path) -> list[dict]:
     """The pyramid of the image group at ``path``: per level ``{"level", "path", "shape",
     "pixel_size_nm", "origin_nm"}`` (nm, per spatial dim), finest first."""
-    import json
+    from ._store_remote import read_json_any
 
     attrs = _read_group_attrs(path)
     ms = attrs["ome"]["multiscales"][0]
@@ -435,8 +436,7 @@ def image_levels(path: Path) -> list[dict]:
             raise StoreError(f"dataset path {ds.get('path')!r} is not a plain folder name", path=path,
                              field="ome.multiscales.datasets")
         scale, trans = _scale_translation(ds["coordinateTransformations"][0], len(axes))
-        with open(path / ds["path"] / "zarr.json", encoding="utf-8") as fh:
-            shape = json.load(fh)["shape"]
+        shape = read_json_any(path / ds["path"] / "zarr.json")["shape"]
         out.append({
             "level": i,
             "path": ds["path"],

@@ -136,9 +136,11 @@ def write_table_group(
 
 def table_group_meta(path: Path) -> dict:
     """The ``correlate`` attributes of a table group."""
+    from ._store_remote import RemotePath, read_json_any
+
+    path = path if isinstance(path, RemotePath) else Path(path)
     try:
-        with open(Path(path) / "zarr.json", encoding="utf-8") as fh:
-            return from_jsonable(json.load(fh)["attributes"]["correlate"])
+        return from_jsonable(read_json_any(path / "zarr.json")["attributes"]["correlate"])
     except (FileNotFoundError, KeyError) as exc:
         raise StoreError("not a correlate table group (no zarr.json with a 'correlate' key)", path=path) from exc
 
@@ -160,7 +162,9 @@ def read_table_group(
     """
     import pyarrow.parquet as pq
 
-    path = Path(path)
+    from ._store_remote import RemotePath, parquet_source
+
+    path = path if isinstance(path, RemotePath) else Path(path)
     meta = table_group_meta(path)
     index = meta.get("index")
     stored = [c["name"] for c in meta.get("columns", [])] + list(index or [])
@@ -181,7 +185,8 @@ def read_table_group(
         x0, y0, x1, y1 = (float(v) for v in bbox)
         filters = [("x", ">=", x0), ("x", "<=", x1), ("y", ">=", y0), ("y", "<=", y1)]
     try:
-        table = pq.read_table(path / PARQUET_NAME, columns=cols, filters=filters)
+        source, filesystem = parquet_source(path / PARQUET_NAME)
+        table = pq.read_table(source, columns=cols, filters=filters, filesystem=filesystem)
     except FileNotFoundError as exc:
         raise StoreError("table data file is missing", path=path / PARQUET_NAME) from exc
     df = table.to_pandas()

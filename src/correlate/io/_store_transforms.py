@@ -178,9 +178,10 @@ def read_displacement_group(path: Path) -> DisplacementField:
     """Read a displacement field written by :func:`write_displacement_group`."""
     import zarr
 
+    from ._store_remote import read_json_any, zarr_store
+
     try:
-        with open(path / "zarr.json", encoding="utf-8") as fh:
-            ms = json.load(fh)["attributes"]["ome"]["multiscales"][0]
+        ms = read_json_any(path / "zarr.json")["attributes"]["ome"]["multiscales"][0]
     except (FileNotFoundError, KeyError, IndexError) as exc:
         raise StoreError("displacement field group is missing or malformed", path=path) from exc
     ds = ms["datasets"][0]
@@ -188,7 +189,7 @@ def read_displacement_group(path: Path) -> DisplacementField:
     parts = seq["transformations"] if seq["type"] == "sequence" else [seq]
     scale = next(p["scale"] for p in parts if p["type"] == "scale")
     trans = next((p["translation"] for p in parts if p["type"] == "translation"), [0.0] * len(scale))
-    data = zarr.open_array(str(path / ds["path"]), mode="r")[...]
+    data = zarr.open_array(zarr_store(path / ds["path"]), mode="r")[...]
     return DisplacementField(ngff_to_xyz(np.asarray(trans[1:], float)), ngff_to_xyz(np.asarray(scale[1:], float)), data)
 
 
