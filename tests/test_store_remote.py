@@ -308,6 +308,17 @@ def test_cli_opens_an_s3_store_with_fsspec_environment_config(tmp_path, bucket, 
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = pd.read_csv(out)
     np.testing.assert_allclose(got[["x", "y"]].to_numpy(), np.array([[0.0, 5.0], [10.0, -3.0]]) + shift, atol=1e-9)
+    # import into the S3 store, then info on it
+    pd.DataFrame({"x [nm]": [1.0, 2.0, 3.0], "y [nm]": [4.0, 5.0, 6.0], "frame": [1, 2, 3]}).to_csv(
+        tmp_path / "more.csv", index=False)
+    for cmd in (["import", url, str(tmp_path / "more.csv"), "--name", "more"], ["info", url, "--json"]):
+        proc = subprocess.run([sys.executable, "-m", "correlate.cli", *cmd], env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, (cmd, proc.stderr[-2000:])
+    import json
+
+    doc = json.loads(proc.stdout)
+    assert {"locs", "more"} <= {e["name"] for e in doc["elements"]}, doc.get("elements")
 
 
 def test_any_fsspec_file_system_memory(tmp_path):

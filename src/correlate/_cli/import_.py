@@ -98,7 +98,9 @@ def run(args) -> int:
     from .._store.paths import check_name
     from ..scene import Scene
 
-    store = Path(args.store)
+    from ..io._store_remote import as_store_path, exists, is_url
+
+    store = as_store_path(args.store) if is_url(args.store) else Path(args.store)
     files = [Path(f) for f in args.files]
     # Names and the store are checked before any file is read, and nothing is added unless every
     # element can be: a clash on the third file must not leave the first two in the store.
@@ -109,7 +111,7 @@ def run(args) -> int:
     if dup:
         raise StoreError(f"several files would become element {dup[0]!r}; rename them or use --name PREFIX",
                          path=store, field="name")
-    scene = Scene.open(store, mode="r+") if store.exists() else None
+    scene = Scene.open(store, mode="r+") if exists(store) else None
     if scene is not None and not args.overwrite:
         clash = [n for n in names if n in scene]
         if clash:

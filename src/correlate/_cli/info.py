@@ -85,10 +85,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import StoreError
     from ..scene import Scene
 
-    path = Path(args.path)
-    if not path.exists():
+    from ..io._store_remote import as_store_path, exists, is_url
+
+    path = as_store_path(args.path) if is_url(args.path) else Path(args.path)
+    if not exists(path):
         raise StoreError("no such store or file", path=path)
-    if path.is_dir():
+    if is_url(args.path) or path.is_dir():
         scene = Scene.open(path, "r")
         if args.json:
             from ._info_json import store_document
