@@ -218,7 +218,7 @@ def test_auto_polarity_from_sparse_particles():
     from correlate.analysis._segment_em import _auto_polarity
     from correlate.datasets import SampleConfig, simulate_sample
 
-    seeds = [943412, *np.random.default_rng().integers(0, 1 << 20, 2)]
+    seeds = [943412, int(np.random.default_rng().integers(0, 1 << 20))]
     for seed in seeds:
         raw = np.asarray(simulate_sample(SampleConfig.small(seed=int(seed))).em.values, float)
         assert _auto_polarity(raw) == "dark", seed

@@ -76,6 +76,7 @@ def demo_without_drift(tmp_path_factory):
     return run_demo(tmp_path_factory.mktemp("demo_nodrift"), seed=0, drift=False)
 
 
+@pytest.mark.slow  # a second full demo run (about 60 s)
 def test_drift_corrected_data_reach_drift_free_accuracy(demo, demo_without_drift):
     """Same sample (seed) with and without 60 nm linear + 20 nm oscillating drift and a chromatic
     offset: after drift correction and colour alignment, registration and the particle table are

@@ -58,7 +58,8 @@ def test_reading_a_csv_imports_only_the_csv_readers(tmp_path):
     for r in runs:
         assert r.returncode == 0, r.stderr
     loaded = eval(runs[1].stdout.splitlines()[0])
-    assert set(loaded) - {"_smlm_common", "_text"} == set(_reader_index.modules_claiming("locs.csv"))
+    # the readers' private helper modules (_smlm_common, _text, _smlm_columns...) may come along
+    assert {m for m in loaded if not m.startswith("_")} == set(_reader_index.modules_claiming("locs.csv"))
     assert runs[1].stdout.splitlines()[1] == "False"  # second process: plug-in list from the cache
     assert (tmp_path / "cache" / "correlate" / "reader_plugins.json").exists()
 
