@@ -32,10 +32,9 @@ from pathlib import Path
 
 from ..errors import StoreError
 from ..io._store_remote import RemotePath
-from .catalogue import referenced_paths
 from .lock import lock_timeout_default
 from .paths import EXT, LOCK_FILE, STAGING_DIR, resolve_inside
-from .rootdoc import SCENE_SCHEMA_VERSION, copy_root, empty_root, group_json, now, with_ome_scene
+from .rootdoc import SCENE_SCHEMA_VERSION, empty_root, group_json, with_ome_scene
 from .writer import Transaction, fault_point, read_checked_root, settle
 
 __all__ = ["RemoteLock", "RemoteTransaction", "recover_remote", "create_remote", "DEFAULT_LEASE"]
@@ -184,13 +183,7 @@ class RemoteTransaction(Transaction):
             self.lock.write_holder(self.what)
             self.staging = Path(tempfile.mkdtemp(prefix="correlate-upload-"))
             recover_remote(self.path, own=self.token)
-            committed = read_checked_root(self.path)
-            self._committed_refs = referenced_paths(committed[EXT], self.path)
-            self.root = copy_root(committed)
-            self.journal = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "what": self.what,
-                            "created": [], "superseded": [], "labels": []}
-            self._write_journal()
-            self._migrate_legacy()
+            self._start_from_committed()
         except BaseException:
             self._drop_local()
             self.lock.release()

@@ -237,13 +237,7 @@ class Transaction:
             self.staging.mkdir(parents=True)
             self.lock.write_holder(self.what)
             recover(self.path, own=self.staging)
-            committed = read_checked_root(self.path)
-            self._committed_refs = referenced_paths(committed[EXT], self.path)
-            self.root = copy_root(committed)
-            self.journal = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "what": self.what,
-                            "created": [], "superseded": [], "labels": []}
-            self._write_journal()
-            self._migrate_legacy()
+            self._start_from_committed()
         except BaseException:
             shutil.rmtree(self.staging, ignore_errors=True)
             self.lock.release()
@@ -251,6 +245,16 @@ class Transaction:
         self._open = True
         fault_point("begin")
         return self.root
+
+    def _start_from_committed(self) -> None:
+        """Read the committed root, start the pending copy and the journal (under the lock)."""
+        committed = read_checked_root(self.path)
+        self._committed_refs = referenced_paths(committed[EXT], self.path)
+        self.root = copy_root(committed)
+        self.journal = {"pid": os.getpid(), "host": socket.gethostname(), "since": now(), "what": self.what,
+                        "created": [], "superseded": [], "labels": []}
+        self._write_journal()
+        self._migrate_legacy()
 
     def _migrate_legacy(self) -> None:
         """Stores written before the root held landmarks, records and history: take them in."""
