@@ -149,8 +149,8 @@ def test_dock_widget_registers_analyzes_and_shows_a_row(viewer, tmp_path):
     sample = simulate_sample(SampleConfig.small(seed=int(np.random.default_rng().integers(1 << 20))))
     store = tmp_path / "w.ome.zarr"
     sample.to_scene(store, transforms="none")
-    w = CorrelateWidget(viewer)
-    viewer.window.add_dock_widget(w)
+    _, w = viewer.window.add_plugin_dock_widget("correlate", "correlate")  # as Plugins > correlate does
+    assert isinstance(w, CorrelateWidget)  # napari injected its viewer (a proxy of it)
     w.open(store, show=False)
     w.elements.value = ["em", "antibody"]
     w.show(["em", "antibody"])

@@ -3,7 +3,8 @@
 Every action runs on the open scene's store and shows what it found in the status line; a
 :class:`~correlate.errors.CorrelateError` (no fiducials, an unplaced element...) is shown there
 too, with the option that would help, and nothing is changed. The actions run in napari's thread:
-the viewer waits while a registration or an analysis runs.
+the viewer waits while a registration or an analysis runs. This module is imported by napari
+only (it imports napari).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton, Select, TextEdit
 
 from ..errors import CorrelateError
@@ -30,7 +32,7 @@ class CorrelateWidget(Container):
         The napari viewer it acts on.
     """
 
-    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821 - napari's annotation for injection
+    def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
         self.viewer = viewer
         self.scene = None
