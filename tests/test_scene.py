@@ -721,3 +721,31 @@ def test_cli_rejects_an_element_of_the_wrong_kind(scene, tmp_path, capsys):
         assert main(argv) == 1, argv
         assert needle in capsys.readouterr().err, argv
     assert not list(tmp_path.glob("[or].*"))
+
+
+def test_get_image_bbox_crops_to_the_pixels_inside(tmp_path):
+    """Scene.get(bbox=) on an image or label image returns the pixels whose centres lie in the box
+    (it was ignored for images)."""
+    import numpy as np
+
+    from correlate.elements import make_image
+    from correlate.errors import ElementError
+    from correlate.scene import Scene
+
+    rng = np.random.default_rng()
+    px, ox, oy = float(rng.uniform(0.5, 5)), float(rng.uniform(-100, 100)), float(rng.uniform(-100, 100))
+    data = rng.random((60, 80)).astype(np.float32)
+    sc = Scene.create(tmp_path / "b.ome.zarr")
+    sc.add("em", make_image(data, pixel_size_nm=px, origin_nm={"y": oy, "x": ox}, modality="em"))
+    sc.add_labels("em", "p", (data > 0.5).astype(np.int32))
+    x0, x1 = ox + px * rng.uniform(0, 30), ox + px * rng.uniform(40, 79)
+    y0, y1 = oy + px * rng.uniform(0, 20), oy + px * rng.uniform(30, 59)
+    for name in ("em", "em/labels/p"):
+        got = sc.get(name, bbox=(x0, y0, x1, y1))
+        xs, ys = got.coords["x"].values, got.coords["y"].values
+        assert xs.min() >= x0 and xs.max() <= x1 and ys.min() >= y0 and ys.max() <= y1
+        assert xs.min() - px < x0 and xs.max() + px > x1  # nothing inside left out
+        full = sc.get(name)
+        np.testing.assert_array_equal(got.values, full.sel(x=xs, y=ys).values)
+    with pytest.raises(ElementError):
+        sc.get("em", bbox=(ox - 1e4, oy, ox - 9e3, oy + 10))

@@ -22,6 +22,7 @@ from ._landmarks import Landmarks
 from .errors import ElementError
 
 __all__ = [
+    "crop_image",
     "MODALITIES",
     "SPATIAL_DIMS",
     "IMAGE_DIMS",
@@ -241,6 +242,25 @@ def pixel_size(img) -> dict[str, float]:
 def origin(img) -> dict[str, float]:
     """Position (nm) of the centre of pixel index 0 per spatial dim of an Image."""
     return {d: float(img.coords[d].values[0]) for d in img.dims if d != "c"}
+
+
+def crop_image(img, bbox: Sequence[float] | None):
+    """The pixels of an Image whose centres lie in ``bbox = (x0, y0, x1, y1)`` (nm, the image's
+    own frame; lazy, a view); ``None``: the image. A box that misses the image raises."""
+    if bbox is None:
+        return img
+    if len(bbox) != 4 or not all(np.isfinite(np.asarray(bbox, float))):
+        raise ElementError(f"bbox must be four finite numbers (x0, y0, x1, y1) nm, got {bbox!r}", field="bbox")
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    sel = {}
+    for d, lo, hi in (("x", min(x0, x1), max(x0, x1)), ("y", min(y0, y1), max(y0, y1))):
+        c = np.asarray(img.coords[d].values, float)
+        idx = np.nonzero((c >= lo) & (c <= hi))[0]
+        if idx.size == 0:
+            raise ElementError(f"bbox {tuple(bbox)} holds no pixel of the image ({d} from {c.min():g} to "
+                               f"{c.max():g} nm)", field="bbox")
+        sel[d] = slice(int(idx[0]), int(idx[-1]) + 1)
+    return img.isel(sel)
 
 
 def spatial_columns(df: pd.DataFrame) -> list[str]:

@@ -273,14 +273,13 @@ class Scene:
         level
             Pyramid level of an image (0 = full resolution; -1 = coarsest).
         columns, bbox
-            For localizations and tables: only these columns; only rows with
-            ``x0 <= x <= x1 and y0 <= y <= y1`` (``bbox=(x0, y0, x1, y1)``, nm: the order of ``--roi``
-            and ``--region`` on the command line).
+            Localizations and tables: only these columns; ``bbox=(x0, y0, x1, y1)`` (nm, the order of
+            ``--roi`` and ``--region``): only rows with ``x0 <= x <= x1 and y0 <= y <= y1``; images and
+            labels: only the pixels whose centres lie in the box (the element's own frame).
 
         Returns
         -------
-        xarray.DataArray (lazy, dask) for images and labels; pandas.DataFrame (attrs restored)
-        for localizations and tables.
+        xarray.DataArray (lazy, dask) for images and labels; pandas.DataFrame for the others.
         """
         from .io._store_images import read_image_group
         from .io._store_tables import read_table_group
@@ -288,11 +287,12 @@ class Scene:
         lab = self._label_parts(name)
         if lab is not None:
             rel = _cat.label_path(self._entry(lab[0]), lab[1])
-            return read_image_group(self._abs(rel, f"labels {name!r}", must_exist=True), lab[1], level, labels=True)
+            return _el.crop_image(read_image_group(self._abs(rel, f"labels {name!r}", must_exist=True), lab[1], level,
+                                                   labels=True), bbox)
         e = self._entry(name)
         p = self._abs(e["path"], f"element {name!r}", must_exist=True)
         if e["kind"] == "image":
-            return read_image_group(p, name, level)
+            return _el.crop_image(read_image_group(p, name, level), bbox)
         return read_table_group(p, columns=columns, bbox=bbox)
 
     def levels(self, name: str) -> list[dict]:
