@@ -749,3 +749,20 @@ def test_get_image_bbox_crops_to_the_pixels_inside(tmp_path):
         np.testing.assert_array_equal(got.values, full.sel(x=xs, y=ys).values)
     with pytest.raises(ElementError):
         sc.get("em", bbox=(ox - 1e4, oy, ox - 9e3, oy + 10))
+
+
+def test_a_localization_table_names_the_system_info_reports(tmp_path):
+    """One coordinate-system name per element: the table's attrs say the store's name, whatever
+    the reader or simulator called it."""
+    import numpy as np
+    import pandas as pd
+
+    from correlate.elements import make_localizations
+    from correlate.scene import Scene
+
+    sc = Scene.create(tmp_path / "c.ome.zarr")
+    locs = make_localizations(pd.DataFrame({"x": np.arange(5.0), "y": np.arange(5.0), "frame": np.arange(5)}),
+                              coordinate_system="smlm_antibody")
+    sc.add("antibody", locs)
+    assert sc.get("antibody").attrs["coordinate_system"] == sc._entry("antibody")["coordinate_system"]["name"]
+    assert "world_antibody" in sc.info()

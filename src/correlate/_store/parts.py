@@ -118,6 +118,8 @@ def add_localizations(txn: "Transaction", name: str, df: pd.DataFrame, transform
          "modality": str(df.attrs.get("modality", "smlm")), "source_format": str(df.attrs.get("source_format", "")),
          "added": now()}
     extra = {"coordinate_system": cs, "ndim": ndim, "element": name}
+    df = df.copy(deep=False)  # the table names the system the store gives it (a reader's name would differ)
+    df.attrs = {**df.attrs, "coordinate_system": cs["name"]}
     _put_element(txn, name, e, lambda p: write_table_group(p, df, kind="localizations", extra_meta=extra),
                  f"{EXT}/localizations", t)
 
