@@ -1,6 +1,6 @@
 """Figures: overlays of localizations on images, and plots of the per-particle results.
 
-Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (no global
+Every function returns a :class:`matplotlib.figure.Figure` (shown inline in notebooks) built without pyplot (no global
 state, works headless); save it with :func:`save_figure` (PNG, PDF or SVG by suffix) or show it
 in a notebook.
 
@@ -12,6 +12,8 @@ in a notebook.
   :func:`plot_radial_profiles`, :func:`particle_gallery`, :func:`plot_colocalization`.
 * :func:`plot_registration`: fiducial residual vectors and predicted TRE against distance of
   one registration record.
+* :func:`plot_size_comparison` (SMLM cluster size against EM size per matched particle),
+  :func:`plot_batch_summary` (per-sample distributions of a batch).
 * :func:`make_report`: a self-contained HTML report of a scene (``correlate report``).
 * :func:`add_scale_bar`, :func:`nice_length_nm`, :func:`format_length`.
 """
@@ -32,7 +34,8 @@ from ._particles import (
 from ._registration_plots import plot_registration
 from ._report import figure_to_png_bytes, make_report
 from ._scalebar import add_scale_bar, format_length, nice_length_nm
-from ._sizes import plot_size_comparison  # noqa: F401 - SMLM against EM size per matched particle
+from ._batch import plot_batch_summary
+from ._sizes import plot_size_comparison
 
 __all__ = [
     "plot_overlay",
@@ -42,6 +45,8 @@ __all__ = [
     "save_figure",
     "make_report",
     "plot_registration",
+    "plot_size_comparison",
+    "plot_batch_summary",
     "figure_to_png_bytes",
     "plot_size_distribution",
     "plot_counts_vs_size",
