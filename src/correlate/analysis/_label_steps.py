@@ -120,7 +120,7 @@ def assign_step(state: ParticleRun, lab: LabelRun) -> None:
 
     from ._assign import assign_localizations
 
-    L, n, locs = lab.name, lab.n, lab.locs
+    L, locs = lab.name, lab.locs
     opts = state.options.assign
     n_part, pid, cent = state.n_particles, state.particle_id, state.centroids
     xy_s = lab.xy_s

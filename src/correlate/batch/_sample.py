@@ -15,7 +15,6 @@ Layout under the batch's output folder ``OUT``:
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys

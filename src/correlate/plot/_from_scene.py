@@ -3,7 +3,7 @@ placed in the base's frame, fiducials with their residuals, particle outlines, a
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
