@@ -28,6 +28,8 @@ BENCHMARKS: dict[str, tuple[list[str], list[str], bool]] = {
     "bench_import_smlm.py": (["--repeat", "2"], ["--rows", "1000000"], True),
     "bench_analysis.py": ([], ["20000"], False),
     "bench_smlm.py": ([], ["--locan-n", "20000"], False),
+    "bench_clusters.py": ([], ["--n", "100000", "--locan-n", "20000"], False),
+    "bench_batch.py": ([], ["--samples", "4"], False),
 }
 
 
