@@ -28,13 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import load_average, run_worker  # benchmarks/ is on sys.path: they run as scripts
 
 HEADER = '"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]","offset [photon]","bkgstd [photon]","chi2","uncertainty [nm]"\n'
 
@@ -122,23 +123,9 @@ def _worker(which: str, path: str) -> None:
 
 
 def _run(which: str, path: Path) -> dict:
-    t0 = time.perf_counter()
-    res = subprocess.run(
-        [sys.executable, __file__, "--worker", which, str(path)], capture_output=True, text=True, check=False
-    )
-    wall = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise SystemExit(f"{which} worker failed:\n{res.stderr[-3000:]}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    out["process_seconds"] = wall
+    out = run_worker([sys.executable, __file__, "--worker", which, str(path)], which)
+    out["process_seconds"] = out.pop("process_s")
     return out
-
-
-def _load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             generate(path, args.rows)
             print(f"generated {args.rows:,} rows, {path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - t0:.1f} s")
-        load0 = _load()
+        load0 = load_average()
         base = _run("baseline", path)
         runs: dict[str, list[dict]] = {r: [] for r in readers}
         for _ in range(max(1, args.repeat)):
@@ -190,7 +177,7 @@ def _report(runs: dict[str, list[dict]], base: dict, path: Path, load0: str) -> 
                        cpu_seconds=min(r["cpu_seconds"] for r in rs))
     size_mb = path.stat().st_size / 1e6
     rows = next(iter(best.values()))["rows"]
-    lines = [f"file: {rows:,} rows, {size_mb:.0f} MB; CPUs {os.cpu_count()}; load average before {load0}, after {_load()}",
+    lines = [f"file: {rows:,} rows, {size_mb:.0f} MB; CPUs {os.cpu_count()}; load average before {load0}, after {load_average()}",
              f"{'reader':16s} {'read (s)':>9s} {'CPU (s)':>8s} {'process (s)':>12s} {'MB/s':>7s} {'peak RSS (MB)':>14s}  runs (s)"]
     for w, r in best.items():
         lines.append(f"{w:16s} {r['seconds']:9.2f} {r['cpu_seconds']:8.2f} {r['process_seconds']:12.2f} "
@@ -198,7 +185,7 @@ def _report(runs: dict[str, list[dict]], base: dict, path: Path, load0: str) -> 
                      + ", ".join(f"{x['seconds']:.2f}" for x in runs[w]))
     parsers = [w for w in ("pyarrow", "pandas_pyarrow", "pandas_c") if w in best]
     out = {"benchmark": "import_smlm", "rows": rows, "file_mb": size_mb, "cpus": os.cpu_count(), "load_before": load0,
-           "load_after": _load(), "readers": best, "baseline_process_seconds": base["process_seconds"],
+           "load_after": load_average(), "readers": best, "baseline_process_seconds": base["process_seconds"],
            "baseline_maxrss_mb": base["maxrss_mb"]}
     if "correlate" in best and parsers:
         fastest = min(parsers, key=lambda w: best[w]["seconds"])

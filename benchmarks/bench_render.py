@@ -22,13 +22,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from _common import load_average, run_worker  # benchmarks/ is on sys.path: they run as scripts
 
 CAMERA_PX_NM = 100.0  # Picasso works in camera pixels; any value works, the grid is the same
 
@@ -118,21 +119,7 @@ def _run(python: str, which: str, d: Path, args, method: str = "-", threads: int
     if threads is not None:
         env["NUMBA_NUM_THREADS"] = str(threads)
     cmd = [python, __file__, "--worker", which, str(d), method, str(args.field), str(args.pixel), str(args.inner)]
-    t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    wall = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise SystemExit(f"{which} {method} worker failed:\n{res.stderr[-3000:]}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    out["process_s"] = wall
-    return out
-
-
-def _load() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
+    return run_worker(cmd, f"{which} {method}", env)
 
 
 def _agreement(d: Path, method: str) -> str:
@@ -172,7 +159,7 @@ def main(argv=None) -> int:
         for k, v in (("x", rng.uniform(0, args.field, n)), ("y", rng.uniform(0, args.field, n)),
                      ("s", rng.uniform(5.0, 20.0, n))):
             np.save(d / f"{k}.npy", v)
-        load0 = _load()
+        load0 = load_average()
         mem = _run(sys.executable, "memref", d, args)
         results: dict[str, list[dict]] = {}
         for method in ("histogram", "gaussian"):
@@ -196,12 +183,12 @@ def _report(results, mem, n, args, load0, have_peers) -> dict:
     px = int(np.ceil(args.field / args.pixel))
     lines = [
         f"localizations: {n:,} on {px} x {px} pixels of {args.pixel:g} nm; CPUs {os.cpu_count()}; "
-        f"load average before {load0}, after {_load()}",
+        f"load average before {load0}, after {load_average()}",
         f"memory reference: numpy copy of x, y {n / mem['copy_s'] / 1e6:,.0f} M loc/s; random gather from a "
         f"{mem['image_mib']:.0f} MiB image {n / mem['random_s'] / 1e6:,.0f} M loc/s",
     ]
     out = {"benchmark": "render", "n": n, "pixels": [px, px], "pixel_nm": args.pixel, "cpus": os.cpu_count(),
-           "load_before": load0, "load_after": _load(), "copy_loc_per_s": n / mem["copy_s"],
+           "load_before": load0, "load_after": load_average(), "copy_loc_per_s": n / mem["copy_s"],
            "random_loc_per_s": n / mem["random_s"]}
     for method in ("histogram", "gaussian"):
         lines.append(f"\n{method}" + (" (cut-off 3 sigma)" if method == "gaussian" else ""))
