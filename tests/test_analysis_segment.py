@@ -212,14 +212,33 @@ def test_segment_afm_simulator_seeds(seed):
     _check_afm(seed)
 
 
+def _assert_polarity(images):
+    from correlate.analysis._segment_em import _auto_polarity
+
+    for what, em in images.items():
+        raw = np.asarray(em.values, float)
+        assert _auto_polarity(raw) == "dark", what
+        assert _auto_polarity(raw.max() + raw.min() - raw) == "bright", what
+
+
 def test_auto_polarity_from_sparse_particles():
     """Particles covering under 1 % of the field decide the polarity (a percentile tail of the raw
     pixels did not: seed 943412 was read as bright and gave no particle); inverted, bright."""
-    from correlate.analysis._segment_em import _auto_polarity
     from correlate.datasets import SampleConfig, simulate_sample
 
     seeds = [943412, int(np.random.default_rng().integers(0, 1 << 20))]
+    _assert_polarity({s: simulate_sample(SampleConfig.small(seed=s)).em for s in seeds})
+
+
+@pytest.mark.slow
+def test_auto_polarity_over_randomized_acquisitions():
+    """The same over 1-4 nm pixels and 30-150 nm gold (family seed 115, 1.2 nm pixels, defeats a
+    background scale fixed in pixels)."""
+    from correlate.datasets import random_acquisition
+
+    seeds = [115, *np.random.default_rng().choice(np.arange(100, 132), 3, replace=False)]
+    images = {}
     for seed in seeds:
-        raw = np.asarray(simulate_sample(SampleConfig.small(seed=int(seed))).em.values, float)
-        assert _auto_polarity(raw) == "dark", seed
-        assert _auto_polarity(raw.max() + raw.min() - raw) == "bright", seed
+        a = random_acquisition(int(seed))
+        images[f"family {seed}"] = a.em if hasattr(a, "em") else a.sample.em
+    _assert_polarity(images)

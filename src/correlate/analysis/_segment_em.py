@@ -249,15 +249,16 @@ def _em_pixels(img) -> tuple[np.ndarray, dict, float]:
 
 def _auto_polarity(raw: np.ndarray) -> str:
     """``"dark"`` or ``"bright"``: the side with more strong outliers (beyond 6 robust sigmas) of
-    the image smoothed at 2 px, after removing its variation over 64 px (illumination). Objects
-    covering under 1 % of the field decide it, where a percentile tail of the raw pixels does not;
-    without outliers on either side, the side of the longer percentile tail."""
+    the image smoothed at 2 px, after removing its variation over an eighth of the field
+    (illumination; far larger than a particle, whatever the pixel size). Objects covering under
+    1 % of the field decide it, where a percentile tail of the raw pixels does not; without
+    outliers on either side, the side of the longer percentile tail."""
     from scipy import ndimage as ndi
 
     img = np.asarray(raw, np.float32)
     step = max(1, int(np.ceil(max(img.shape) / 2048)))
     img = img[::step, ::step]
-    hp = ndi.gaussian_filter(img, 2.0 / step) - ndi.gaussian_filter(img, 64.0 / step)
+    hp = ndi.gaussian_filter(img, 2.0 / step) - ndi.gaussian_filter(img, min(img.shape) / 8.0)
     med = float(np.median(hp))
     sig = 1.4826 * float(np.median(np.abs(hp - med)))
     n_dark, n_bright = int(np.sum(hp < med - 6 * sig)), int(np.sum(hp > med + 6 * sig))
