@@ -21,8 +21,9 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("manifest", metavar="MANIFEST", help="CSV or TSV table of samples")
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder")
-    p.add_argument("--workers", type=int, default=2,
-                   help="samples run at once on a LocalCluster (default 2; 0: one after the other, no cluster)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="samples run at once on a LocalCluster (default: the cores, at most one per sample; "
+                        "0: one after the other, no cluster)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="an existing dask.distributed scheduler instead of a LocalCluster")
     p.add_argument("--threads-per-sample", type=int, metavar="N",
                    help="threads each sample's kernels may use (default: cores / workers)")

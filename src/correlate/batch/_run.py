@@ -96,7 +96,7 @@ def run_batch(
     manifest: str | Path,
     out: str | Path,
     *,
-    workers: int = 2,
+    workers: int | None = None,
     scheduler: str | None = None,
     threads_per_sample: int | None = None,
     rerun: bool = False,
@@ -112,8 +112,8 @@ def run_batch(
     Parameters
     ----------
     workers
-        Samples run at once on a ``LocalCluster``; ``0`` runs them one after the other in this
-        process (no cluster).
+        Samples run at once on a ``LocalCluster``; default: this machine's cores, at most one per
+        sample; ``0`` runs them one after the other in this process (no cluster).
     scheduler
         Address of an existing ``dask.distributed`` scheduler instead of a ``LocalCluster`` (its
         workers must see the files and ``out``).
@@ -133,10 +133,12 @@ def run_batch(
     specs = read_manifest(manifest)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    ncpu = os.cpu_count() or 1
+    if workers is None:
+        workers = min(ncpu, len(specs))
     if workers < 0:
         raise CorrelateError(f"workers must be >= 0, got {workers}", field="workers")
-    ncpu = os.cpu_count() or 1
-    threads = threads_per_sample or (max(1, ncpu // workers) if workers or scheduler else None)
+    threads = threads_per_sample or (max(1, ncpu // max(workers, 1)) if workers or scheduler else None)
     show = sys.stdout.isatty() if progress is None else progress
 
     def report(res: dict[str, Any]) -> None:
