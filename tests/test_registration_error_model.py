@@ -225,3 +225,28 @@ def test_override_record_and_round_trip():
     rec = registration_record(reg, moving="a", fixed="b")
     assert rec["excess_fle_nm"] == pytest.approx(reg.fit.excess_fle_nm)
     assert rec["error_model"]["excess_fle_nm"] == pytest.approx(reg.fit.excess_fle_nm)
+
+
+def test_excess_override_through_register_points_and_cli():
+    import pandas as pd
+
+    from correlate.cli import build_parser
+    from correlate.registration import register_points
+
+    c = make_case(11, "similarity", n=20, sem=0.3, sys_nm=3.0)
+
+    def table(p, cov):
+        return pd.DataFrame({"x": p[:, 0], "y": p[:, 1], "cov_xx": cov[:, 0, 0], "cov_xy": cov[:, 0, 1],
+                             "cov_yy": cov[:, 1, 1]})
+
+    mov, fix = table(c["x"], c["cx"]), table(c["y"], c["cy"])
+    est = register_points(mov, fix)
+    assert est.excess["source"] == "estimated" and est.fit.excess_fle_nm > 1.0
+    given = register_points(mov, fix, excess_fle_nm=0.5)
+    assert given.excess["source"] == "user" and given.fit.excess_fle_nm == 0.5
+    # the given excess reaches the fit: with the model fixed, of two excesses above the residuals the
+    # smaller predicts the smaller TRE (an understated one is caught by the leave-one-out model error)
+    lo, hi = (register_points(mov, fix, model="similarity", excess_fle_nm=s) for s in (5.0, 8.0))
+    assert np.all(lo.fit.tre_rms(c["ctrl"]) < hi.fit.tre_rms(c["ctrl"]))
+    args = build_parser().parse_args(["register", "s.ome.zarr", "--moving", "a", "--fixed", "b", "--excess-fle", "0"])
+    assert args.excess_fle == 0.0

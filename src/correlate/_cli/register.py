@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write what each stage saw (JSON) and a figure of both elements' detections and the "
                    "matches of the (best) pose hypothesis, also when the registration fails")
     p.add_argument("--no-outliers", action="store_true", help="do not flag outlier fiducials")
+    p.add_argument("--excess-fle", type=float, default=None, metavar="NM",
+                   help="systematic per-fiducial error (nm per axis, both sides combined) added to the stated "
+                   "localization errors, instead of its estimate from the residuals (0: none)")
     p.add_argument("--bigwarp", metavar="OUT.csv", help="also write the pairs as a BigWarp landmark CSV")
     p.add_argument("--matrix", metavar="OUT.txt", help="also write the transform as a plain matrix (linear models)")
     p.add_argument("--dry-run", action="store_true", help="fit and report, but do not write to the store")
@@ -99,7 +102,8 @@ def _print_result(rec, reg, args, kinds) -> None:
     print(f"FRE (RMS residual): {_fmt(rec['fre_rms_nm'])}; leave-one-out RMS error: {_fmt(rec['loo_rms_nm'])}")
     excess = (rec.get("error_model") or {}).get("excess_fle_nm")
     if excess is not None:
-        print(f"excess fiducial error (systematic per fiducial, per axis): {_fmt(excess)}")
+        given = " (given: --excess-fle)" if getattr(args, "excess_fle", None) is not None else " (estimated; --excess-fle overrides)"
+        print(f"excess fiducial error (systematic per fiducial, per axis): {_fmt(excess)}{given}")
     tf = rec.get("predicted_tre_field") or {}
     print(
         f"predicted TRE over the {args.fixed} field: median {_fmt(tf.get('tre_rms_median_nm'))} RMS, "
@@ -152,7 +156,7 @@ def run(args) -> int:
             store=not args.dry_run, scale_range=None if args.scale_range is None else tuple(args.scale_range),
             alpha=args.alpha, reject_outliers=not args.no_outliers, moving_kwargs=kw["moving"],
             fixed_kwargs=kw["fixed"], fiducials_moving=args.fiducials_moving, fiducials_fixed=args.fiducials_fixed,
-            allow_mirror=not args.no_mirror, diagnostics=args.diagnostics,
+            allow_mirror=not args.no_mirror, diagnostics=args.diagnostics, excess_fle_nm=args.excess_fle,
         )
     except RegistrationError as exc:
         print_failure(exc, args)

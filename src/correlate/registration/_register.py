@@ -74,6 +74,7 @@ def register_points(
     moving_name: str = "moving",
     fixed_name: str = "fixed",
     gate_nm: float | None = None,
+    excess_fle_nm: float | None = None,
     **pairing_kwargs,
 ) -> Registration:
     """Pair two fiducial tables automatically and fit the moving -> fixed transform.
@@ -93,6 +94,9 @@ def register_points(
     allow_mirror
         Accept frames that match only as a mirror image; the fit is then a reflection and
         ``Registration.mirrored`` is True.
+    excess_fle_nm
+        Systematic per-fiducial error (nm per axis) instead of its estimate from the residuals
+        (see :func:`fit_landmarks`); None: estimated.
     pairing_kwargs
         Further options of :func:`pair_points` (``shape_tolerance``, ``chance_level``, ...).
 
@@ -116,7 +120,8 @@ def register_points(
         xs[pairing.source_index], ys[pairing.target_index], cs[pairing.source_index], ct[pairing.target_index],
         ids=ids, source_system=moving_name, target_system=fixed_name,
     )
-    reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers, reflection=pairing.mirrored)
+    reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers, reflection=pairing.mirrored,
+                        excess_fle_nm=excess_fle_nm)
     reg.mirrored = bool(pairing.mirrored)
     reg.notes += pairing.notes
     reg.pairing = {
@@ -302,6 +307,7 @@ def register_scene(
     fiducials_fixed: pd.DataFrame | str | None = None,
     allow_mirror: bool = True,
     diagnostics: str | None = None,
+    excess_fle_nm: float | None = None,
 ) -> tuple[Registration, dict]:
     """Register element ``moving`` onto element ``fixed`` of a Scene and store the result.
 
@@ -324,6 +330,9 @@ def register_scene(
     diagnostics
         A folder: write what each stage saw (JSON) and a figure of the detections and matches,
         also when the registration fails.
+    excess_fle_nm
+        Systematic per-fiducial error (nm per axis, both sides combined) to use instead of its
+        estimate from the residuals; None (default): estimated, and stated in the record.
 
     Returns
     -------
@@ -349,7 +358,8 @@ def register_scene(
             lm = read_landmarks_file(landmarks, source_system=moving, target_system=fixed) if not isinstance(landmarks, Landmarks) else landmarks
             lm.source_system, lm.target_system = moving, fixed
             mirrored = _pairs_mirrored(lm)
-            reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers, reflection=mirrored)
+            reg = fit_landmarks(lm, model, alpha=alpha, reject_outliers=reject_outliers, reflection=mirrored,
+                                excess_fle_nm=excess_fle_nm)
             reg.mirrored = mirrored
             reg.pairing = {"method": "manual", "n_pairs": len(lm), "mirrored": mirrored}
             extra["landmarks_file"] = str(landmarks) if not isinstance(landmarks, Landmarks) else None
@@ -367,6 +377,7 @@ def register_scene(
                 mov_el, fix_el, model=model, prior=prior, scale_range=scale_range, alpha=alpha,
                 reject_outliers=reject_outliers, moving_name=moving, fixed_name=fixed,
                 fiducials_moving=fids["moving"], fiducials_fixed=fids["fixed"], allow_mirror=allow_mirror,
+                excess_fle_nm=excess_fle_nm,
             )
             from ._diagnostics import detection_summary
 
