@@ -383,3 +383,34 @@ def test_concurrent_writers_on_s3_take_turns(bucket, s3_endpoint):
     for i in range(3):
         assert len(scene.get(f"w{i}")) == 500
         assert [s["params"]["by"] for s in scene.history(f"w{i}")] == [f"w{i}"]
+
+
+def test_lock_of_a_dead_process_on_this_host_is_taken_over_before_its_lease_ends(bucket):
+    import json as _json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from correlate import Scene
+    from correlate._store.remote_writer import RemoteLock
+    from correlate.errors import StoreError
+
+    name, opts, fs = bucket
+    scene = Scene.create(f"s3://{name}/d.ome.zarr", storage_options=opts)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(child.stdout)
+    lock_key = f"{name}/d.ome.zarr/.correlate-lock"
+    for host, pid, taken in ((socket.gethostname(), dead, True), ("elsewhere", dead, False),
+                             (socket.gethostname(), os.getppid(), False)):
+        fs.pipe_file(lock_key, _json.dumps({"token": "old", "pid": pid, "host": host, "what": "writing",
+                                            "since": "2026-01-01T00:00:00+00:00",
+                                            "expires": time.time() + 3600}).encode())
+        lock = RemoteLock(scene.path, 0.3)
+        if taken:
+            assert lock.acquire() and lock.holder()["token"] == lock.token
+            lock.release()
+        else:  # another host's process, or a live one here: wait for the lease
+            with pytest.raises(StoreError, match="locked by pid"):
+                lock.acquire()
+            fs.rm(lock_key)

@@ -7,7 +7,8 @@ The local writer's design carries over with one PUT in place of each rename
    created with a conditional PUT (``If-None-Match: *``) where the server honours it, so of two
    writers exactly one gets it; elsewhere the lock is advisory (written, then read back). A lock
    whose lease has run out (``CORRELATE_LOCK_LEASE`` seconds, default 600, renewed at every
-   journal write) belongs to a dead writer and is taken over.
+   journal write) belongs to a dead writer and is taken over; so is one whose holder ran on this
+   host under a process id that no longer exists (a killed writer need not wait for its lease).
 2. Parts are written into a local staging folder by the same code as local stores, then uploaded
    key by key under a fresh prefix no committed metadata refers to (copy-on-write); the journal
    ``.correlate-staging/<token>/journal.json`` lists each prefix before its upload starts.
@@ -50,6 +51,25 @@ def _lease() -> float:
     except ValueError as exc:
         raise StoreError(f"CORRELATE_LOCK_LEASE must be a number of seconds, got {env!r}",
                          field="CORRELATE_LOCK_LEASE") from exc
+
+
+def _holder_is_dead(h: dict) -> bool:
+    """Whether a lock holder ran on this host as a process that no longer exists."""
+    if h.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(h.get("pid", 0))
+    except (TypeError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):  # alive (another user's) or not ours to judge
+        return False
+    return False
 
 
 def _put_json(p: RemotePath, doc: dict) -> None:
@@ -129,8 +149,9 @@ class RemoteLock:
                 self.token, self._depth = token, 1
                 return True
             h = self.holder()
-            if h and float(h.get("expires", 0)) < time.time():
-                self.obj.fs.rm(self.obj.path)  # a dead writer's lease ran out
+            if h and (float(h.get("expires", 0)) < time.time() or _holder_is_dead(h)):
+                if self.holder().get("token") == h.get("token"):  # not taken over meanwhile
+                    self.obj.fs.rm(self.obj.path)  # a dead writer: its lease ran out, or its process is gone
                 continue
             if time.monotonic() >= deadline:
                 if quiet:
