@@ -69,3 +69,11 @@ def test_colour_alignment_error_reaches_later_tre_predictions(tmp_path):
     alignment_only = res["alignment"].registration.fit.tre_rms(res["alignment"].transform.inverse().apply(pts))
     assert np.all(tre_aligned >= tre_reference - 1e-12)
     np.testing.assert_allclose(tre_aligned**2, tre_reference**2 + alignment_only**2, rtol=1e-6)
+    # the bead pairs are stored in the frames they were measured in, and the record names them
+    assert rec["landmarks"] == {"source_system": "corona", "target_system": "antibody"}
+    lm = scene.get_landmarks("corona", "antibody")
+    used = np.asarray(lm.used, bool)
+    raw = scene.get("corona")[["x", "y"]].to_numpy()
+    assert np.min(np.linalg.norm(raw[:, None, :] - lm.source[used][None, :3, :2], axis=2), axis=0).max() < 50.0
+    res_lm = np.linalg.norm(res["alignment"].transform.apply(lm.source[used][:, :2]) - lm.target[used][:, :2], axis=1)
+    np.testing.assert_allclose(np.sort(res_lm), np.sort(res["alignment"].residuals), atol=1e-9)

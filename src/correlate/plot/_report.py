@@ -67,6 +67,9 @@ def _section_registration(scene, records) -> list[str]:
         for n in r.get("notes") or []:
             parts.append(f'<p class="note">{html.escape(str(n))}</p>')
         src, dst = r.get("moving"), r.get("fixed")
+        pair = r.get("landmarks")
+        if isinstance(pair, dict) and pair.get("source_system") and pair.get("target_system"):
+            src, dst = pair["source_system"], pair["target_system"]  # pairs stored in other frames' names
         if src and dst:
             try:
                 lm = scene.get_landmarks(src, dst)

@@ -164,9 +164,14 @@ def align_colour_elements(
         # alignment's error into every later TRE prediction (analysis, `correlate map`).
         from ..registration import registration_record
 
+        # the bead pairs in the frames they were measured in: the moving colour's own and the reference's
+        lm = fit.registration.landmarks
+        lm.source_system, lm.target_system = moving, reference
+        scene.add_landmarks(lm)
         scene.add_registration(registration_record(
             fit.registration, moving=out, fixed=reference,
-            extra={"purpose": "colour_alignment", "source_element": moving, "applied_to_coordinates": True},
+            extra={"purpose": "colour_alignment", "source_element": moving, "applied_to_coordinates": True,
+                   "landmarks": {"source_system": moving, "target_system": reference}},
         ))
     res = fit.summary()
     record_step(scene, out, make_step("colour_alignment", {"reference": reference, "model": model} | kwargs,
