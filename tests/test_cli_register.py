@@ -121,8 +121,10 @@ def test_pairing_options_and_failure_diagnostics(store, tmp_path, capsys, monkey
     seen = {}
 
     def fake_register_points(moving, fixed, *, model="auto", prior=None, scale_range=None, allow_mirror=True,
-                             alpha=0.01, reject_outliers=True, moving_name="moving", fixed_name="fixed", gate_nm=None):
-        seen.update(scale_range=scale_range, allow_mirror=allow_mirror, n=(len(moving), len(fixed)))
+                             alpha=0.01, reject_outliers=True, moving_name="moving", fixed_name="fixed", gate_nm=None,
+                             excess_fle_nm=None):
+        seen.update(scale_range=scale_range, allow_mirror=allow_mirror, n=(len(moving), len(fixed)),
+                    excess=excess_fle_nm)
         raise RegistrationError(
             "no pose hypothesis beats chance", stage="pairing", hint="--scale-range or --fiducials-moving",
             diagnostics={"n_hypotheses": 812, "best_hypothesis": {
@@ -140,6 +142,7 @@ def test_pairing_options_and_failure_diagnostics(store, tmp_path, capsys, monkey
     doc = json.loads((d / "sim__em_diagnostics.json").read_text())
     assert doc["error"]["diagnostics"]["best_hypothesis"]["pairs"] == [[0, 0], [1, 1]]
     assert (d / "sim__em_diagnostics.png").stat().st_size > 10_000
-    assert main(argv + ["--no-mirror", "--scale-range", "0.5", "2"]) == 1
-    assert seen["scale_range"] == (0.5, 2.0) and seen["allow_mirror"] is False
+    assert seen["excess"] is None
+    assert main(argv + ["--no-mirror", "--scale-range", "0.5", "2", "--excess-fle", "1.5"]) == 1
+    assert seen["scale_range"] == (0.5, 2.0) and seen["allow_mirror"] is False and seen["excess"] == 1.5
     assert Scene.open(store).registrations() == []
