@@ -25,10 +25,6 @@ import os
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
 import correlate
 from correlate.elements import element_kind, pixel_size
 from correlate.errors import CorrelateError
@@ -110,16 +106,22 @@ print(scene.info())
 # each localization's own precision when the file has one.
 
 # %%
+smlm_figure = None  # a figure that ends a notebook cell displays inline
 if smlm_name:
     locs = scene.get("localizations")
     hist = render_histogram(locs, pixel_size_nm=20.0, name="histogram")
     print(f"{smlm_name}: {len(locs)} localizations, {int(hist.sum())} counted in the histogram")
     has_precision = any(c in locs.columns for c in ("precision", "precision_x"))
     render = render_gaussian(locs, like=hist, min_precision_nm=10.0) if has_precision else hist
-    fig = draw_overlay(render.assign_attrs(modality="smlm"), title=f"{smlm_name} ({len(locs)} localizations)",
-                       base_cmap="magma")
-    save_figure(fig, OUT / "smlm_render.png")
+    smlm_figure = draw_overlay(render.assign_attrs(modality="smlm"),
+                               title=f"{smlm_name} ({len(locs)} localizations)", base_cmap="magma")
+    save_figure(smlm_figure, OUT / "smlm_render.png")
+smlm_figure
+
+# %%
+em_figure = None
 if em_name:
-    fig = draw_overlay(scene.get("em"), title=em_name)
-    save_figure(fig, OUT / "em.png")
+    em_figure = draw_overlay(scene.get("em"), title=em_name)
+    save_figure(em_figure, OUT / "em.png")
 print("correlate", correlate.__version__, "- outputs in", OUT)
+em_figure

@@ -51,6 +51,13 @@ def test_01_demo_walkthrough_as_a_notebook(tmp_path, monkeypatch):
     nb = mod.execute(EXAMPLES / "01_demo_walkthrough.py", out, small=True, timeout=900)
     pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pngs) >= 5, f"{len(pngs)} inline figures"
+    # the docs page of this notebook (docs/gen_examples.py) shows every figure as a PNG file
+    spec = importlib.util.spec_from_file_location("gen_examples", ROOT / "docs" / "gen_examples.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    page, files = gen.notebook_markdown(nb, "01_demo_walkthrough", tmp_path / "page_files")
+    assert len(files) == len(pngs) and all(f.read_bytes().startswith(b"\x89PNG") for f in files)
+    assert page.count("](01_demo_walkthrough_files/") == len(pngs) and "antibody -&gt; em" in page
     htmls = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if "text/html" in o.get("data", {})]
     assert any("correlate scene" in h and "antibody -&gt; em" in h for h in htmls)
