@@ -237,3 +237,19 @@ def test_locan_reads_the_thunderstorm_export(tmp_path, seed):
     np.testing.assert_array_equal(names[ref["channel"].to_numpy()], df["channel"].to_numpy(str))
     back = cio.read(path)
     np.testing.assert_array_equal(back["frame"].to_numpy(), df["frame"].to_numpy())
+
+
+@pytest.mark.slow
+def test_picasso_renders_every_exported_localization(tmp_path):
+    """Picasso's renderer (numba, float64 and float32 exports) counts each localization once."""
+    pytest.importorskip("picasso.render", reason="picassosr is installed by scripts/test.sh (--no-deps)")
+    import picasso.io
+    import picasso.render
+
+    df = _lab_table(np.random.default_rng(40), 3000)
+    for f32 in (False, True):
+        h5, _ = cio.write_localizations(tmp_path / f"r{int(f32)}_locs.hdf5", df, format="picasso", origin_nm="min",
+                                        float32=f32)
+        locs, info = picasso.io.load_locs(str(h5))
+        n, image = picasso.render.render(locs, info, disp_px_size=info[0]["Pixelsize"], blur_method=None)
+        assert n == len(df) and image.sum() == len(df)
