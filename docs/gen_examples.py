@@ -1,12 +1,12 @@
-"""Turn the executed example notebooks into pages of the docs, figures kept as PNG files.
+"""Turn the executed example notebooks into pages of the docs, figures kept as image files.
 
 ``examples/build_notebooks.py`` executes every ``examples/NN_*.py`` and writes
 ``docs/examples/NN_*.ipynb`` with its outputs. This MkDocs hook (see mkdocs.yml) converts each
 notebook that the nav lists as ``examples/NN_*.md`` into that page before every build: Markdown
-cells as they are, code cells as Python blocks, printed text as text blocks, figures (``image/png``
-outputs) as PNG files under ``docs/examples/NN_*_files/`` (Markdown images, so MkDocs checks
-and rewrites their links), and HTML outputs (the
-scene's summary) as HTML. Reading the notebooks needs only the standard library (they are JSON).
+cells as they are, code cells as Python blocks, printed text as text blocks, figures (PNG, JPEG or
+SVG outputs) as files under ``docs/examples/NN_*_files/`` shown as Markdown images (so MkDocs
+checks and rewrites their links), and HTML outputs (the scene's summary) as HTML. Reading the
+notebooks needs only the standard library (they are JSON).
 
 A notebook that has not been built gives a page saying so and a warning, which the strict build
 (mkdocs.yml) turns into an error naming the command that builds it.
@@ -27,6 +27,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BUILD_COMMAND = ".venv/bin/python examples/build_notebooks.py"
 log = logging.getLogger("mkdocs.hooks.gen_examples")
+#: Image outputs kept as files, in order of preference.
+_IMAGES = {"image/png": ".png", "image/jpeg": ".jpg", "image/svg+xml": ".svg"}
 
 
 def _text(v) -> str:
@@ -46,17 +48,19 @@ def _write_if_changed(path: Path, data: bytes) -> None:
 
 
 def _output(out: dict, stem: str, files: Path, index: str) -> tuple[list[str], Path | None]:
-    """Markdown lines of one output and the PNG it wrote, if any."""
+    """Markdown lines of one output and the image file it wrote, if any."""
     kind = out.get("output_type")
     if kind == "stream":
         return _fence(_text(out.get("text")), "text"), None
     if kind == "error":
         return _fence(f"{out.get('ename')}: {out.get('evalue')}", "text"), None
     data = out.get("data", {})
-    if "image/png" in data:
-        png = files / f"{index}.png"
-        _write_if_changed(png, base64.b64decode(_text(data["image/png"])))
-        return [f"![output {index} of {stem}]({stem}_files/{png.name})", ""], png
+    for mime, suffix in _IMAGES.items():
+        if mime in data:
+            raw = _text(data[mime])
+            img = files / f"{index}{suffix}"
+            _write_if_changed(img, raw.encode() if suffix == ".svg" else base64.b64decode(raw))
+            return [f"![output {index} of {stem}]({stem}_files/{img.name})", ""], img
     if "text/html" in data:
         return ['<div class="notebook-html">', _text(data["text/html"]).strip(), "</div>", ""], None
     if "text/markdown" in data:
@@ -76,11 +80,11 @@ def notebook_markdown(nb: dict, stem: str, files: Path) -> tuple[str, list[Path]
     stem
         Name of the page without suffix; images are linked as ``{stem}_files/N.png``.
     files
-        Folder for the images; any other file in it (a figure of an older run) is removed.
+        Folder for the images (PNG, JPEG, SVG outputs); any other file in it (a figure of an older run) is removed.
 
     Returns
     -------
-    (page text, PNG files written)
+    (page text, image files written)
     """
     files.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
