@@ -24,6 +24,33 @@ def _build_notebooks():
     return _load(EXAMPLES / "build_notebooks.py")
 
 
+def _site_shows_figures(tmp_path: Path, nb, n_figures: int) -> None:
+    """The strict MkDocs build of a docs copy holding this executed notebook shows its figures."""
+    import json
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("mkdocs", reason="mkdocs not installed (test or docs extra)")
+    import nbformat
+
+    root = tmp_path / "docs-build"
+    shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("examples"))
+    shutil.copy(ROOT / "mkdocs.yml", root / "mkdocs.yml")
+    (root / "docs" / "examples").mkdir()
+    nbformat.write(nb, root / "docs" / "examples" / "01_demo_walkthrough.ipynb")
+    for other in sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))[1:]:  # the others as empty executed notebooks
+        empty = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+        (root / "docs" / "examples" / f"{other.stem}.ipynb").write_text(json.dumps(empty), encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(root / "site")], cwd=root,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    page = root / "site" / "examples" / "01_demo_walkthrough" / "index.html"
+    srcs = re.findall(r'<img [^>]*src="([^"]+)"', page.read_text(encoding="utf-8"))
+    assert len(srcs) == n_figures and all((page.parent / s).resolve().is_file() for s in srcs), srcs
+
+
 def test_every_example_is_covered():
     scripts = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     assert scripts == ["01_demo_walkthrough.py", "02_real_file_import.py"]
@@ -52,6 +79,7 @@ def test_01_demo_walkthrough_as_a_notebook(tmp_path, monkeypatch):
     page, files = gen.notebook_markdown(nb, "01_demo_walkthrough", tmp_path / "page_files")
     assert len(files) == len(pngs) and all(f.read_bytes().startswith(b"\x89PNG") for f in files)
     assert page.count("](01_demo_walkthrough_files/") == len(pngs) and "antibody -&gt; em" in page
+    _site_shows_figures(tmp_path, nb, len(pngs))
     htmls = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if "text/html" in o.get("data", {})]
     assert any("correlate scene" in h and "antibody -&gt; em" in h for h in htmls)
