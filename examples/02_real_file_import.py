@@ -22,12 +22,7 @@
 # %%
 import csv
 import os
-import sys
 from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
 
 import correlate
 from correlate.elements import element_kind, pixel_size
@@ -40,9 +35,9 @@ FORMATS = Path(os.environ.get("CORRELATE_FORMATS_DIR", HERE.parent.parent / "sha
 OUT = Path(os.environ.get("CORRELATE_EXAMPLE_OUT", "example-output/02_real_file_import"))
 SMALL = os.environ.get("CORRELATE_EXAMPLE_SMALL", "0") not in ("", "0", "false", "no")
 
-if not (FORMATS / "MANIFEST.tsv").exists():
+MANIFEST = FORMATS / "MANIFEST.tsv"
+if not MANIFEST.exists():  # the rest runs on no files, so that the notebook still executes
     print(f"no sample files at {FORMATS}; set CORRELATE_FORMATS_DIR to a folder with MANIFEST.tsv")
-    sys.exit(0)
 OUT.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
@@ -53,8 +48,10 @@ OUT.mkdir(parents=True, exist_ok=True)
 # list those too.
 
 # %%
-with open(FORMATS / "MANIFEST.tsv", newline="", encoding="utf-8") as fh:
-    manifest = list(csv.DictReader(fh, delimiter="\t"))
+manifest = []
+if MANIFEST.exists():
+    with open(MANIFEST, newline="", encoding="utf-8") as fh:
+        manifest = list(csv.DictReader(fh, delimiter="\t"))
 files = [r["rel_path"] for r in manifest if not r["rel_path"].endswith((".yaml", ".emi"))]
 if SMALL:
     wanted = ("smlm/testdata_locs.hdf5", "smlm/Thunderstorm_dstorm_data.csv", "em/HAADFscan.mrc")
@@ -110,16 +107,22 @@ print(scene.info())
 # each localization's own precision when the file has one.
 
 # %%
+smlm_figure = None  # a figure that ends a notebook cell displays inline
 if smlm_name:
     locs = scene.get("localizations")
     hist = render_histogram(locs, pixel_size_nm=20.0, name="histogram")
     print(f"{smlm_name}: {len(locs)} localizations, {int(hist.sum())} counted in the histogram")
     has_precision = any(c in locs.columns for c in ("precision", "precision_x"))
     render = render_gaussian(locs, like=hist, min_precision_nm=10.0) if has_precision else hist
-    fig = draw_overlay(render.assign_attrs(modality="smlm"), title=f"{smlm_name} ({len(locs)} localizations)",
-                       base_cmap="magma")
-    save_figure(fig, OUT / "smlm_render.png")
+    smlm_figure = draw_overlay(render.assign_attrs(modality="smlm"),
+                               title=f"{smlm_name} ({len(locs)} localizations)", base_cmap="magma")
+    save_figure(smlm_figure, OUT / "smlm_render.png")
+smlm_figure
+
+# %%
+em_figure = None
 if em_name:
-    fig = draw_overlay(scene.get("em"), title=em_name)
-    save_figure(fig, OUT / "em.png")
+    em_figure = draw_overlay(scene.get("em"), title=em_name)
+    save_figure(em_figure, OUT / "em.png")
 print("correlate", correlate.__version__, "- outputs in", OUT)
+em_figure

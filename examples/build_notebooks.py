@@ -4,7 +4,8 @@
 
 Each ``examples/NN_*.py`` (jupytext percent format) is converted to a notebook, executed in a
 fresh kernel with its outputs written under ``example-output/``, and saved as
-``docs/examples/NN_*.ipynb``. tests/test_examples.py executes the walkthrough the same way.
+``docs/examples/NN_*.ipynb``, which the docs build turns into pages with their figures
+(docs/gen_examples.py). tests/test_examples.py executes the examples the same way.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
-"""The scripts in examples/ run headless (small sizes) and write what they promise."""
+"""The scripts in examples/ run as notebooks (small sizes), show their figures inline and write what
+they promise."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,13 +13,42 @@ EXAMPLES = ROOT / "examples"
 FORMATS = ROOT.parent / "shared" / "data" / "formats"
 
 
-def _run(script: str, out: Path, **env) -> subprocess.CompletedProcess:
-    e = dict(os.environ)
-    e.update({"CORRELATE_EXAMPLE_OUT": str(out), "CORRELATE_EXAMPLE_SMALL": "1", "MPLBACKEND": "Agg"}, **env)
-    r = subprocess.run([sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, env=e,
-                       cwd=out.parent, timeout=900)
-    assert r.returncode == 0, f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
-    return r
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _build_notebooks():
+    return _load(EXAMPLES / "build_notebooks.py")
+
+
+def _site_shows_figures(tmp_path: Path, nb, n_figures: int) -> None:
+    """The strict MkDocs build of a docs copy holding this executed notebook shows its figures."""
+    import json
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("mkdocs", reason="mkdocs not installed (test or docs extra)")
+    import nbformat
+
+    root = tmp_path / "docs-build"
+    shutil.copytree(ROOT / "docs", root / "docs", ignore=shutil.ignore_patterns("examples"))
+    shutil.copy(ROOT / "mkdocs.yml", root / "mkdocs.yml")
+    (root / "docs" / "examples").mkdir()
+    nbformat.write(nb, root / "docs" / "examples" / "01_demo_walkthrough.ipynb")
+    for other in sorted(EXAMPLES.glob("[0-9][0-9]_*.py"))[1:]:  # the others as empty executed notebooks
+        empty = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+        (root / "docs" / "examples" / f"{other.stem}.ipynb").write_text(json.dumps(empty), encoding="utf-8")
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(root / "site")], cwd=root,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    page = root / "site" / "examples" / "01_demo_walkthrough" / "index.html"
+    srcs = re.findall(r'<img [^>]*src="([^"]+)"', page.read_text(encoding="utf-8"))
+    assert len(srcs) == n_figures and all((page.parent / s).resolve().is_file() for s in srcs), srcs
 
 
 def test_every_example_is_covered():
@@ -40,17 +68,18 @@ def test_01_demo_walkthrough_as_a_notebook(tmp_path, monkeypatch):
     """Executed as a notebook in a kernel: every figure cell shows its figure inline (PNG), the
     scene shows its HTML summary, and the files are written."""
     pytest.importorskip("nbclient", reason="nbclient/jupytext not installed (test extra)")
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("build_notebooks", EXAMPLES / "build_notebooks.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     out = tmp_path / "ex01"
     out.mkdir()
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    nb = mod.execute(EXAMPLES / "01_demo_walkthrough.py", out, small=True, timeout=900)
+    nb = _build_notebooks().execute(EXAMPLES / "01_demo_walkthrough.py", out, small=True, timeout=900)
     pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(pngs) >= 5, f"{len(pngs)} inline figures"
+    # the docs page of this notebook (docs/gen_examples.py) shows every figure as a PNG file
+    gen = _load(ROOT / "docs" / "gen_examples.py")
+    page, files = gen.notebook_markdown(nb, "01_demo_walkthrough", tmp_path / "page_files")
+    assert len(files) == len(pngs) and all(f.read_bytes().startswith(b"\x89PNG") for f in files)
+    assert page.count("](01_demo_walkthrough_files/") == len(pngs) and "antibody -&gt; em" in page
+    _site_shows_figures(tmp_path, nb, len(pngs))
     htmls = [o["data"]["text/html"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if "text/html" in o.get("data", {})]
     assert any("correlate scene" in h and "antibody -&gt; em" in h for h in htmls)
@@ -71,13 +100,21 @@ def test_01_demo_walkthrough_as_a_notebook(tmp_path, monkeypatch):
     assert len(table) > 0 and {"equivalent_diameter_nm", "n_molecules_antibody"} <= set(table.columns)
 
 
-def test_02_real_file_import(tmp_path):
+def test_02_real_file_import_as_a_notebook(tmp_path, monkeypatch):
+    """Executed as a notebook: the import summary, the store and both figures inline."""
     if not (FORMATS / "MANIFEST.tsv").exists():
         pytest.skip(f"real sample files not present at {FORMATS}")
+    pytest.importorskip("nbclient", reason="nbclient/jupytext not installed (test extra)")
     out = tmp_path / "ex02"
-    r = _run("02_real_file_import.py", out, CORRELATE_FORMATS_DIR=str(FORMATS))
+    out.mkdir()
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("CORRELATE_FORMATS_DIR", str(FORMATS))
+    nb = _build_notebooks().execute(EXAMPLES / "02_real_file_import.py", out, small=True, timeout=900)
+    pngs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(pngs) == 2, f"{len(pngs)} inline figures (SMLM render and EM expected)"
     for name in ("import_summary.tsv", "imported.ome.zarr", "smlm_render.png", "em.png"):
         assert (out / name).exists(), name
     summary = (out / "import_summary.tsv").read_text(encoding="utf-8").splitlines()
     assert len(summary) == 1 + 3  # header + the three files of the small selection
-    assert "localizations" in r.stdout and "counted in the histogram" in r.stdout
+    stdout = _stdout(nb)
+    assert "localizations" in stdout and "counted in the histogram" in stdout
