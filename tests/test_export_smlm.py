@@ -178,8 +178,9 @@ def test_picasso_reads_the_export(tmp_path, seed):
     names = np.asarray(meta["Channels"])
     np.testing.assert_array_equal(names[locs["channel"].to_numpy()], df["channel"].to_numpy(str))
     assert meta["Frames"] > df["frame"].max()
-    back = cio.read(h5)  # the project's reader agrees with Picasso on the same file
-    np.testing.assert_allclose(back["x"].to_numpy() + x0, df["x"].to_numpy(), atol=1e-6, rtol=0)
+    back = cio.read(h5)  # the project's reader applies the recorded origin and colour names
+    np.testing.assert_allclose(back["x"].to_numpy(), df["x"].to_numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(back["channel"].to_numpy(str), df["channel"].to_numpy(str))
 
 
 def test_picasso_float32_within_its_rounding(tmp_path):
@@ -253,3 +254,27 @@ def test_picasso_renders_every_exported_localization(tmp_path):
         locs, info = picasso.io.load_locs(str(h5))
         n, image = picasso.render.render(locs, info, disp_px_size=info[0]["Pixelsize"], blur_method=None)
         assert n == len(df) and image.sum() == len(df)
+
+
+@pytest.mark.parametrize("seed", [20, 21])
+def test_picasso_export_with_an_origin_reads_back_whole(tmp_path, seed):
+    """An export relative to an origin (--origin) reads back in the original nm and colour names."""
+    from correlate.cli import main
+    from correlate.scene import Scene
+
+    rng = np.random.default_rng(seed)
+    df = _lab_table(rng, 800)
+    df["x"] -= 2_000.0  # some rows left of the origin
+    sc = Scene.create(tmp_path / "s.ome.zarr")
+    sc.add("locs", df)
+    store, out = str(tmp_path / "s.ome.zarr"), tmp_path / "o_locs.hdf5"
+    base = ["export", store, "localizations", "--name", "locs", "--format", "picasso", "-o", str(out)]
+    assert main(base) == 1  # Picasso would drop the rows at negative x
+    assert main(base + ["--origin", "min"]) == 0
+    back = cio.read(out)
+    for c in ("x", "y"):
+        np.testing.assert_allclose(back[c].to_numpy(), df[c].to_numpy(), atol=1e-6, rtol=0)
+    assert list(back["channel"]) == list(df["channel"])
+    assert main(base + ["--origin=-20000,-20000"]) == 0  # a leading minus needs the = form
+    np.testing.assert_allclose(cio.read(out)["x"].to_numpy(), df["x"].to_numpy(), atol=1e-6, rtol=0)
+    assert main(base + ["--origin", "nonsense"]) == 1

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("csv", "thunderstorm", "picasso"), default=None,
                         help="localizations: plain CSV in nm (default), ThunderSTORM CSV with unit labels and "
                              "frames from 1, or Picasso HDF5 + YAML (camera pixels)")
+    parser.add_argument("--origin", metavar="X0,Y0|min", default=None,
+                        help="localizations --format picasso: write positions relative to this origin (nm, or "
+                        "'min': the smallest x, y rounded down to whole camera pixels), recorded in the YAML; "
+                        "Picasso drops rows at negative positions (negative values: --origin=-500,-800)")
     parser.add_argument("--method", choices=("histogram", "gaussian"), default="histogram",
                         help="render: counts per pixel or Gaussians of each precision (default histogram)")
     add_json_flag(parser)
@@ -120,6 +124,16 @@ def _matrix(scene, args, out: Path) -> tuple[dict, list[str]]:
     return doc, [f"wrote {out}: {args.name} -> {args.to or 'world'} homogeneous matrix (x, y order, nm)"]
 
 
+def _origin_arg(text: str) -> tuple[float, float] | str:
+    if text.strip() == "min":
+        return "min"
+    try:
+        x0, y0 = (float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise CorrelateError(f"--origin {text!r}: expected X0,Y0 in nm or 'min'", field="origin") from exc
+    return x0, y0
+
+
 def _rows(scene, args, out: Path) -> tuple[dict, list[str]]:
     if not args.name:
         raise CorrelateError(f"{args.what} needs --name NAME", field="name")
@@ -143,6 +157,10 @@ def _rows(scene, args, out: Path) -> tuple[dict, list[str]]:
     from ..io import write_localizations
 
     opts = {"pixel_size_nm": args.pixel_size} if fmt == "picasso" and args.pixel_size else {}
+    if args.origin is not None:
+        if fmt != "picasso":
+            raise CorrelateError("--origin is for --format picasso", field="origin")
+        opts["origin_nm"] = _origin_arg(args.origin)
     written = write_localizations(out, df, format=fmt, **opts)
     doc["files"] = [str(p) for p in (written if isinstance(written, tuple) else (written,))]
     return doc, [f"wrote {', '.join(doc['files'])}: {len(df)} localizations{where} as {fmt}"]

@@ -160,8 +160,27 @@ def read_picasso(path: str | Path, *, pixel_size_nm: float | None = None, channe
             cols[target] = v.astype(np.float64) if target in ("z", "precision_z") else v
         else:
             cols[name] = v
+    origin = _resolve(docs, "Origin (nm)")
+    if origin is not None:
+        try:
+            ox, oy = (float(v) for v in origin)
+        except (TypeError, ValueError) as exc:
+            raise FormatError(f"'Origin (nm)' must be [x0, y0] in nm, got {origin!r}", path=side,
+                              field="Origin (nm)") from exc
+        cols["x"] = cols["x"] + ox
+        cols["y"] = cols["y"] + oy
+        notes.append(f"positions shifted by the sidecar's 'Origin (nm)' ({ox:g}, {oy:g}) nm")
+    names_of = _resolve(docs, "Channels")
+    if names_of is not None and "channel" in cols and channel is None:
+        codes = np.asarray(cols["channel"])
+        if not isinstance(names_of, list) or codes.dtype.kind not in "iu" or (
+                codes.size and (codes.min() < 0 or codes.max() >= len(names_of))):
+            raise FormatError(f"'Channels' {names_of!r} does not name every channel code of 'locs'", path=side,
+                              field="Channels")
+        cols["channel"] = np.asarray([str(v) for v in names_of], dtype=object)[codes]
     df = pd.DataFrame(cols)
-    extra = {"origin": "centre of camera pixel (0, 0) at (0, 0) (Picasso convention)"}
+    extra = {"origin": "centre of camera pixel (0, 0) at (0, 0) (Picasso convention)"
+             + (f", shifted by 'Origin (nm)' {list(origin)}" if origin is not None else "")}
     for key in ("Width", "Height", "Frames"):
         val = _resolve(docs, key)
         if val is not None:
