@@ -134,12 +134,14 @@ def add_localizations(txn: "Transaction", name: str, df: pd.DataFrame, transform
 
 
 def add_localizations_stream(txn: "Transaction", name: str, batches: Callable[[Path], Iterable[pd.DataFrame]],
-                             transform: Transform | None, *, bucket_rows: int) -> dict:
+                             transform: Transform | None, *, bucket_rows: int, rows_given: bool = False) -> dict:
     """Stage, place and catalogue a localization table that arrives in batches (bounded memory).
 
     ``batches(workdir)`` yields the table's rows in input order as DataFrames (each checked like
     a whole element); ``workdir`` lies in the transaction's staging folder, as do the sort's
-    spills, so a killed import leaves the store as it was. Returns the group metadata.
+    spills, so a killed import leaves the store as it was. With ``rows_given`` the batches carry
+    each row's input-order number in ``__correlate_row`` (see ``write_table_stream``). Returns the
+    group metadata.
     """
     from ..io._stream_tables import write_table_stream
 
@@ -161,7 +163,8 @@ def add_localizations_stream(txn: "Transaction", name: str, batches: Callable[[P
 
     def write(p: Path) -> None:
         out.update(write_table_stream(p, checked(), kind="localizations", workdir=work, bucket_rows=bucket_rows,
-                                      extra_meta=extra, attrs_update={"coordinate_system": cs["name"]}))
+                                      extra_meta=extra, attrs_update={"coordinate_system": cs["name"]},
+                                      rows_given=rows_given))
         e["n_rows"] = int(out["n_rows"])
 
     _put_element(txn, name, e, write, f"{EXT}/localizations", t)

@@ -135,7 +135,7 @@ def import_file(scene, path: str | Path, name: str, *, plan: ImportPlan | None =
         return {**plan.record(), "element": element}
     from .readers._smlm_stream import iter_batches
 
-    spec = find_reader(path, format) if format is None else find_reader(path, plan.reader)
+    spec = find_reader(path, plan.reader)
     if modality is not None:
         overrides["modality"] = modality
     check_name(name)

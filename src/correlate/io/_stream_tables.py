@@ -8,8 +8,8 @@ groups, same ``__correlate_row`` column), built without holding the table:
    row count, the x, y extent and each column's dtypes are tracked.
 2. *Bucket*: with the extent known, each row's tile key is computed; a key histogram cuts the
    keys into contiguous ranges of at most ``bucket_rows`` rows, and every spill is split into
-   one IPC file per range (rows keep input order).
-3. *Sort*: each bucket is read, stably sorted by key and appended as row groups.
+   one IPC file per range.
+3. *Sort*: each bucket is read, sorted by (key, input row) and appended as row groups.
 
 Columns whose dtype differs between batches (an integral ``id`` in one batch, fractional in
 another) are stored as float64, as a whole-table read would give; text mixed with numbers is
@@ -72,9 +72,15 @@ class _Spill:
         self.notes: list[str] = []
         self.head: pd.DataFrame | None = None
 
-    def add(self, df: pd.DataFrame, path: Path) -> None:
+    def add(self, df: pd.DataFrame, path: Path, rows_given: bool = False) -> None:
         import pyarrow as pa
 
+        rows = None
+        if rows_given:
+            rows = df[ROW_COLUMN].to_numpy(np.int64)
+            attrs = df.attrs
+            df = df.drop(columns=[ROW_COLUMN])
+            df.attrs = attrs
         if self.columns is None:
             self.columns = [str(c) for c in df.columns]
             self.attrs = dict(df.attrs)
@@ -99,7 +105,9 @@ class _Spill:
         if self.head is None or (len(self.head) == 0 and len(df)):
             self.head = df.iloc[:1000].copy()
         t = pa.Table.from_pandas(df.reset_index(drop=True), preserve_index=False)
-        t = t.append_column(ROW_COLUMN, pa.array(np.arange(self.n, self.n + len(df), dtype=np.int64)))
+        if rows is None:
+            rows = np.arange(self.n, self.n + len(df), dtype=np.int64)
+        t = t.append_column(ROW_COLUMN, pa.array(rows))
         f = self.dir / f"spill-{len(self.files):06d}.arrow"
         with pa.OSFile(str(f), "wb") as sink, pa.ipc.new_file(sink, t.schema) as w:
             w.write_table(t)
@@ -178,7 +186,7 @@ def _bucket_tables(p: Path, sort: bool):
 
     if sort:
         t = _read_ipc(p)
-        yield t.take(pa.array(np.argsort(t.column(_KEY).to_numpy(), kind="stable")))
+        yield t.take(pa.array(np.lexsort((t.column(ROW_COLUMN).to_numpy(), t.column(_KEY).to_numpy()))))
         return
     with pa.memory_map(str(p), "r") as src:
         r = pa.ipc.open_file(src)
@@ -219,6 +227,7 @@ def write_table_stream(
     bucket_rows: int,
     extra_meta: dict | None = None,
     attrs_update: dict | None = None,
+    rows_given: bool = False,
 ) -> dict:
     """Write a table group at ``path`` (a new folder) from ``batches`` in input order.
 
@@ -233,6 +242,9 @@ def write_table_stream(
         Rows one sort pass holds at most (from the memory budget).
     attrs_update
         Attributes set on top of the batches' (e.g. the coordinate system the store gives).
+    rows_given
+        The batches carry ``__correlate_row`` (each row's place in input order, a permutation of
+        0..n-1 over all batches) and may come in any order; otherwise arrival order is input order.
 
     Returns
     -------
@@ -245,7 +257,7 @@ def write_table_stream(
     try:
         spill = _Spill(work)
         for df in batches:
-            spill.add(df, path)
+            spill.add(df, path, rows_given)
         if spill.columns is None:
             raise CorrelateError("no batch to write (an empty source)", path=path)
         dtypes = _final_dtypes(spill.dtypes, path)

@@ -129,6 +129,6 @@ def image_of(
         value_unit=VALUE_UNIT,
         name=name,
         attrs=attrs,
-        chunks=-1 if data.size <= 4096 * 4096 else "auto",
+        chunks=-1 if data.size <= 4096 * 4096 else 4096,
         **grid.coords(),
     )

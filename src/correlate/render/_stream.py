@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ElementError
 
-__all__ = ["render_element", "stored_extent"]
+__all__ = ["render_element", "stored_extent", "estimate_pixel_size"]
 
 
 def stored_extent(path, bbox: Sequence[float] | None = None) -> tuple[float, float, float, float]:
@@ -149,3 +149,39 @@ def render_element(
     return image_of(names, [planes[k] for k in keys], {str(k): inside.get(k, 0) for k in keys},
                     {str(k): total.get(k, 0) for k in keys}, split_by is not None, grid, method=method,
                     name=name, extra_attrs=extra)
+
+
+#: Largest side (pixels) an estimated pixel size gives.
+MAX_SIDE_PX = 8192
+
+
+def estimate_pixel_size(path, extent: Sequence[float]) -> dict:
+    """A pixel size for rendering a stored table: half the median localization precision (of the
+    first row group), coarsened so that neither side exceeds :data:`MAX_SIDE_PX` pixels.
+
+    Returns ``{"pixel_size_nm", "median_precision_nm", "limited_by"}``.
+
+    Raises
+    ------
+    ElementError
+        Without a precision column (pass a pixel size, ``--pixel-size``).
+    """
+    from ..io._store_tables import iter_row_groups, table_group_meta
+
+    stored = [c["name"] for c in table_group_meta(path).get("columns", [])]
+    col = next((c for c in ("precision", "precision_x") if c in stored), None)
+    if col is None:
+        raise ElementError(f"no precision column to choose a pixel size from (columns {stored}); pass "
+                           "pixel_size_nm= (--pixel-size NM)", path=str(path), field="pixel_size_nm")
+    first = next(iter_row_groups(path, [col]), None)
+    v = first.column(col).to_numpy() if first is not None else np.empty(0)
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        raise ElementError(f"column {col!r} holds no positive precision; pass pixel_size_nm= (--pixel-size NM)",
+                           path=str(path), field="pixel_size_nm")
+    med = float(np.median(v))
+    span = max(float(extent[1] - extent[0]), float(extent[3] - extent[2]))
+    px, why = med / 2.0, "half the median precision"
+    if span / px > MAX_SIDE_PX:
+        px, why = span / MAX_SIDE_PX, f"at most {MAX_SIDE_PX} pixels a side"
+    return {"pixel_size_nm": px, "median_precision_nm": med, "limited_by": why}

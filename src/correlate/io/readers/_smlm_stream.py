@@ -122,7 +122,8 @@ def iter_batches(spec, path: Path, workdir: Path, *, batch_bytes: int, batch_row
         pf = pq.ParquetFile(path)
         schema = pf.schema_arrow
         for batch in pf.iter_batches(batch_size=max(1, int(batch_rows))):
-            pq.write_table(pa.Table.from_batches([batch], schema=schema), tmp, compression="none")
+            pq.write_table(pa.Table.from_batches([batch], schema=schema), tmp, compression="none", use_dictionary=False,
+                           write_statistics=False)
             df = _read_slice(spec, tmp, path, first, overrides)
             first += batch.num_rows
             yield df
