@@ -152,7 +152,10 @@ def _bucket(spill: _Spill, schema, n_side: int, edges: np.ndarray) -> list[Path]
     try:
         for f in spill.files:
             t = _read_ipc(f).cast(schema)
-            k = tile_keys(t.column("x").to_numpy(), t.column("y").to_numpy(), spill.extent, n_side)
+            if n_side:
+                k = tile_keys(t.column("x").to_numpy(), t.column("y").to_numpy(), spill.extent, n_side)
+            else:
+                k = np.zeros(t.num_rows, np.uint64)
             b = np.searchsorted(edges, k.astype(np.int64), side="right") - 1
             order = np.argsort(b, kind="stable")
             starts = np.searchsorted(b[order], np.arange(n_b + 1))
@@ -265,7 +268,7 @@ def write_table_stream(
         n_side = tile_side(spill.n) if np.all(np.isfinite(spill.extent)) else 0
         edges = _bucket_edges(spill, n_side, max(1, int(bucket_rows))) if n_side else np.array([0, 1], np.int64)
         buckets = _bucket(spill, schema, n_side, edges)
-        sort = [bool(n_side) and int(b - a) > 1 for a, b in zip(edges[:-1], edges[1:])]
+        sort = [rows_given or (bool(n_side) and int(b - a) > 1) for a, b in zip(edges[:-1], edges[1:])]
         _write_sorted(path / PARQUET_NAME, buckets, schema, sort)
     finally:
         shutil.rmtree(work, ignore_errors=True)
