@@ -6,7 +6,8 @@ Writes a Parquet file (and with ``--csv`` a ThunderSTORM CSV) of N localizations
 * ``correlate import STORE FILE --memory-budget B`` (streamed: spill, bucket by tile, sort);
 * ``correlate render STORE NAME --pixel-size P`` (row group by row group, x and y only);
 * the peer: pyarrow reading the same Parquet file batch by batch (``ParquetFile.iter_batches``,
-  every column: the floor of any streamed import) and, with ``--peer-full``, whole
+  every column, ``pre_buffer=False``: with pyarrow's default pre-buffering the read keeps what it
+  read and its RSS grows to the file's size; the floor of any streamed import) and, with ``--peer-full``, whole
   (``pyarrow.parquet.read_table``).
 
 Prints peak RSS (target: import and render each under 6 GiB at 1e8 rows), wall time, rows/s, the
@@ -90,7 +91,7 @@ def timed(cmd: list[str], label: str) -> dict:
 
 PEER_BATCHES = """
 import sys, pyarrow.parquet as pq
-pf = pq.ParquetFile(sys.argv[1]); n = 0; s = 0.0
+pf = pq.ParquetFile(sys.argv[1], pre_buffer=False); n = 0; s = 0.0
 for b in pf.iter_batches(batch_size=1_000_000):
     n += b.num_rows; s += float(b.column(2).to_numpy().sum())
 print(n, s)

@@ -119,7 +119,8 @@ def iter_batches(spec, path: Path, workdir: Path, *, batch_bytes: int, batch_row
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(path)
+        # pre_buffer keeps every column chunk read so far: RSS grows to the file's size
+        pf = pq.ParquetFile(path, pre_buffer=False)
         schema = pf.schema_arrow
         for batch in pf.iter_batches(batch_size=max(1, int(batch_rows))):
             pq.write_table(pa.Table.from_batches([batch], schema=schema), tmp, compression="none", use_dictionary=False,
