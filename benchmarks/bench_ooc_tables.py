@@ -5,6 +5,7 @@ Writes a Parquet file (and with ``--csv`` a ThunderSTORM CSV) of N localizations
 
 * ``correlate import STORE FILE --memory-budget B`` (streamed: spill, bucket by tile, sort);
 * ``correlate render STORE NAME --pixel-size P`` (row group by row group, x and y only);
+* ``correlate filter STORE NAME --where ...`` (two passes over the row groups, a new element);
 * the peer: pyarrow reading the same Parquet file batch by batch (``ParquetFile.iter_batches``,
   every column, ``pre_buffer=False``: with pyarrow's default pre-buffering the read keeps what it
   read and its RSS grows to the file's size; the floor of any streamed import) and, with ``--peer-full``, whole
@@ -137,6 +138,9 @@ def main() -> int:
         if imp["status"] == 0:
             results["runs"].append(timed([py, "-m", "correlate", "render", str(store), "locs", "--pixel-size",
                                           str(args.pixel_size)], f"correlate render ({kind} store)"))
+            results["runs"].append(timed([py, "-m", "correlate", "filter", str(store), "locs", "--where",
+                                          "precision < 12 and frame < 60000", "--memory-budget", args.memory_budget],
+                                         f"correlate filter ({kind} store)"))
         if not args.keep:
             shutil.rmtree(store, ignore_errors=True)
     results["runs"].append(timed([py, "-c", PEER_BATCHES, str(pq_path)], "pyarrow iter_batches (peer)"))
