@@ -80,8 +80,8 @@ def _attrs_but_cs(df: pd.DataFrame) -> dict:
 
 
 @pytest.mark.parametrize("suffix,flavour,seed", [(".csv", "thunderstorm", 0), (".csv", "table", 1),
-                                                 (".parquet", "table", 2), (".csv", "thunderstorm", 3),
-                                                 (".parquet", "table", 4)])
+                                                 (".parquet", "table", 2), (".csv", "thunderstorm", 11),
+                                                 (".parquet", "table", 14), (".parquet", "table", 6)])
 def test_streamed_import_equals_in_memory(tmp_path, suffix, flavour, seed):
     rng = np.random.default_rng(seed)
     src = tmp_path / f"locs{suffix}"
