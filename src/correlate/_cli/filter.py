@@ -22,6 +22,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--frames", default=None, help="a:b, 0-based, b exclusive (either may be empty)")
     parser.add_argument("--out", default=None, help="name of the filtered element (default NAME_filtered)")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("--memory-budget", metavar="SIZE", default=None,
+                        help="memory the filter may use (e.g. 4GiB; default half the available memory); an "
+                             "element whose in-memory filter would exceed it is filtered row group by row group")
+    parser.add_argument("--stream", choices=["auto", "always", "never"], default="auto",
+                        help="filter row group by row group always, never, or as the memory budget decides")
     add_json_flag(parser)
 
 
@@ -30,9 +35,25 @@ def run(args) -> int:
     from ..scene import Scene
     from ..smlm import filter_element
 
+    from ..io._memory_budget import IN_MEMORY_FACTOR, memory_budget
+    from ..smlm import filter_stored
+
     scene = Scene.open(args.store, mode="r+")
-    res = filter_element(scene, args.name, where=args.where, roi=args.roi, frames=args.frames,
-                         out=args.out, overwrite=args.overwrite)
+    budget = memory_budget(args.memory_budget)
+    stream = {"always": True, "never": False}.get(args.stream)
+    if stream is None and scene.kind(args.name) == "localizations":
+        from ..io._store_tables import table_group_meta
+
+        meta = table_group_meta(scene._abs(scene._entry(args.name)["path"], "element"))
+        stream = int(meta["n_rows"]) * 8 * (len(meta["columns"]) + 1) * IN_MEMORY_FACTOR > budget.bytes
+    if stream:
+        res = filter_stored(scene, args.name, args.where, roi=args.roi, frames=args.frames, out=args.out,
+                            overwrite=args.overwrite, memory_budget=budget)
+        if not args.json:
+            print(f"{budget.describe()}: filtered row group by row group")
+    else:
+        res = filter_element(scene, args.name, where=args.where, roi=args.roi, frames=args.frames,
+                             out=args.out, overwrite=args.overwrite)
     s = res["summary"]
     if args.json:
         emit({"element": args.name, "where": args.where, "roi": args.roi, "frames": args.frames,

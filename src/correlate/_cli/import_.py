@@ -32,6 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frame", type=int, help="time series and image stacks: which frame/plane to read (0-based)")
     p.add_argument("--format", help="force a reader by name instead of detecting it")
     p.add_argument("--overwrite", action="store_true", help="replace elements of the same name")
+    p.add_argument("--memory-budget", metavar="SIZE",
+                   help="memory the import may use (e.g. 4GiB, 800MB; default half the available memory, "
+                        "printed); localization tables whose in-memory read would exceed it are streamed")
+    p.add_argument("--stream", choices=["auto", "always", "never"], default="auto",
+                   help="localization tables: read in batches always, never, or as the memory budget decides "
+                        "(default auto)")
     add_json_flag(p)
 
 
@@ -91,10 +97,19 @@ def element_facts(element) -> dict:
     return d
 
 
+def _streamed_facts(res: dict) -> dict:
+    attrs = res.get("attrs", {})
+    return {"reader": res["reader"], "kind": "localizations", "modality": attrs.get("modality"),
+            "n_rows": res["n_rows"], "columns": res["columns"], "frame_base": attrs.get("frame_base"),
+            "camera_pixel_size_nm": attrs.get("camera_pixel_size_nm"),
+            "assumptions": [str(n) for n in attrs.get("notes") or []]}
+
+
 @json_command
 def run(args) -> int:
     from ..errors import StoreError
     from ..io import read
+    from ..io._import import import_file
     from .._store.paths import check_name
     from ..scene import Scene
 
@@ -124,9 +139,23 @@ def run(args) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides[key] = int(value) if key == "series" and str(value).isdigit() else value
-    # Read everything first: a bad file stops the import before anything lands in the store.
+    from ..io._import import plan_import
+    from ..io._memory_budget import memory_budget
+
+    budget = memory_budget(args.memory_budget)
+    force = {"auto": None, "always": True, "never": False}[args.stream]
+    plans = [plan_import(f, format=args.format, memory_budget_bytes=budget, stream=force) for f in files]
+    if not args.json and any(pl.mode == "stream" or pl.est_rows for pl in plans):
+        print(budget.describe())
+    # Read what fits in memory first: a bad file stops the import before anything lands in the store
+    # (a streamed file is read inside the transaction, which a failure aborts).
     elements = []
-    for f, name in zip(files, names):
+    for f, name, pl in zip(files, names, plans):
+        if pl.mode == "stream":
+            elements.append((name, None))
+            if not args.json:
+                print(f"{f}: -> '{name}'\n  {pl.reader}: {pl.describe()}")
+            continue
         element = read(f, modality=args.modality, format=args.format, **overrides)
         elements.append((name, element))
         if not args.json:
@@ -139,13 +168,22 @@ def run(args) -> int:
                 raise
             scene = Scene.open(store, mode="r+")  # another import created it meanwhile
     # one transaction: every file lands, or none does
+    streamed = {}
     with scene.transaction(f"import of {len(elements)} file(s)"):
-        for name, element in elements:
-            scene.add(name, element, overwrite=args.overwrite)
+        for f, (name, element), pl in zip(files, elements, plans):
+            if element is None:
+                streamed[name] = import_file(scene, f, name, plan=pl, overwrite=args.overwrite,
+                                             modality=args.modality, format=args.format, **overrides)
+                if not args.json:
+                    print(f"  '{name}': {streamed[name]['n_rows']} localizations streamed, columns "
+                          f"[{', '.join(streamed[name]['columns'][:12])}]")
+            else:
+                scene.add(name, element, overwrite=args.overwrite)
     if args.json:
-        emit({"store": str(store), "n_added": len(elements),
-              "files": [{"file": str(f), "element": name, **element_facts(el)}
-                        for f, (name, el) in zip(files, elements)]})
+        emit({"store": str(store), "n_added": len(elements), "memory_budget": budget.record(),
+              "files": [{"file": str(f), "element": name, "plan": pl.record(),
+                         **(element_facts(el) if el is not None else _streamed_facts(streamed[name]))}
+                        for f, (name, el), pl in zip(files, elements, plans)]})
     else:
         print(f"{store}: {len(elements)} element(s) added")
     return 0

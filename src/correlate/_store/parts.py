@@ -5,7 +5,7 @@ then change the pending metadata; superseded paths go after the commit."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import pandas as pd
 
@@ -21,7 +21,7 @@ from .rootdoc import now
 if TYPE_CHECKING:  # pragma: no cover
     from .writer import Transaction
 
-__all__ = ["add_element", "add_image", "add_localizations", "add_table", "set_transform", "remove_element", "add_labels",
+__all__ = ["add_element", "add_image", "add_localizations", "add_localizations_stream", "add_table", "set_transform", "remove_element", "add_labels",
            "remove_label", "add_landmarks"]
 
 
@@ -100,28 +100,78 @@ def add_image(txn: "Transaction", name: str, img, transform: Transform | None) -
     _put_element(txn, name, e, lambda p: e.update(write_image_group(p, img, name)), "", t)
 
 
-def add_localizations(txn: "Transaction", name: str, df: pd.DataFrame, transform: Transform | None) -> None:
-    """Stage, place and catalogue a localization table under ``correlate/localizations/``."""
-    from ..io._store_tables import write_table_group
-
-    _el.validate_localizations(df, name=name)
+def _check_length_units(name: str, df: pd.DataFrame) -> None:
     units = dict(df.attrs.get("units", {}) or {})
     for col in ("x", "y", "z", "precision", "precision_x", "precision_y", "precision_z", "sigma"):
         if col in df.columns and units.get(col):
             if normalize_length_unit(str(units[col]), path=name, field=f"units.{col}") != "nm":
                 raise UnitError(f"column {col!r} is in {units[col]!r}; localizations must be in nm",
                                 path=name, field=f"units.{col}")
+
+
+def _localizations_entry(name: str, df: pd.DataFrame) -> tuple[int, dict, dict, dict]:
+    """(ndim, catalogue entry, group metadata, coordinate system) of a localization element like ``df``."""
     ndim = 3 if "z" in df.columns else 2
-    t = lift(transform if transform is not None else Identity(ndim), ndim, name)
     cs = {"name": f"{WORLD}_{name}"}
     e = {"kind": "localizations", "path": "", "coordinate_system": cs, "ndim": ndim, "n_rows": int(len(df)),
          "modality": str(df.attrs.get("modality", "smlm")), "source_format": str(df.attrs.get("source_format", "")),
          "added": now()}
-    extra = {"coordinate_system": cs, "ndim": ndim, "element": name}
+    return ndim, e, {"coordinate_system": cs, "ndim": ndim, "element": name}, cs
+
+
+def add_localizations(txn: "Transaction", name: str, df: pd.DataFrame, transform: Transform | None) -> None:
+    """Stage, place and catalogue a localization table under ``correlate/localizations/``."""
+    from ..io._store_tables import write_table_group
+
+    _el.validate_localizations(df, name=name)
+    _check_length_units(name, df)
+    ndim, e, extra, cs = _localizations_entry(name, df)
+    t = lift(transform if transform is not None else Identity(ndim), ndim, name)
     df = df.copy(deep=False)  # the table names the system the store gives it (a reader's name would differ)
     df.attrs = {**df.attrs, "coordinate_system": cs["name"]}
     _put_element(txn, name, e, lambda p: write_table_group(p, df, kind="localizations", extra_meta=extra),
                  f"{EXT}/localizations", t)
+
+
+def add_localizations_stream(txn: "Transaction", name: str, batches: Callable[[Path], Iterable[pd.DataFrame]],
+                             transform: Transform | None, *, bucket_rows: int, rows_given: bool = False) -> dict:
+    """Stage, place and catalogue a localization table that arrives in batches (bounded memory).
+
+    ``batches(workdir)`` yields the table's rows in input order as DataFrames (each checked like
+    a whole element); ``workdir`` lies in the transaction's staging folder, as do the sort's
+    spills, so a killed import leaves the store as it was. With ``rows_given`` the batches carry
+    each row's input-order number in ``__correlate_row`` (see ``write_table_stream``). Returns the
+    group metadata.
+    """
+    from ..io._stream_tables import write_table_stream
+
+    work = txn.staged("work")
+    it = iter(batches(work))
+    first = next(it)
+
+    def checked():
+        yield first
+        for df in it:
+            _el.validate_localizations(df, name=name)
+            yield df
+
+    _el.validate_localizations(first, name=name)
+    _check_length_units(name, first)
+    ndim, e, extra, cs = _localizations_entry(name, first)
+    t = lift(transform if transform is not None else Identity(ndim), ndim, name)
+    out: dict = {}
+
+    def write(p: Path) -> None:
+        out.update(write_table_stream(p, checked(), kind="localizations", workdir=work, bucket_rows=bucket_rows,
+                                      extra_meta=extra, attrs_update={"coordinate_system": cs["name"]},
+                                      rows_given=rows_given))
+        e["n_rows"] = int(out["n_rows"])
+
+    _put_element(txn, name, e, write, f"{EXT}/localizations", t)
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 def add_table(txn: "Transaction", name: str, df: pd.DataFrame) -> None:

@@ -86,7 +86,7 @@ def _shards_for(dims: Sequence[str], shape: Sequence[int], chunks: Sequence[int]
         if not any(d in SPATIAL_DIMS and n > f * c for d, n, c in zip(dims, shape, chunks)):
             continue
         shard = tuple(
-            int(min(n, f * c)) if d in SPATIAL_DIMS and n > c else int(c) for d, n, c in zip(dims, shape, chunks)
+            int(min(-(-n // c), f) * c) if d in SPATIAL_DIMS and n > c else int(c) for d, n, c in zip(dims, shape, chunks)
         )
         if int(np.prod(shard)) * itemsize <= SHARD_BYTES:
             return shard

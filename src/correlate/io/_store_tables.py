@@ -22,7 +22,8 @@ import pandas as pd
 from ..errors import ElementError, StoreError
 from ._atomic import from_jsonable, to_jsonable
 
-__all__ = ["TABLE_SCHEMA_VERSION", "write_table_group", "read_table_group", "table_group_meta"]
+__all__ = ["TABLE_SCHEMA_VERSION", "write_table_group", "read_table_group", "table_group_meta", "open_parquet",
+           "bbox_row_groups", "iter_row_groups"]
 
 TABLE_SCHEMA_VERSION = 1
 ROW_COLUMN = "__correlate_row"
@@ -44,19 +45,32 @@ def _morton2(ix: np.ndarray, iy: np.ndarray) -> np.ndarray:
     return spread(ix) | (spread(iy) << np.uint64(1))
 
 
-def tile_order(x: np.ndarray, y: np.ndarray, rows_per_tile: int = ROW_GROUP_SIZE // 16) -> np.ndarray:
-    """Row order that groups points by spatial tile (Morton order over a square grid)."""
-    n = len(x)
+def tile_side(n: int, rows_per_tile: int = ROW_GROUP_SIZE // 16) -> int:
+    """Tiles per side of the square Morton grid for ``n`` rows (0: too few rows to sort)."""
     if n <= rows_per_tile:
-        return np.arange(n)
-    n_side = int(min(1 << 15, max(2, np.ceil(np.sqrt(n / rows_per_tile)))))
+        return 0
+    return int(min(1 << 15, max(2, np.ceil(np.sqrt(n / rows_per_tile)))))
+
+
+def tile_keys(x: np.ndarray, y: np.ndarray, extent: Sequence[float], n_side: int) -> np.ndarray:
+    """Morton key of each point's tile on an ``n_side`` grid over ``extent`` = (x0, x1, y0, y1) nm."""
+    x0, x1, y0, y1 = (float(v) for v in extent)
     x = np.asarray(x, float)
     y = np.asarray(y, float)
-    x0, x1 = np.nanmin(x), np.nanmax(x)
-    y0, y1 = np.nanmin(y), np.nanmax(y)
     ix = np.clip(((x - x0) / max(x1 - x0, 1e-12) * n_side).astype(np.int64), 0, n_side - 1)
     iy = np.clip(((y - y0) / max(y1 - y0, 1e-12) * n_side).astype(np.int64), 0, n_side - 1)
-    return np.argsort(_morton2(ix, iy), kind="stable")
+    return _morton2(ix, iy)
+
+
+def tile_order(x: np.ndarray, y: np.ndarray, rows_per_tile: int = ROW_GROUP_SIZE // 16) -> np.ndarray:
+    """Row order that groups points by spatial tile (Morton order over a square grid)."""
+    n_side = tile_side(len(x), rows_per_tile)
+    if not n_side:
+        return np.arange(len(x))
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    extent = (np.nanmin(x), np.nanmax(x), np.nanmin(y), np.nanmax(y))
+    return np.argsort(tile_keys(x, y, extent, n_side), kind="stable")
 
 
 def _columns_meta(df: pd.DataFrame, units: dict) -> list[dict]:
@@ -160,9 +174,9 @@ def read_table_group(
     bbox
         ``(x0, y0, x1, y1)`` in nm: only rows inside (row groups outside are skipped).
     """
-    import pyarrow.parquet as pq
+    import pyarrow as pa
 
-    from ._store_remote import RemotePath, parquet_source
+    from ._store_remote import RemotePath
 
     path = path if isinstance(path, RemotePath) else Path(path)
     meta = table_group_meta(path)
@@ -180,13 +194,17 @@ def read_table_group(
     cols = None
     if columns is not None:
         cols = list(dict.fromkeys(list(columns) + list(index or []) + [ROW_COLUMN]))
-    filters = None
-    if bbox is not None:
-        x0, y0, x1, y1 = (float(v) for v in bbox)
-        filters = [("x", ">=", x0), ("x", "<=", x1), ("y", ">=", y0), ("y", "<=", y1)]
+        if bbox is not None:
+            cols = list(dict.fromkeys(cols + ["x", "y"]))
     try:
-        source, filesystem = parquet_source(path / PARQUET_NAME)
-        table = pq.read_table(source, columns=cols, filters=filters, filesystem=filesystem)
+        pf = open_parquet(path)
+        if bbox is None:
+            table = pf.read(columns=cols)
+        else:
+            table = pf.read_row_groups(bbox_row_groups(pf, bbox), columns=cols)
+            table = table.filter(pa.array(_bbox_mask(table, bbox)))
+            if cols is not None:
+                table = table.select([c for c in cols if c in list(columns) + list(index or []) + [ROW_COLUMN]])
     except FileNotFoundError as exc:
         raise StoreError("table data file is missing", path=path / PARQUET_NAME) from exc
     df = table.to_pandas()
@@ -202,3 +220,78 @@ def read_table_group(
         df.index = df.index.set_names([None if n.startswith("__index_level_") else n for n in index])
     df.attrs = dict(meta.get("attrs", {}))
     return df
+
+
+def open_parquet(path: Path):
+    """The ``pyarrow.parquet.ParquetFile`` of table group ``path`` (local or remote)."""
+    import pyarrow.parquet as pq
+
+    from ._store_remote import parquet_source
+
+    source, filesystem = parquet_source(path / PARQUET_NAME)
+    if filesystem is not None:
+        return pq.ParquetFile(filesystem.open_input_file(source))
+    return pq.ParquetFile(source)
+
+
+def _stat_range(rg, col: int) -> tuple[float, float] | None:
+    st = rg.column(col).statistics
+    if st is None or not st.has_min_max:
+        return None
+    return float(st.min), float(st.max)
+
+
+def bbox_row_groups(pf, bbox: Sequence[float]) -> list[int]:
+    """Row groups of ``pf`` whose x, y statistics meet ``bbox`` = (x0, y0, x1, y1) nm.
+
+    A row group without statistics for x or y is kept (it may hold rows in the box).
+    """
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    names = pf.schema_arrow.names
+    ix, iy = names.index("x"), names.index("y")
+    md = pf.metadata
+    out = []
+    for i in range(md.num_row_groups):
+        rg = md.row_group(i)
+        rx, ry = _stat_range(rg, ix), _stat_range(rg, iy)
+        if rx is not None and (rx[1] < x0 or rx[0] > x1):
+            continue
+        if ry is not None and (ry[1] < y0 or ry[0] > y1):
+            continue
+        out.append(i)
+    return out
+
+
+def _bbox_mask(table, bbox: Sequence[float]) -> np.ndarray:
+    x0, y0, x1, y1 = (float(v) for v in bbox)
+    x = table.column("x").to_numpy()
+    y = table.column("y").to_numpy()
+    return (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+
+
+def iter_row_groups(path: Path, columns: Sequence[str], bbox: Sequence[float] | None = None, *,
+                    max_rows: int | None = None):
+    """Yield the stored table at ``path`` as pyarrow Tables of ``columns``, in stored order.
+
+    Only the named columns are read (column pruning) and, with ``bbox`` = (x0, y0, x1, y1) nm,
+    only the row groups whose statistics meet the box, filtered to its rows. ``max_rows`` groups
+    consecutive row groups up to that many rows per yielded table (default: one row group each).
+    """
+    import pyarrow as pa
+
+    pf = open_parquet(path)
+    cols = list(dict.fromkeys(list(columns) + (["x", "y"] if bbox is not None else [])))
+    groups = bbox_row_groups(pf, bbox) if bbox is not None else list(range(pf.metadata.num_row_groups))
+    batch: list[int] = []
+    rows = 0
+    for i in groups + [None]:
+        n = pf.metadata.row_group(i).num_rows if i is not None else 0
+        if batch and (i is None or max_rows is None or rows + n > max_rows):
+            t = pf.read_row_groups(batch, columns=cols)
+            if bbox is not None:
+                t = t.filter(pa.array(_bbox_mask(t, bbox)))
+            yield t.select(list(columns))
+            batch, rows = [], 0
+        if i is not None:
+            batch.append(i)
+            rows += n

@@ -12,6 +12,7 @@ corner of pixel 0 instead. The far edge of the grid is closed, so nothing inside
 * :func:`render_gaussian`: each localization as a Gaussian of its own precision, integrated over
   each pixel with erf differences.
 * :func:`render`: either, by ``method=``.
+* :func:`render_element`: a stored element of a scene, row group by row group (bounded memory).
 * :func:`composite`: per-channel colour composite (RGB / RGBA numpy array).
 * :class:`Grid`, :func:`grid_from_image`, :func:`grid_from_extent`: the pixel grid.
 """
@@ -22,11 +23,13 @@ from ._composite import DEFAULT_COLORS, channel_colors, composite
 from ._gaussian import gaussian_counts, render_gaussian
 from ._grid import Grid, as_grid, grid_from_extent, grid_from_image
 from ._histogram import histogram_counts, render_histogram
+from ._stream import render_element
 
 __all__ = [
     "render",
     "render_histogram",
     "render_gaussian",
+    "render_element",
     "histogram_counts",
     "gaussian_counts",
     "composite",

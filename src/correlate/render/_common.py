@@ -79,8 +79,6 @@ def render_channels(
     extra_attrs: Mapping[str, Any] | None = None,
 ):
     """Render every channel with ``per_channel(df, name, grid) -> (image, n_inside)``; build the Image."""
-    from ..elements import make_image
-
     names, tables, multi = channels_of(locs, split_by)
     grid = resolve_grid(tables, names, grid_kwargs)
     planes, inside, total = [], {}, {}
@@ -89,10 +87,28 @@ def render_channels(
         planes.append(img)
         inside[n] = int(k)
         total[n] = int(len(t))
+    return image_of(names, planes, inside, total, multi, grid, method=method, name=name, extra_attrs=extra_attrs)
+
+
+def image_of(
+    names: list[str],
+    planes: list[np.ndarray],
+    inside: Mapping[str, int],
+    total: Mapping[str, int],
+    multi: bool,
+    grid: Grid,
+    *,
+    method: str,
+    name: str | None,
+    extra_attrs: Mapping[str, Any] | None = None,
+):
+    """The Image element of rendered ``planes`` (one per channel name) on ``grid``."""
+    from ..elements import make_image
+
     attrs = {
         "render_method": method,
-        "n_localizations": total,
-        "n_inside": inside,
+        "n_localizations": dict(total),
+        "n_inside": dict(inside),
         "pixel_convention": "center",
     }
     if extra_attrs:
@@ -100,7 +116,7 @@ def render_channels(
     if multi:
         data = np.stack(planes)
         dims = ("c", "y", "x")
-        cn = names
+        cn = list(names)
     else:
         data = planes[0]
         dims = ("y", "x")
@@ -113,6 +129,6 @@ def render_channels(
         value_unit=VALUE_UNIT,
         name=name,
         attrs=attrs,
-        chunks=-1 if data.size <= 4096 * 4096 else "auto",
+        chunks=-1 if data.size <= 4096 * 4096 else 4096,
         **grid.coords(),
     )

@@ -12,7 +12,7 @@ Drift
 Blinks
     :func:`merge_blinks`, :func:`link_events`.
 Filtering
-    :func:`filter_localizations`, :func:`check_expression`.
+    :func:`filter_localizations`, :func:`check_expression`; :func:`filter_stored` (a stored element, bounded memory).
 Quality
     :func:`nena` (localization precision), :func:`frc` (resolution), :func:`summary`.
 Colours
@@ -35,6 +35,7 @@ from ._drift import (
 from ._drift_trace import Drift
 from ._fiducials import Fiducials, fiducial_mask, find_fiducials
 from ._filter import check_expression, filter_localizations, parse_frames, parse_roi
+from ._filter_stream import filter_stored
 from ._frc import FrcResult, frc, frc_curve
 from ._history import make_step, processing_history, record_step
 from ._merge import link_events, merge_blinks
@@ -67,6 +68,7 @@ __all__ = [
     "fiducial_mask",
     "filter_element",
     "filter_localizations",
+    "filter_stored",
     "find_fiducials",
     "frc",
     "frc_curve",

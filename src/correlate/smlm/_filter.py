@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..errors import CorrelateError
 
-__all__ = ["check_expression", "filter_localizations", "parse_frames", "parse_roi"]
+__all__ = ["check_expression", "filter_localizations", "keep_mask", "parse_frames", "parse_roi"]
 
 _ALLOWED_NODES = (
     ast.Expression,
@@ -190,6 +190,20 @@ def filter_localizations(
     pandas.DataFrame
         The kept rows (index reset), attrs preserved.
     """
+    keep = keep_mask(df, where, roi=roi, frames=frames)
+    out = df.loc[keep].reset_index(drop=True)
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def keep_mask(
+    df: pd.DataFrame,
+    where: str | None = None,
+    *,
+    roi: str | Sequence[float] | None = None,
+    frames: str | Sequence[int | None] | None = None,
+) -> np.ndarray:
+    """The (N,) boolean mask of the rows :func:`filter_localizations` keeps."""
     keep = np.ones(len(df), bool)
     if where is not None and str(where).strip():
         check_expression(where, df.columns)
@@ -218,6 +232,4 @@ def filter_localizations(
             keep &= fr >= f[0]
         if f[1] is not None:
             keep &= fr < f[1]
-    out = df.loc[keep].reset_index(drop=True)
-    out.attrs = dict(df.attrs)
-    return out
+    return keep
