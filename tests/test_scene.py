@@ -766,3 +766,10 @@ def test_a_localization_table_names_the_system_info_reports(tmp_path):
     sc.add("antibody", locs)
     assert sc.get("antibody").attrs["coordinate_system"] == sc._entry("antibody")["coordinate_system"]["name"]
     assert "world_antibody" in sc.info()
+
+
+@pytest.mark.parametrize("shape", [(1100, 3636), (4847, 1030)])
+def test_image_sides_that_are_no_multiple_of_the_chunk_store_and_read_back(scene, shape):
+    img = np.random.default_rng(5).integers(0, 4000, shape).astype(np.uint16)
+    scene.add("big", el.make_image(img, pixel_size_nm=2.0, modality="em"))
+    np.testing.assert_array_equal(scene.get("big").values, img)
