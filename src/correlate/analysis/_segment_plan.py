@@ -65,10 +65,11 @@ def interaction_px(min_sep_px: float, max_grow_px: float) -> int:
 
 
 def overlap_px(max_diameter_nm: float, px: float, min_sep_px: float) -> int:
-    """Overlap (px) a block needs beyond its interior: the largest object (``max_diameter_nm``)
-    plus the interaction distance (growth bounded by the object's radius)."""
+    """Overlap (px) a block needs beyond its interior: a touching pair of the largest objects
+    (``max_diameter_nm``, one watershed basin region) plus the interaction distance (growth
+    bounded by the object's radius)."""
     d = float(max_diameter_nm) / px
-    return int(math.ceil(d + interaction_px(min_sep_px, 0.5 * d)) + 2)
+    return int(math.ceil(2 * d + interaction_px(min_sep_px, 0.5 * d)) + 2)
 
 
 @dataclass(frozen=True)

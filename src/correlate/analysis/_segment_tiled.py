@@ -51,6 +51,7 @@ class TiledSegmentation:
     table: pd.DataFrame
     fiducials: pd.DataFrame
     info: dict = field(default_factory=dict)
+    workdir: Any = None
 
     @property
     def n_particles(self) -> int:
@@ -194,6 +195,7 @@ def segment_em_tiled(
     memory_budget=None,
     overlap_nm: float | None = None,
     labels_path: str | Path | None = None,
+    in_workdir: bool = False,
     polarity: str = "auto",
     contrast: str = "log",
     background_nm: float | None = 500.0,
@@ -228,7 +230,10 @@ def segment_em_tiled(
         the distance objects influence each other over.
     labels_path
         Zarr array (a new folder) the labels are written to block by block; None keeps them in
-        memory (small images, tests).
+        memory (small images, tests) unless ``in_workdir``.
+    in_workdir
+        Write the labels to a zarr array in a temporary folder that lives as long as the result
+        (the particle pipeline: the store step copies them block by block).
     polarity, contrast, background_nm, smooth_nm, threshold, k_sigma, min_diameter_nm,
     max_diameter_nm, split_touching, min_separation_nm, edge_fraction, shape_model,
     psf_sigma_nm, exclude_fiducials, fiducial_ratio, exclude_at
@@ -273,14 +278,16 @@ def segment_em_tiled(
                   max_diameter_nm=max_diameter_nm, split_touching=split_touching, min_sep_px=min_sep_px,
                   edge_fraction=float(edge_fraction), shape_model=shape_model, blur_px=blur_px,
                   exclude_fiducials=exclude_fiducials, fiducial_ratio=fiducial_ratio, exclude_at=exclude_at)
-    tmp = None
-    if labels_path is None:
-        tmp = tempfile.TemporaryDirectory(prefix="correlate-seg-")
-        work = Path(tmp.name)
-    else:
-        work = Path(labels_path).parent
+    tmp = tempfile.TemporaryDirectory(prefix="correlate-seg-")
+    if in_workdir:
+        labels_path = Path(tmp.name) / "labels.zarr"
     try:
-        return run_blocks(img, read, g, plan, params, info, work, labels_path)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
+        res = run_blocks(img, read, g, plan, params, info, Path(tmp.name), labels_path)
+    except BaseException:
+        tmp.cleanup()
+        raise
+    if in_workdir:
+        res.workdir = tmp
+    else:
+        tmp.cleanup()
+    return res
