@@ -151,6 +151,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", default=None, help="folder of the generated inputs (kept between runs)")
     ap.add_argument("--memory-budget", default="2GiB", help="passed to correlate particles")
+    ap.add_argument("--count-method", default="events", choices=["events", "sites"],
+                    help="molecule counting of correlate particles (default events; see the report for sites)")
     ap.add_argument("--whole-check", action="store_true", help="compare with a whole-image segmentation (small sizes)")
     args = ap.parse_args(argv)
     n_locs = int(args.n_locs)
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
         rows.append(_timed([*py, "import", str(store), str(cache / "locs.parquet"), "--name", "locs"], "import locs"))
     rows.append(_timed([*py, "particles", str(store), "--structure", "em", "--labels", "locs" if n_locs else "",
                         "--assume-aligned", "--tre-nm", "2", "--max-diameter-nm", "220",
-                        "--memory-budget", args.memory_budget], "particles"))
+                        "--memory-budget", args.memory_budget, "--count-method", args.count_method], "particles"))
     for r in rows:
         print(f"{r['step']:<12} rc {r['rc']}  peak RSS {r['peak_rss_gib']:.2f} GiB  wall {r['wall_s']:.1f} s  "
               f"load {r['load']}", flush=True)

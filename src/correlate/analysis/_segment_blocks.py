@@ -27,7 +27,8 @@ def _check_clusters(cand: dict, plan: BlockPlan, ey: slice, ex: slice, inner: tu
     from scipy import ndimage as ndi
 
     k = interaction_px(min_sep_px, float(np.max(cand["grow"])))
-    near = ndi.distance_transform_edt(cand["basins"] == 0) <= k
+    # objects closer than k px join one cluster: each grown by half of it
+    near = ndi.distance_transform_edt(cand["basins"] == 0) <= 0.5 * k + 1
     comp, _ = ndi.label(near, structure=np.ones((3, 3), bool))
     sides = []
     if ey.start > 0:
@@ -88,7 +89,7 @@ def _measure(img, cand: dict, sel: np.ndarray, ey: slice, ex: slice) -> pd.DataF
 def _one_block(img, read, g, plan: BlockPlan, p: dict, ys: slice, xs: slice) -> tuple[np.ndarray, dict, pd.DataFrame, np.ndarray]:
     """Keys (first basin pixel + 1) of the interior's labelled pixels, the owned candidates, their
     morphology and the exclusion positions matched here."""
-    from ._segment_tiled import _signal
+    from ._segment_signal import _signal
 
     H, W = g.shape
     ey, ex = plan.extended(ys, xs)
@@ -147,7 +148,7 @@ def run_blocks(img, read, g, plan: BlockPlan, params: dict, info: dict, work: Pa
     import zarr
 
     from ._fiducial_exclusion import as_positions
-    from ._segment_tiled import TiledSegmentation
+    from ._segment_signal import TiledSegmentation
 
     H, W = g.shape
     params = dict(params, positions=as_positions(params["exclude_at"]) if params["exclude_fiducials"] else np.zeros((0, 2)))
