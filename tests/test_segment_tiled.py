@@ -82,6 +82,10 @@ def test_tiled_labels_equal_whole_image_sweep(tmp_path, seed):
     assert whole.n_particles >= 0.7 * len(p), (whole.n_particles, len(p), px)
     for b in (block, 2 * block - 64):
         _assert_same(whole, segment_em_tiled(lazy, block_px=b, max_diameter_nm=220.0))
+    # known fiducial positions (objects left out) give the same result too
+    pos = p[["x", "y"]].to_numpy()[rng.permutation(len(p))[:5]] + rng.normal(0, px, (5, 2))
+    _assert_same(segment_em(img, max_diameter_nm=220.0, exclude_at=pos),
+                 segment_em_tiled(lazy, block_px=block, max_diameter_nm=220.0, exclude_at=pos))
 
 
 @pytest.mark.slow
