@@ -54,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cbc-radius-nm", type=float, default=None,
                         help="CBC colocalization radius (nm; default the median particle diameter, at least 50)")
     parser.add_argument("--min-diameter-nm", type=float, default=None, help="smallest particle kept (nm)")
+    parser.add_argument("--max-diameter-nm", type=float, default=None,
+                        help="largest particle kept (nm); in blocks, it sets the overlap (default: the background block)")
+    parser.add_argument("--memory-budget", default=None, metavar="SIZE",
+                        help="memory the EM segmentation may use, e.g. 2GiB; a larger image is segmented in blocks "
+                             "(default: a quarter of the available memory, at most 2 GiB)")
+    parser.add_argument("--block-px", type=int, default=None,
+                        help="segment the EM image in blocks of this side (px) instead of the memory budget's choice")
     parser.add_argument("--psf-sigma-nm", type=float, default=None, help="EM blur sigma (nm) for the edge correction")
     parser.add_argument("--no-store", action="store_true", help="do not write the table and labels into the store")
     parser.add_argument("--assume-aligned", action="store_true",
@@ -213,6 +220,9 @@ def particle_options(args: argparse.Namespace, labels: list[str]):
         seg_kw["min_diameter_nm"] = args.min_diameter_nm
     if args.psf_sigma_nm is not None:
         seg_kw["psf_sigma_nm"] = args.psf_sigma_nm
+    for k in ("max_diameter_nm", "memory_budget", "block_px"):
+        if getattr(args, k, None) is not None:
+            seg_kw[k] = getattr(args, k)
     tre = _num_or_auto(args.tre_nm, "tre-nm")
     epm = _events_arg(args.events_per_molecule)
     method = _method_arg(args.count_method) if args.count_method else LabelOptions().count_method

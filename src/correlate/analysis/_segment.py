@@ -26,6 +26,13 @@ EM (projected-thickness contrast)
    (peak / diameter) exceeds ``fiducial_ratio`` times the median of all objects is gold, not a
    particle; it is removed from the labels and reported in ``Segmentation.fiducials``.
 
+Large EM images are segmented in blocks with overlap
+(:func:`correlate.analysis._segment_tiled.segment_em_tiled`; the particle pipeline does so
+above its memory budget, ``segmentation={"memory_budget": "2GiB", "block_px": ...}``) with
+labels equal to the whole-image run: image-wide statistics come from a regular sub-grid of at
+most 2^22 pixels in both paths, every per-particle iteration stops per particle, and particles
+are numbered 1..N by their first pixel in raster order.
+
 AFM (height maps, value unit nm)
 --------------------------------
 Levelling (``level="plane"``, ``"line"`` or ``"plane+line"``): a least-squares plane, then the

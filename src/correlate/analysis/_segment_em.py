@@ -1,11 +1,15 @@
 """Particle segmentation in EM micrographs (projected-thickness contrast): background flattening,
 detection, watershed split, the per-particle edge_fraction contour with the blurred-sphere edge
 model, and gold fiducials. See :mod:`correlate.analysis._segment` for the method. Lengths nm.
+
+Image-wide statistics (polarity, percentiles, noise, Otsu) come from
+:mod:`correlate.analysis._segment_background` (a regular pixel sub-grid, all pixels up to
+2048^2), and labels are numbered by their first pixel in raster order, so that
+:func:`correlate.analysis._segment_tiled.segment_em_tiled` gives the same labels block by block.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -13,99 +17,13 @@ import numpy as np
 from ..elements import origin as _origin
 from ..elements import pixel_size as _pixel_size
 from ..errors import ElementError
+from ._segment_background import (background_grid, flattened, gather_background, grid_part, particle_mask,
+                                  robust_sigma, smoothed, stat_stride)
+from ._segment_contour import _edge_contour, _grow, _model_radius
 from ._segmentation import (Segmentation, _as_labels_array, _as_signal, _edge_ids, _empty_segmentation,
-                            _fiducial_table, _image_2d, _label_max, _relabel, _robust_sigma, _watershed_split)
+                            _fiducial_table, _image_2d, _watershed_split)
 
 __all__ = ["segment_em"]
-
-
-def _block_background(img: np.ndarray, block: int, mask: np.ndarray | None = None) -> np.ndarray:
-    """Smooth background of a 2-D image: masked medians in windows of ``block`` px centred on a
-    grid that includes the image borders (no extrapolation), interpolated by cubic splines."""
-    import warnings
-
-    from scipy import ndimage as ndi
-    from scipy.interpolate import RectBivariateSpline
-
-    h, w = img.shape
-    block = int(max(8, min(block, max(h, w))))
-    ny = max(2, int(np.ceil(h / block)) + 1)
-    nx = max(2, int(np.ceil(w / block)) + 1)
-    yc = np.linspace(0, h - 1, ny)
-    xc = np.linspace(0, w - 1, nx)
-    half = block // 2
-    vals = np.full((ny, nx), np.nan)
-    a = img.astype(np.float32)
-    if mask is not None:
-        a = np.where(mask, np.nan, a)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        for i, y in enumerate(yc):  # a loop over a few dozen windows, not pixels
-            ys = slice(max(0, int(y) - half), min(h, int(y) + half + 1))
-            for j, x in enumerate(xc):
-                win = a[ys, max(0, int(x) - half) : min(w, int(x) + half + 1)]
-                if np.isfinite(win).mean() >= 0.2:
-                    vals[i, j] = np.nanmedian(win)
-    bad = ~np.isfinite(vals)
-    if bad.all():
-        return np.full(img.shape, np.nanmedian(img))
-    if bad.any():
-        idx = ndi.distance_transform_edt(bad, return_distances=False, return_indices=True)
-        vals = vals[tuple(idx)]
-    ky, kx = min(3, ny - 1), min(3, nx - 1)
-    spl = RectBivariateSpline(yc, xc, vals, kx=ky, ky=kx, s=0)
-    return spl(np.arange(h), np.arange(w)).astype(np.float32)
-
-
-@lru_cache(maxsize=8)
-def _sphere_blur_model(f: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For a projected sphere (peak 1, radius 1) blurred by a Gaussian of sigma s (in radii):
-    c(s) = mean of the blurred profile over the disc rho < 0.5 (peak estimator);
-    q(s) = radius where the blurred profile equals f (contour at f x the unblurred peak).
-    Computed numerically on a fine grid once; returns (s, c, q)."""
-    from scipy import ndimage as ndi
-
-    R = 40.0
-    n = 161
-    yy, xx = np.mgrid[:n, :n] - (n - 1) / 2.0
-    rho = np.hypot(xx, yy) / R
-    prof = np.sqrt(np.clip(1.0 - rho**2, 0, None))
-    s_grid = np.linspace(0.0, 0.6, 31)
-    c = np.empty_like(s_grid)
-    q = np.empty_like(s_grid)
-    row = n // 2
-    xline = (np.arange(n) - (n - 1) / 2.0) / R
-    inner = rho < 0.5
-    for i, s in enumerate(s_grid):  # 31 small model blurs, cached
-        b = ndi.gaussian_filter(prof, s * R, mode="constant") if s > 0 else prof
-        c[i] = b[inner].mean()
-        line = b[row, (n - 1) // 2 :]
-        xs = xline[(n - 1) // 2 :]
-        # first crossing below f going outwards
-        k = np.flatnonzero(line < f)
-        if k.size == 0 or k[0] == 0:
-            q[i] = np.nan
-        else:
-            j = k[0]
-            t = (line[j - 1] - f) / (line[j - 1] - line[j])
-            q[i] = xs[j - 1] + t * (xs[j] - xs[j - 1])
-    return s_grid, c, q
-
-
-def _grow(core: np.ndarray, grow_px: np.ndarray, limit: np.ndarray | None = None) -> np.ndarray:
-    """Grow each label of ``core`` by its own distance ``grow_px[label]`` (nearest-label rule)."""
-    from scipy import ndimage as ndi
-
-    if core.max() == 0:
-        return core.copy()
-    dist, idx = ndi.distance_transform_edt(core == 0, return_indices=True)
-    nearest = core[idx[0], idx[1]]
-    out = np.where(dist <= grow_px[nearest], nearest, 0).astype(np.int32)
-    out[core > 0] = core[core > 0]
-    if limit is not None:
-        out[~limit] = 0
-        out[core > 0] = core[core > 0]
-    return out
 
 
 def segment_em(
@@ -171,169 +89,252 @@ def segment_em(
     Returns
     -------
     Segmentation
+        Labels numbered 1..N by their first pixel in raster order.
     """
     img = _image_2d(image)
-    raw, px_d, px = _em_pixels(img)
-    base, polarity, contrast = _em_contrast(raw, polarity, contrast)
+    stride = stat_stride(img.shape)
+    raw, px_d, px = _em_pixels(img, stride)
+    base, polarity, contrast, _ = _em_contrast(raw, polarity, contrast, stride)
     sign = -1.0 if polarity == "dark" else 1.0
     smooth_px = 1.5 if smooth_nm is None else float(smooth_nm) / px
-    sig, sm, noise = _flatten(base, sign, contrast, background_nm, px, smooth_px)
-    thr, det = _detect(sm, noise, threshold, k_sigma, min_diameter_nm, max_diameter_nm, px)
-    min_sep_px = (float(min_separation_nm) if min_separation_nm else 0.5 * float(min_diameter_nm)) / px
-    basins = _basins(det, sm, thr, split_touching, min_sep_px)
-    n0 = int(basins.max())
+    sig, sm, noise = _flatten(base, sign, contrast, background_nm, px, smooth_px, stride)
+    thr = _threshold(sm, noise, threshold, k_sigma, stride)
+    det = _detection(sm, thr, threshold, noise, k_sigma, min_diameter_nm, max_diameter_nm, px)
+    min_sep_px = _min_sep_px(min_separation_nm, min_diameter_nm, px)
     info: dict[str, Any] = {
-        "modality": "em",
-        "polarity": polarity,
-        "contrast": contrast,
-        "noise": float(noise),
-        "detection_threshold": float(thr),
-        "smooth_px": float(smooth_px),
-        "edge_fraction": float(edge_fraction),
-        "shape_model": shape_model,
+        "modality": "em", "polarity": polarity, "contrast": contrast, "noise": float(noise),
+        "detection_threshold": float(thr), "smooth_px": float(smooth_px), "edge_fraction": float(edge_fraction),
+        "shape_model": shape_model, "stat_stride": int(stride),
     }
+    blur_px = _blur_px(img, psf_sigma_nm, px, smooth_px)
+    cand = _candidates(sm, det, thr, split_touching, min_sep_px, float(edge_fraction), shape_model, blur_px)
+    n0 = cand["n0"]
     if n0 == 0:
         return _empty_segmentation(img, sm, info)
-
-    psf_px = float(psf_sigma_nm if psf_sigma_nm is not None else img.attrs.get("psf_sigma_nm", 0.0) or 0.0) / px
-    blur_px = float(np.hypot(psf_px, smooth_px))
-    peak, core, cx, cy = _edge_contour(sm, basins, n0, float(edge_fraction), shape_model, blur_px)
-    area = np.bincount(core.ravel(), minlength=n0 + 1)[1:].astype(float)
-    r_f = np.sqrt(area / np.pi)
-    R = _model_radius(r_f, float(edge_fraction), shape_model, blur_px)
-    diam_nm = 2 * R * px
-    valid = np.isfinite(R) & (area > 0) & (peak > 0)
-    is_fid = _gold(valid, peak, diam_nm, fiducial_ratio) if exclude_fiducials else np.zeros(n0, bool)
+    diam_nm = 2 * cand["R"] * px
+    is_fid = _gold(cand["valid"], cand["peak"], diam_nm, fiducial_ratio) if exclude_fiducials else np.zeros(n0, bool)
     x0 = _origin(img)
     at_pos = np.zeros(n0, bool)
     if exclude_fiducials:
         from ._fiducial_exclusion import as_positions, objects_at
 
         pos = as_positions(exclude_at)
-        at_pos, matched = objects_at(pos, basins, cx, cy, np.where(np.isfinite(R), R, r_f),
+        at_pos, matched = objects_at(pos, cand["basins"], cand["cx"], cand["cy"], cand["r_eq"],
                                      origin_nm=x0, pixel_nm=px_d)
         info.update(n_exclude_at=len(pos), n_exclude_at_unmatched=int((~matched).sum()))
     by_contrast = is_fid & ~at_pos
     is_fid = is_fid | at_pos
-    fids = _fiducial_table(x0, px_d, cx, cy, diam_nm, at_pos, by_contrast, "contrast")
-    # significance: the (noise-averaged) peak estimate must clear the detection threshold
-    keep = valid & ~is_fid & (diam_nm >= float(min_diameter_nm)) & (peak >= thr)
+    order = np.argsort(cand["first_basin"], kind="stable")
+    fids = _fiducial_table(x0, px_d, cand["cx"][order], cand["cy"][order], diam_nm[order], at_pos[order],
+                           by_contrast[order], "contrast")
+    keep = _keep(cand, is_fid, diam_nm, thr, min_diameter_nm, max_diameter_nm)
+    info.update(psf_sigma_nm=blur_px["psf"] * px, blur_sigma_nm=blur_px["blur"] * px, n_candidates=int(n0),
+                n_fiducials=int(is_fid.sum()), n_fiducials_at_positions=int(at_pos.sum()))
+    sig_da = _as_signal(sm, img, "em", "log-contrast" if contrast == "log" else "relative")
+    return _kept_segmentation(img, cand, keep, fids, info, sig_da)
+
+
+def _min_sep_px(min_separation_nm, min_diameter_nm, px: float) -> float:
+    return (float(min_separation_nm) if min_separation_nm else 0.5 * float(min_diameter_nm)) / px
+
+
+def _blur_px(img, psf_sigma_nm, px: float, smooth_px: float) -> dict:
+    """The microscope blur (``psf_sigma_nm`` or the image's attrs, else 0) and, combined with our
+    smoothing, the blur the edge model corrects (px)."""
+    psf_px = float(psf_sigma_nm if psf_sigma_nm is not None else img.attrs.get("psf_sigma_nm", 0.0) or 0.0) / px
+    return {"psf": psf_px, "blur": float(np.hypot(psf_px, smooth_px))}
+
+
+def _keep(cand: dict, is_fid, diam_nm, thr: float, min_diameter_nm, max_diameter_nm) -> np.ndarray:
+    """Candidates kept as particles: a valid edge, no fiducial, the size filter, and the
+    (noise-averaged) peak estimate clearing the detection threshold."""
+    keep = cand["valid"] & ~is_fid & (diam_nm >= float(min_diameter_nm)) & (cand["peak"] >= thr)
     if max_diameter_nm is not None:
         keep &= diam_nm <= float(max_diameter_nm)
-    info.update(
-        psf_sigma_nm=psf_px * px,
-        blur_sigma_nm=blur_px * px,
-        n_candidates=int(n0),
-        n_fiducials=int(is_fid.sum()),
-        n_fiducials_at_positions=int(at_pos.sum()),
-    )
-    sig_da = _as_signal(sm, img, "em", "log-contrast" if contrast == "log" else "relative")
-    return _kept_segmentation(img, core, basins, keep, R, r_f, peak, fids, info, sig_da)
+    return keep
 
 
-def _em_pixels(img) -> tuple[np.ndarray, dict, float]:
-    """The image as float32 (non-finite pixels set to the median), its pixel sizes and the
-    square pixel size (nm)."""
-    px_d = _pixel_size(img)
-    px = float(np.sqrt(px_d["x"] * px_d["y"]))
-    if not np.isclose(px_d["x"], px_d["y"], rtol=1e-3):
-        raise ElementError(f"non-square pixels {px_d} are not supported for segmentation", field=str(img.name))
+def _candidates(sm, det, thr: float, split_touching: bool, min_sep_px: float, edge_fraction: float,
+                shape_model: str, blur_px: dict, offset: tuple[int, int] = (0, 0), width: int | None = None) -> dict:
+    """Every object of the detection before the keep rules: basins, measured cores and the cores
+    grown to the model edge (``full``); per candidate its peak, centroid (whole-image px), contour
+    and model radius (px), validity and first basin pixel (raster index in an image ``width`` px
+    wide, ``sm[0, 0]`` at ``offset``)."""
+    basins = _basins(det, sm, thr, split_touching, min_sep_px)
+    n0 = int(basins.max())
+    out: dict[str, Any] = {"basins": basins, "n0": n0}
+    if n0 == 0:
+        out["full"] = basins
+        return out
+    peak, core, cx, cy = _edge_contour(sm, basins, n0, edge_fraction, shape_model, blur_px["blur"], offset)
+    area = np.bincount(core.ravel(), minlength=n0 + 1)[1:].astype(float)
+    r_f = np.sqrt(area / np.pi)
+    R = _model_radius(r_f, edge_fraction, shape_model, blur_px["blur"])
+    grow = np.concatenate([[0.0], np.maximum(R - r_f, 0.0)])
+    full = _grow(core, grow, limit=basins > 0)
+    out.update(peak=peak, core=core, cx=cx, cy=cy, area=area, r_f=r_f, R=R, full=full,
+               r_eq=np.where(np.isfinite(R), R, r_f), valid=np.isfinite(R) & (area > 0) & (peak > 0),
+               grow=grow, first_basin=_first_pixels(basins, n0, offset, width),
+               first_full=_first_pixels(full, n0, offset, width))
+    return out
+
+
+def _first_pixels(lab: np.ndarray, n: int, offset: tuple[int, int] = (0, 0), width: int | None = None) -> np.ndarray:
+    """(n,) raster index (int64, in an image ``width`` px wide with ``lab[0, 0]`` at ``offset``)
+    of the first pixel of each label 1..n; -1 for a label without pixels."""
+    flat = lab.ravel()
+    nz = np.flatnonzero(flat)
+    labs, first = np.unique(flat[nz], return_index=True)
+    out = np.full(n, -1, np.int64)
+    iy, ix = np.divmod(nz[first], lab.shape[1])
+    w = lab.shape[1] if width is None else int(width)
+    out[labs - 1] = (iy + int(offset[0])) * w + ix + int(offset[1])
+    return out
+
+
+def _em_pixels(img, stride: int = 1) -> tuple[np.ndarray, dict, float]:
+    """The image as float32 (non-finite pixels set to the median of the statistics sub-grid),
+    its pixel sizes and the square pixel size (nm)."""
+    px_d, px = _square_pixel(img)
     raw = np.asarray(img.values, dtype=np.float32)
     if raw.size == 0:
         raise ElementError("empty image", field=str(img.name))
     finite = np.isfinite(raw)
     if not finite.all():
-        raw = np.where(finite, raw, np.nanmedian(raw))
+        raw = np.where(finite, raw, np.float32(_finite_fill(raw[::stride, ::stride])))
     return raw, px_d, px
 
 
+def _finite_fill(sample: np.ndarray) -> float:
+    """The value non-finite pixels take: the median of the finite ones of the sample."""
+    s = np.asarray(sample, np.float32)
+    s = s[np.isfinite(s)]
+    return float(np.median(s)) if s.size else 0.0
+
+
+def _square_pixel(img) -> tuple[dict, float]:
+    px_d = _pixel_size(img)
+    if not np.isclose(px_d["x"], px_d["y"], rtol=1e-3):
+        raise ElementError(f"non-square pixels {px_d} are not supported for segmentation", field=str(img.name))
+    return px_d, float(np.sqrt(px_d["x"] * px_d["y"]))
+
+
+def polarity_step(shape) -> int:
+    """Stride of the sub-grid the polarity is decided on (at most about 2048 px a side)."""
+    return max(1, int(np.ceil(max(shape) / 2048)))
+
+
 def _auto_polarity(raw: np.ndarray) -> str:
+    """``"dark"`` or ``"bright"`` of a whole image (see :func:`_polarity_of`)."""
+    raw = np.asarray(raw, np.float32)
+    return _polarity_of(raw[:: polarity_step(raw.shape), :: polarity_step(raw.shape)], polarity_step(raw.shape),
+                        raw[:: stat_stride(raw.shape), :: stat_stride(raw.shape)])
+
+
+def _polarity_of(sub: np.ndarray, step: int, stat: np.ndarray) -> str:
     """``"dark"`` or ``"bright"``: the side with more strong outliers (beyond 6 robust sigmas) of
-    the image smoothed at 2 px, after removing its variation over an eighth of the field
-    (illumination; far larger than a particle, whatever the pixel size). Objects covering under
-    1 % of the field decide it, where a percentile tail of the raw pixels does not; without
-    outliers on either side, the side of the longer percentile tail."""
+    the image (``sub``: every ``step``-th pixel) smoothed at 2 px, after removing its variation
+    over an eighth of the field (illumination; far larger than a particle, whatever the pixel
+    size). Objects covering under 1 % of the field decide it, where a percentile tail of the raw
+    pixels does not; without outliers on either side, the side of the longer percentile tail of
+    the statistics sample ``stat``."""
     from scipy import ndimage as ndi
 
-    img = np.asarray(raw, np.float32)
-    step = max(1, int(np.ceil(max(img.shape) / 2048)))
-    img = img[::step, ::step]
+    img = np.asarray(sub, np.float32)
     hp = ndi.gaussian_filter(img, 2.0 / step) - ndi.gaussian_filter(img, min(img.shape) / 8.0)
     med = float(np.median(hp))
     sig = 1.4826 * float(np.median(np.abs(hp - med)))
     n_dark, n_bright = int(np.sum(hp < med - 6 * sig)), int(np.sum(hp > med + 6 * sig))
     if max(n_dark, n_bright) >= 20:
         return "dark" if n_dark > n_bright else "bright"
-    p1, p50, p99 = np.percentile(raw, [0.5, 50, 99.5])
+    p1, p50, p99 = np.percentile(stat, [0.5, 50, 99.5])
     return "dark" if (p50 - p1) > (p99 - p50) else "bright"
 
 
-def _em_contrast(raw: np.ndarray, polarity: str, contrast: str) -> tuple[np.ndarray, str, str]:
-    """The polarity (``"auto"``: the side of the histogram with the longer tail) and the base
-    signal (log intensity, or the intensity where log contrast cannot apply)."""
+def _contrast_of(stat: np.ndarray, contrast: str) -> tuple[str, np.float32]:
+    """The contrast actually used (log needs positive intensities) and the log floor, from the
+    statistics sample of the raw image."""
+    if contrast not in ("log", "linear"):
+        raise ValueError(f"contrast must be 'log' or 'linear', got {contrast!r}")
+    floor = np.float32(max(np.percentile(stat, 50) * 1e-3, 1e-6))
+    if contrast == "log" and np.percentile(stat, 1) <= 0:
+        contrast = "linear"
+    return contrast, floor
+
+
+def base_signal(raw: np.ndarray, contrast: str, floor: np.float32) -> np.ndarray:
+    """Log intensity (or the intensity for linear contrast), float32."""
+    return np.log(np.maximum(raw, floor)) if contrast == "log" else raw
+
+
+def _em_contrast(raw: np.ndarray, polarity: str, contrast: str, stride: int = 1):
+    """The polarity (``"auto"``: :func:`_polarity_of`), the contrast, the base signal and the log
+    floor."""
+    stat = raw[::stride, ::stride]
     if polarity == "auto":
-        polarity = _auto_polarity(raw)
+        step = polarity_step(raw.shape)
+        polarity = _polarity_of(raw[::step, ::step], step, stat)
     if polarity not in ("dark", "bright"):
         raise ValueError(f"polarity must be 'auto', 'dark' or 'bright', got {polarity!r}")
-    if contrast == "log":
-        floor = max(np.percentile(raw, 50) * 1e-3, 1e-6)
-        if np.percentile(raw, 1) <= 0:
-            contrast = "linear"  # log contrast needs positive intensities
-        base = np.log(np.maximum(raw, np.float32(floor))) if contrast == "log" else raw
-    elif contrast == "linear":
-        base = raw
-    else:
-        raise ValueError(f"contrast must be 'log' or 'linear', got {contrast!r}")
-    return base, polarity, contrast
+    contrast, floor = _contrast_of(stat, contrast)
+    return base_signal(raw, contrast, floor), polarity, contrast, floor
 
 
-def _flatten(base, sign: float, contrast: str, background_nm, px: float, smooth_px: float):
+def _flatten(base, sign: float, contrast: str, background_nm, px: float, smooth_px: float, stride: int = 1):
     """Background-flattened signal (particles positive), its smoothed version and the robust noise
-    of the latter; the background is estimated twice, the second time with the particles masked."""
-    from scipy import ndimage as ndi
+    of the latter on the statistics sub-grid; the background is estimated twice, the second time
+    with the particles masked."""
+    from ._segment_background import Background
 
-    mask = None
-    if background_nm:
-        block = round(float(background_nm) / px)
-        for _ in range(2):
-            bg = _block_background(base, block, mask)
-            sig = sign * (base - bg) if contrast == "log" else sign * (base - bg) / np.where(bg != 0, np.abs(bg), 1)
-            sm = ndi.gaussian_filter(sig, smooth_px) if smooth_px > 0 else sig
-            noise = _robust_sigma(sm)
-            mask = ndi.binary_dilation(sm > 2.5 * noise, iterations=3)
+    h, w = base.shape
+    fill = float(np.median(grid_part(base, 0, 0, stride)))
+    if not background_nm:
+        grid = background_grid(base.shape, max(h, w))
+        bgs = [Background(grid, np.full((2, 2), np.nan), fill)]
     else:
-        bg = np.full_like(base, np.median(base))
-        sig = sign * (base - bg) if contrast == "log" else sign * (base - bg) / max(abs(float(bg[0, 0])), 1e-12)
-    sm = ndi.gaussian_filter(sig, smooth_px) if smooth_px > 0 else sig
-    return sig, sm, _robust_sigma(sm)
+        grid = background_grid(base.shape, round(float(background_nm) / px))
+        bgs = [gather_background(grid, lambda ys, xs: base[ys, xs], fill)]
+    sig = flattened(base, bgs[0].block(slice(0, h), slice(0, w)), sign, contrast)
+    sm = smoothed(sig, smooth_px)
+    noise = robust_sigma(grid_part(sm, 0, 0, stride))
+    if background_nm:
+        masked = np.where(particle_mask(sm, noise), np.float32(np.nan), base)
+        bg = gather_background(grid, lambda ys, xs: masked[ys, xs], fill)
+        del masked
+        sig = flattened(base, bg.block(slice(0, h), slice(0, w)), sign, contrast)
+        sm = smoothed(sig, smooth_px)
+        noise = robust_sigma(grid_part(sm, 0, 0, stride))
+    return sig, sm, noise
 
 
-def _detect(sm, noise: float, threshold, k_sigma: float, min_diameter_nm: float, max_diameter_nm, px: float):
-    """Detection threshold (signal units) and the detection mask (opened, holes filled)."""
-    from scipy import ndimage as ndi
-
+def _threshold(sm, noise: float, threshold, k_sigma: float, stride: int = 1) -> float:
+    """Detection threshold (signal units): ``k_sigma`` x noise, Otsu on the statistics sample, or
+    the given number (``"local"``: the noise floor of the local threshold)."""
     if isinstance(threshold, str):
-        if threshold == "noise":
-            thr = k_sigma * noise
-            det = sm > thr
-        elif threshold == "otsu":
+        if threshold in ("noise", "local"):
+            return float(k_sigma * noise)
+        if threshold == "otsu":
             from skimage.filters import threshold_otsu
 
-            thr = float(threshold_otsu(sm))
-            det = sm > thr
-        elif threshold == "local":
-            from skimage.filters import threshold_sauvola
+            return float(threshold_otsu(grid_part(sm, 0, 0, stride)))
+        raise ValueError(f"threshold must be 'noise', 'otsu', 'local' or a number, got {threshold!r}")
+    return float(threshold)
 
-            win = int(2 * round((max_diameter_nm or 4 * max(min_diameter_nm, 50.0)) / px) + 1)
-            loc = threshold_sauvola(sm, window_size=max(win, 15))
-            thr = float(k_sigma * noise)
-            det = (sm > loc) & (sm > thr)
-        else:
-            raise ValueError(f"threshold must be 'noise', 'otsu', 'local' or a number, got {threshold!r}")
+
+def _detection(sm, thr: float, threshold, noise: float, k_sigma: float, min_diameter_nm: float, max_diameter_nm,
+               px: float):
+    """The detection mask (opened, holes filled)."""
+    from scipy import ndimage as ndi
+
+    if isinstance(threshold, str) and threshold == "local":
+        from skimage.filters import threshold_sauvola
+
+        win = int(2 * round((max_diameter_nm or 4 * max(min_diameter_nm, 50.0)) / px) + 1)
+        loc = threshold_sauvola(sm, window_size=max(win, 15))
+        det = (sm > loc) & (sm > thr)
     else:
-        thr = float(threshold)
         det = sm > thr
-    return thr, ndi.binary_fill_holes(ndi.binary_opening(det, iterations=1))
+    return ndi.binary_fill_holes(ndi.binary_opening(det, iterations=1))
 
 
 def _basins(det, sm, thr: float, split_touching: bool, min_sep_px: float) -> np.ndarray:
@@ -351,61 +352,6 @@ def _basins(det, sm, thr: float, split_touching: bool, min_sep_px: float) -> np.
     return watershed(-sm, seeds, mask=basin | (seeds > 0)).astype(np.int32)
 
 
-def _model_radius(r_f, edge_fraction: float, shape_model: str, blur_px: float):
-    """Model edge radius (px) from the radius of the edge_fraction contour."""
-    if shape_model != "sphere":
-        return r_f
-    s_grid, _, q_grid = _sphere_blur_model(edge_fraction)
-    return _invert_contour(r_f, blur_px, s_grid, q_grid, float(np.sqrt(1.0 - edge_fraction**2)))
-
-
-def _edge_contour(sm, basins, n0: int, edge_fraction: float, shape_model: str, blur_px: float):
-    """Per-particle peak and edge_fraction contour, iterated (vectorised over labels; only the
-    pixels of the basins take part). Returns (peak (n0,), core labels, cx, cy (px))."""
-    s_grid, c_grid, q_grid = _sphere_blur_model(edge_fraction)
-    q0 = float(np.sqrt(1.0 - edge_fraction**2))
-    pix = np.flatnonzero(basins.ravel())
-    lab_p = basins.ravel()[pix]
-    sm_p = sm.ravel()[pix]
-    py, px_i = np.divmod(pix, sm.shape[1])
-    py = py.astype(float)
-    px_i = px_i.astype(float)
-    peak = _label_max(sm, basins, n0)[1:]
-    R = np.sqrt(np.bincount(lab_p, minlength=n0 + 1)[1:] / np.pi)
-    for _ in range(4):
-        thr_l = np.concatenate([[np.inf], edge_fraction * peak])
-        in_core = sm_p >= thr_l[lab_p]
-        lc = lab_p[in_core]
-        area = np.bincount(lc, minlength=n0 + 1)[1:].astype(float)
-        cnt = np.maximum(area, 1)
-        cy = np.bincount(lc, weights=py[in_core], minlength=n0 + 1)[1:] / cnt
-        cx = np.bincount(lc, weights=px_i[in_core], minlength=n0 + 1)[1:] / cnt
-        r_f = np.sqrt(area / np.pi)
-        if shape_model == "sphere":
-            R = _invert_contour(r_f, blur_px, s_grid, q_grid, q0)
-            cfac = np.interp(np.clip(blur_px / np.maximum(R, 1e-9), 0, s_grid[-1]), s_grid, c_grid)
-        else:
-            R = r_f
-            cfac = np.ones_like(R)
-        # mean signal over the inner disc rho < 0.5 of each particle -> unblurred peak
-        cyl = np.concatenate([[0.0], cy])
-        cxl = np.concatenate([[0.0], cx])
-        Rl = np.concatenate([[0.0], R])
-        rho2 = ((py - cyl[lab_p]) ** 2 + (px_i - cxl[lab_p]) ** 2) / np.maximum(Rl[lab_p], 1e-9) ** 2
-        inner = rho2 < 0.25
-        s_in = np.bincount(lab_p[inner], weights=sm_p[inner], minlength=n0 + 1)[1:]
-        n_in = np.bincount(lab_p[inner], minlength=n0 + 1)[1:]
-        new_peak = np.where(n_in >= 3, s_in / np.maximum(n_in, 1) / cfac, peak)
-        if np.allclose(new_peak, peak, rtol=1e-4):
-            peak = new_peak
-            break
-        peak = new_peak
-    thr_l = np.concatenate([[np.inf], edge_fraction * peak])
-    core = np.zeros(sm.size, np.int32)
-    core[pix] = np.where(sm_p >= thr_l[lab_p], lab_p, 0)
-    return peak, core.reshape(sm.shape), cx, cy
-
-
 def _gold(valid, peak, diam_nm, fiducial_ratio: float) -> np.ndarray:
     """Gold fiducials: attenuation per nm of diameter far above the median (twice: the second
     time the median of the non-gold objects, for when gold is numerous)."""
@@ -420,38 +366,33 @@ def _gold(valid, peak, diam_nm, fiducial_ratio: float) -> np.ndarray:
     return is_fid
 
 
-def _kept_segmentation(img, core, basins, keep, R, r_f, peak, fids, info, sig_da) -> Segmentation:
+def canonical_lut(keep: np.ndarray, first_full: np.ndarray) -> np.ndarray:
+    """(n0 + 1,) int32 map from candidate label to particle id: kept candidates numbered 1..N by
+    the raster index of their first labelled pixel, 0 for the others."""
+    kept = np.flatnonzero(keep)
+    order = kept[np.argsort(first_full[kept], kind="stable")]
+    lut = np.zeros(len(keep) + 1, np.int32)
+    lut[order + 1] = np.arange(1, order.size + 1, dtype=np.int32)
+    return lut
+
+
+def _kept_segmentation(img, cand: dict, keep, fids, info, sig_da) -> Segmentation:
     """The Segmentation of the kept objects: cores grown out to their model edge inside their
-    basins, renumbered 1..N."""
-    keep_l = np.concatenate([[False], keep])
+    basins, numbered 1..N by their first pixel in raster order."""
+    R, r_f = cand["R"], cand["r_f"]
     scale = np.where(r_f > 0, R / np.maximum(r_f, 1e-9), 1.0)
-    grow = np.concatenate([[0.0], np.maximum(R - r_f, 0.0)])
-    full = _grow(core, grow, limit=basins > 0)
-    full = np.where(keep_l[full], full, 0)
-    core = np.where(keep_l[core], core, 0)
-    full_r = _relabel(full, keep_l)
-    core_r = _relabel(core, keep_l)
+    lut = canonical_lut(keep, cand["first_full"])
+    full_r = lut[cand["full"]]
+    core_r = lut[cand["core"]]
+    by_id = np.argsort(np.where(lut[1:] > 0, lut[1:], np.iinfo(np.int32).max), kind="stable")[: int(keep.sum())]
     edge = _edge_ids(full_r)
     labels = _as_labels_array(full_r, img, n=int(keep.sum()), edge_ids=edge, modality="em", extra={})
     return Segmentation(
         labels=labels,
         signal=sig_da,
         core=core_r,
-        length_scale=np.concatenate([[1.0], scale[keep]]),
+        length_scale=np.concatenate([[1.0], scale[by_id]]),
         fiducials=fids,
         info=info,
-        peak=np.concatenate([[0.0], peak[keep]]),
+        peak=np.concatenate([[0.0], cand["peak"][by_id]]),
     )
-
-
-def _invert_contour(r_f, blur_px, s_grid, q_grid, q0):
-    """Solve r_f = R q(blur / R) for R (fixed point; q from the blurred-sphere model)."""
-    R = r_f / q0
-    for _ in range(20):
-        s = np.clip(blur_px / np.maximum(R, 1e-9), 0, s_grid[-1])
-        q = np.interp(s, s_grid, q_grid)
-        R_new = r_f / np.maximum(q, 1e-3)
-        if np.allclose(R_new, R, rtol=1e-6, atol=1e-6):
-            return R_new
-        R = R_new
-    return R

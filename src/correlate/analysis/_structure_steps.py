@@ -23,12 +23,47 @@ def segment_step(state: ParticleRun) -> None:
     modality = img.attrs.get("modality")
     if modality not in ("em", "afm"):
         warnings.warn(f"structure {state.structure!r} has modality {modality!r}; segmenting it as EM", stacklevel=4)
+    params = dict(opts.params)
+    tiling = {k: params.pop(k, None) for k in ("memory_budget", "block_px", "tiled")}
     seg_kw, fid_src = structure_exclusions(state.scene, state.structure, opts.fiducials,
-                                           from_landmarks=opts.fiducials_from_landmarks, segmentation=opts.params)
-    seg = segment_particles(img.compute() if hasattr(img.data, "compute") else img, **seg_kw)
+                                           from_landmarks=opts.fiducials_from_landmarks, segmentation=params)
+    plan = _whole_or_tiled(img, modality, tiling)
+    if plan["tiled"]:
+        from ._segment_tiled import segment_em_tiled
+
+        seg = segment_em_tiled(img, block_px=tiling["block_px"], memory_budget=plan["memory_budget"], in_workdir=True,
+                               **seg_kw)
+        state.notes.append(
+            f"{state.structure!r} ({img.sizes['y']} x {img.sizes['x']} px) segmented in {seg.info['n_blocks']} blocks "
+            f"of {seg.info['block_px']} px with {seg.info['overlap_px']} px overlap (from {seg.info['overlap_source']}) "
+            f"for a memory budget of {plan['memory_budget'] / 2**20:.0f} MiB ({plan['source']})")
+    else:
+        seg = segment_particles(img.compute() if hasattr(img.data, "compute") else img, **seg_kw)
+    seg.info["segmentation_plan"] = plan
     state.image, state.modality, state.segmentation = img, modality, seg
     state.fiducial_sources = fid_src
     state.notes.extend(exclusion_notes(state.structure, fid_src, seg))
+
+
+def _whole_or_tiled(img, modality, tiling: dict) -> dict:
+    """Whether the structure is segmented whole or in blocks: in blocks when asked
+    (``tiled=True``) or when the whole-image segmentation would need more than the memory
+    budget (``memory_budget``, default a quarter of the available memory, at most 2 GiB);
+    EM only."""
+    from ..errors import CorrelateError
+    from ._segment_plan import BYTES_PER_PIXEL, default_budget, parse_memory
+
+    budget = parse_memory(tiling.get("memory_budget"))
+    source = "given" if budget is not None else "default: a quarter of the available memory, at most 2 GiB"
+    budget = default_budget() if budget is None else budget
+    need = int(img.sizes["y"]) * int(img.sizes["x"]) * BYTES_PER_PIXEL
+    tiled = tiling.get("tiled")
+    tiled = bool(tiled) if tiled is not None else (need > budget or tiling.get("block_px") is not None)
+    if tiled and modality == "afm":
+        if tiling.get("tiled"):
+            raise CorrelateError("AFM height maps are segmented whole; tiled segmentation is for EM", field="tiled")
+        tiled = False
+    return {"tiled": tiled, "memory_budget": int(budget), "source": source, "whole_image_bytes": need}
 
 
 def measure_step(state: ParticleRun) -> None:
