@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-__all__ = ["CarrierConfig", "CarrierSample", "carrier_localizations", "simulate_exchange",
+__all__ = ["CarrierConfig", "CarrierSample", "carrier_localizations", "logistic_accessibility", "simulate_exchange",
            "simulate_accessibility", "simulate_carrier_states"]
 
 
