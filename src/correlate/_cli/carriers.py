@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.05, help="level of the per-structure test (default 0.05)")
     p.add_argument("--threshold", type=float, default=None,
                    help="call disassembled above this statistic instead of by p-value")
-    p.add_argument("--n-null", type=int, default=200, help="Monte-Carlo replicates of the shell model (default 200)")
+    p.add_argument("--n-null", type=int, default=100, help="Monte-Carlo replicates of the shell model and of a cloud (default 100)")
     p.add_argument("--min-sites", type=int, default=5, help="fewer emitter sites: state undetermined (default 5)")
     p.add_argument("--keep-fiducials", action="store_true", help="do not leave out fiducial tracks first")
     p.add_argument("--plot", metavar="OUT.png", help="observed statistic against the shell model's, calls coloured")

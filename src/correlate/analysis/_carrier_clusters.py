@@ -40,9 +40,24 @@ def _events_per_molecule(given: Mapping[str, float] | None, name: str, table: pd
     return float(table[f"n_events_{name}"].sum()) / sites, "estimated (events / emitter sites over all structures)"
 
 
+def _state_sites(xy: np.ndarray, prec: np.ndarray, lab: np.ndarray, site: np.ndarray, z_max: float) -> np.ndarray:
+    """(N,) molecule of each localization for the state's null model: the emitter sites, with
+    sites closer than ``z_max`` combined errors merged (a molecule's many events split into two
+    sites would count as two independent shell positions and make the null too regular)."""
+    from ._sites import emitter_sites
+
+    sxy, sp2, scl = _group_table(xy, prec**2, lab, site)
+    merged = emitter_sites(sxy, np.sqrt(sp2), groups=scl, z_max=z_max)
+    _, glob = np.unique(np.column_stack([scl, merged]), axis=0, return_inverse=True)
+    out = np.full(len(lab), -1, np.int64)
+    out[site >= 0] = glob.ravel()[site[site >= 0]]
+    return out
+
+
 def cluster_structures(locs: Mapping[str, pd.DataFrame], options: ClusterOptions | None = None, *,
                        state: bool = True, state_kwargs: dict[str, Any] | None = None,
-                       events_per_molecule: Mapping[str, float] | None = None, **kwargs: Any) -> ClusterResult:
+                       events_per_molecule: Mapping[str, float] | None = None, state_site_z: float = 4.0,
+                       **kwargs: Any) -> ClusterResult:
     """Cluster the localizations of several labels together into structures and count each label.
 
     Parameters
@@ -59,6 +74,10 @@ def cluster_structures(locs: Mapping[str, pd.DataFrame], options: ClusterOptions
     events_per_molecule
         ``{label: mean blink events per molecule}`` (a calibration of the dye); a label not given
         is estimated as its events over its emitter sites summed over all structures.
+    state_site_z
+        For the state only: emitter sites closer than this many combined errors are one molecule
+        of the null model (fragments of one molecule merged; merging two molecules only makes the
+        test more conservative).
 
     Returns
     -------
@@ -105,8 +124,9 @@ def cluster_structures(locs: Mapping[str, pd.DataFrame], options: ClusterOptions
             _, _, ecl_ = _group_table(xy, prec**2, lab, event)
             table[f"n_events_{name}"] = np.bincount(ecl_, minlength=n_clu)
             m = lab >= 0
-            exy, ep2, ecl, esite = xy[m], prec[m] ** 2, lab[m], site[m] + n_site_total
-            n_site_total += int(site.max()) + 1
+            merged = _state_sites(xy, prec, lab, site, state_site_z)
+            exy, ep2, ecl, esite = xy[m], prec[m] ** 2, lab[m], merged[m] + n_site_total
+            n_site_total += int(merged.max()) + 1
         else:
             scl = ecl = esite = np.zeros(0, np.int64)
             table[f"n_events_{name}"] = 0
@@ -117,7 +137,7 @@ def cluster_structures(locs: Mapping[str, pd.DataFrame], options: ClusterOptions
         calib[name] = {"events_per_molecule": mu, "source": mu_src}
         site_rows.append((exy, ep2, ecl, esite))
         per_label[name] = lab
-    params = {**res.parameters, "labels": names, "counting": calib}
+    params = {**res.parameters, "labels": names, "counting": calib, "state_site_z": float(state_site_z)}
     if state and n_clu:
         from ._carrier_state import carrier_state
 

@@ -6,6 +6,9 @@ distribution about their centroid is fixed by ``R``, ``s`` and the number of sit
 disassembled carrier scatters the same molecules as a cloud. Two statistics, computed on the sites
 (blink events grouped into molecules, so every molecule counts once):
 
+Localizations farther than 2.5 times the mean distance (plus 3 errors) from the centroid are left
+out first (strays of the background), in the data and the simulations alike.
+
 - ``"shape"`` (default): ``kappa = M sum(r^4) / (sum(r^2))^2``, the normalised fourth moment of
   the radial distances about the centroid. It is scale-free: a projected shell gives ~1.2, a 2-D
   Gaussian cloud 2, so it needs no size measured independently of these localizations (clusters).
@@ -38,15 +41,19 @@ _C_SHELL = 2.0 / 3.0
 
 
 def _trim_weights(xy, var, grp, n, radius, reps):
-    """1 for points within ``1.5 R + 3 s`` of their group's centroid (strays of the background
-    out), 0 beyond; the same rule on data and null."""
+    """1 for points within ``2.5 <r> + 3 s`` of their group's centroid (``<r>`` their mean distance
+    from it: strays of the background out, whatever the particle's spread), 0 beyond; the same
+    rule on data and null."""
     idx = (np.arange(reps)[:, None] * n + grp[None, :]).ravel()
     cnt = np.bincount(grp, minlength=n).astype(float)
     cx = np.bincount(idx, weights=xy[..., 0].ravel(), minlength=reps * n).reshape(reps, n) / np.maximum(cnt, 1)
     cy = np.bincount(idx, weights=xy[..., 1].ravel(), minlength=reps * n).reshape(reps, n) / np.maximum(cnt, 1)
     mv = np.bincount(grp, weights=var, minlength=n) / np.maximum(cnt, 1)
-    r = np.hypot(xy[..., 0] - cx[:, grp], xy[..., 1] - cy[:, grp])
-    return (r <= 1.5 * radius[grp] + 3.0 * np.sqrt(var + mv[grp])).astype(float), idx
+    r = np.hypot(xy[..., 0] - np.take_along_axis(cx, np.broadcast_to(grp, r_shape := xy.shape[:-1]), 1),
+                 xy[..., 1] - np.take_along_axis(cy, np.broadcast_to(grp, r_shape), 1))
+    mr = np.bincount(idx, weights=r.ravel(), minlength=reps * n).reshape(reps, n) / np.maximum(cnt, 1)
+    limit = 2.5 * np.take_along_axis(mr, np.broadcast_to(grp, r_shape), 1) + 3.0 * np.sqrt(var + mv[grp])
+    return (r <= limit).astype(float), idx
 
 
 def _statistic(xy: np.ndarray, var: np.ndarray, grp: np.ndarray, n: int, radius: np.ndarray,
@@ -69,6 +76,25 @@ def _statistic(xy: np.ndarray, var: np.ndarray, grp: np.ndarray, n: int, radius:
             mv = bc(np.broadcast_to(var, w.shape)) / np.maximum(cnt, 1)
             out = s2 / cnt / (_C_SHELL * radius**2 + 2.0 * mv)
     return out if xy.ndim == 3 else out[0]
+
+
+def _replicates(model: str, reps: int, n_rows: int, radius, s_grp, s_inv, var, grp, n, kind, rng) -> np.ndarray:
+    """(reps, n) statistic of simulated particles: sites on the shell (``"shell"``) or in a 2-D
+    Gaussian cloud of the shell's radial second moment (``"cloud"``), events scattered about their
+    site with their own errors; in blocks of bounded memory."""
+    chunk = max(1, int(4e6 // max(n_rows, 1)))
+    out = []
+    for start in range(0, reps, chunk):
+        r = min(chunk, reps - start)
+        if model == "shell":
+            v = rng.standard_normal((r, s_grp.size, 3))
+            v /= np.linalg.norm(v, axis=2, keepdims=True)
+            pos = radius[s_grp][None, :, None] * v[..., :2]
+        else:
+            pos = radius[s_grp][None, :, None] / np.sqrt(3.0) * rng.standard_normal((r, s_grp.size, 2))
+        sim = pos[:, s_inv.ravel()] + np.sqrt(var)[None, :, None] * rng.standard_normal((r, n_rows, 2))
+        out.append(_statistic(sim, var, grp, n, radius, kind))
+    return np.concatenate(out, axis=0)
 
 
 @dataclass
@@ -116,10 +142,30 @@ def intact_fraction(p: np.ndarray, *, lam: float = 0.5, level: float = 0.95) -> 
     return f(k / n), f(lo), f(hi)
 
 
+def _corrected_fraction(n_dis: int, n: int, alpha: float, power: float, level: float = 0.95):
+    """Fraction intact among ``n`` decided particles with ``n_dis`` called disassembled, corrected
+    for the test's error rates (``E[called disassembled] = alpha f + power (1 - f)``), with the
+    Clopper-Pearson interval of the calls carried through the same map; without a known
+    ``alpha``/``power`` (a user threshold, ``min_power=0``), the called fraction itself."""
+    from scipy.stats import beta
+
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    a = 1.0 - level
+    d = n_dis / n
+    d_lo = beta.ppf(a / 2, n_dis, n - n_dis + 1) if n_dis > 0 else 0.0
+    d_hi = beta.ppf(1 - a / 2, n_dis + 1, n - n_dis) if n_dis < n else 1.0
+    if not (np.isfinite(alpha) and np.isfinite(power) and power > alpha):
+        return float(1 - d), float(1 - d_hi), float(1 - d_lo)
+    f = lambda v: float(np.clip((power - v) / (power - alpha), 0.0, 1.0))  # noqa: E731
+    return f(d), f(d_hi), f(d_lo)
+
+
 def carrier_state(xy: np.ndarray, var: np.ndarray, particle: np.ndarray, particle_id: np.ndarray,
                   label_radius_nm: np.ndarray, *, site: np.ndarray | None = None, statistic: str = "shape",
-                  alpha: float = 0.05, threshold: float | None = None, n_null: int = 200,
-                  min_sites: int = 5, lam: float = 0.5, seed: int | None = 0) -> CarrierState:
+                  alpha: float = 0.05, threshold: float | None = None, n_null: int = 100,
+                  min_sites: int = 5, min_power: float = 0.8, lam: float = 0.5,
+                  seed: int | None = 0) -> CarrierState:
     """Assembled or disassembled, per particle, from its emitter sites.
 
     Parameters
@@ -146,6 +192,11 @@ def carrier_state(xy: np.ndarray, var: np.ndarray, particle: np.ndarray, particl
         Monte-Carlo replicates of the shell model per particle.
     min_sites
         Particles with fewer sites are ``"undetermined"`` (NaN).
+    min_power
+        Particles whose test would detect a disassembled carrier (a 2-D Gaussian cloud with the
+        shell's radial second moment, the same sites and errors) with a probability below this
+        (``state_power``, Monte Carlo) are ``"undetermined"``: too few molecules or too much blur
+        to tell; 0 decides every particle with ``min_sites``.
     """
     if statistic not in ("shape", "spread"):
         raise CorrelateError(f"statistic must be 'shape' or 'spread', got {statistic!r}", field="statistic")
@@ -167,37 +218,41 @@ def carrier_state(xy: np.ndarray, var: np.ndarray, particle: np.ndarray, particl
     crit = np.full(n, np.nan)
     med = np.full(n, np.nan)
     pval = np.full(n, np.nan)
+    power = np.full(n, np.nan)
     if grp.size:
         obs_all = _statistic(xy, var, grp, n, radius, statistic)
         rng = np.random.default_rng(seed)
-        chunk = max(1, int(4e6 // max(grp.size, 1)))
-        null = []
-        for start in range(0, n_null, chunk):  # replicates in blocks: bounded memory
-            r = min(chunk, n_null - start)
-            v = rng.standard_normal((r, s_grp.size, 3))
-            v /= np.linalg.norm(v, axis=2, keepdims=True)
-            sim = (radius[s_grp][None, :, None] * v[..., :2])[:, s_inv.ravel()]
-            sim = sim + np.sqrt(var)[None, :, None] * rng.standard_normal((r, grp.size, 2))
-            null.append(_statistic(sim, var, grp, n, radius, statistic))
-        null = np.concatenate(null, axis=0)
+        null = _replicates("shell", n_null, xy.shape[0], radius, s_grp, s_inv, var, grp, n, statistic, rng)
+        alt = _replicates("cloud", n_null, xy.shape[0], radius, s_grp, s_inv, var, grp, n, statistic, rng) \
+            if min_power > 0 else None
         obs[usable] = obs_all[usable]
         pval[usable] = ((1 + (null[:, usable] >= obs_all[usable]).sum(0)) / (n_null + 1))
         crit[usable] = np.quantile(null[:, usable], 1 - alpha, axis=0)
         med[usable] = np.median(null[:, usable], axis=0)
+        if alt is not None:
+            power[usable] = (alt[:, usable] > crit[usable]).mean(0)
     if threshold is not None:
         crit[usable] = float(threshold)
         disassembled = obs > float(threshold)
     else:
         disassembled = pval < alpha
-    state = np.where(~usable, "undetermined", np.where(disassembled, "disassembled", "intact"))
+    decided = usable & ((power >= min_power) if min_power > 0 else True)
+    state = np.where(~decided, "undetermined", np.where(disassembled, "disassembled", "intact"))
     table = pd.DataFrame({"particle_id": pid, "compactness": obs, "compactness_null_median": med,
                           "compactness_critical": crit, "state_p": pval,
-                          "intact": np.where(usable, ~disassembled, np.nan), "state": state, "n_sites": cnt})
-    f, lo, hi = intact_fraction(pval[usable], lam=lam)
+                          "state_power": power, "intact": np.where(decided, ~disassembled, np.nan), "state": state,
+                          "n_sites": cnt})
+    f0, lo0, hi0 = intact_fraction(pval[usable], lam=lam)
+    mean_power = float(np.nanmean(power[decided])) if (min_power > 0 and decided.any()) else float("nan")
+    f, lo, hi = _corrected_fraction(int((state == "disassembled").sum()), int(decided.sum()),
+                                    alpha if threshold is None else float("nan"), mean_power)
     summary = {"fraction_intact": f, "fraction_intact_lo": lo, "fraction_intact_hi": hi,
+               "fraction_intact_pi0": f0, "fraction_intact_pi0_lo": lo0, "fraction_intact_pi0_hi": hi0,
+               "mean_power": mean_power,
                "n_particles": int(n), "n_called_intact": int((state == "intact").sum()),
                "n_called_disassembled": int((state == "disassembled").sum()),
-               "n_undetermined": int((~usable).sum()), "statistic": statistic, "alpha": float(alpha),
+               "n_undetermined": int((~decided).sum()), "n_few_sites": int((~usable).sum()),
+               "min_power": float(min_power), "statistic": statistic, "alpha": float(alpha),
                "threshold": None if threshold is None else float(threshold), "n_null": int(n_null),
                "lambda": float(lam), "min_sites": int(min_sites),
                "critical_median": float(np.nanmedian(crit)) if usable.any() else float("nan"),
