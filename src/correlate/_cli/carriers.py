@@ -18,8 +18,9 @@ DESCRIPTION = (
     "disassembled from the compactness of its localizations against the shell model of its size and "
     "localization precision: the statistic's null distribution is simulated per structure (its sites, "
     "radius and errors), a structure is disassembled when its p-value is below --alpha (or its "
-    "statistic above --threshold). The sample's fraction of intact carriers comes from the p-values "
-    "(the proportion of nulls, Storey's pi0) with a 95 % interval. The table (particle_id, x, y, "
+    "statistic above --threshold), undetermined when it has too few sites or the test too little "
+    "power against a cloud. The sample's fraction of intact carriers among the decided ones is the "
+    "called fraction corrected for the test's level and power, with a 95 % interval. The table (particle_id, x, y, "
     "equivalent_diameter_nm, n_molecules_<label> per label, compactness, state_p, state, ...) is "
     "stored as correlate/tables/<name> (default carriers); `correlate exchange` and `correlate "
     "accessibility` read it with --table carriers."
@@ -43,6 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="call disassembled above this statistic instead of by p-value")
     p.add_argument("--n-null", type=int, default=100, help="Monte-Carlo replicates of the shell model and of a cloud (default 100)")
     p.add_argument("--min-sites", type=int, default=5, help="fewer emitter sites: state undetermined (default 5)")
+    p.add_argument("--assume-aligned", action="store_true",
+                   help="the labels' frames are one (colours of one acquisition, aligned already): join "
+                   "them without a registration or declaration")
+    p.add_argument("--min-power", type=float, default=0.8,
+                   help="structures whose test would detect a disassembled one (a Gaussian cloud) with a lower "
+                   "probability are undetermined (default 0.8; 0: decide all)")
     p.add_argument("--keep-fiducials", action="store_true", help="do not leave out fiducial tracks first")
     p.add_argument("--plot", metavar="OUT.png", help="observed statistic against the shell model's, calls coloured")
     p.add_argument("--no-store", action="store_true", help="do not write the table into the store")
@@ -66,9 +73,10 @@ def run(args) -> int:
     scene = Scene.open(args.store, mode="r" if args.no_store else "r+")
     opts = ClusterOptions(eps_nm=args.eps, min_samples=args.min_samples, label_offset_nm=args.label_offset_nm)
     state_kw = {"statistic": args.statistic, "alpha": args.alpha, "threshold": args.threshold,
-                "n_null": args.n_null, "min_sites": args.min_sites}
+                "n_null": args.n_null, "min_sites": args.min_sites, "min_power": args.min_power}
     res = structures_from_scene(scene, labels, opts, exclude_fiducial_tracks=not args.keep_fiducials,
-                                store=not args.no_store, table_name=args.table, state_kwargs=state_kw)
+                                store=not args.no_store, table_name=args.table, state_kwargs=state_kw,
+                                assume_aligned=args.assume_aligned)
     t = res.table
     if out is not None:
         t.to_csv(out, index=False) if out.suffix.lower() == ".csv" else t.to_parquet(out, index=False)
@@ -95,7 +103,8 @@ def run(args) -> int:
                f"{st['critical_median']:.3g})")
         print(f"state ({st['statistic']} statistic, {st['n_null']} null replicates): disassembled when {thr}")
         print(f"  {st['n_called_intact']} intact, {st['n_called_disassembled']} disassembled, "
-              f"{st['n_undetermined']} undetermined (< {st['min_sites']} sites); fraction intact "
+              f"{st['n_undetermined']} undetermined ({st['n_few_sites']} with < {st['min_sites']} sites, the rest "
+              f"with a power below {st['min_power']:g} against a cloud); fraction intact of the decided "
               f"{st['fraction_intact']:.3f} [{st['fraction_intact_lo']:.3f}, {st['fraction_intact_hi']:.3f}] (95 %)")
     if not args.no_store:
         print(f"stored table {args.table!r} in {args.store}")

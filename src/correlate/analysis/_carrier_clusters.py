@@ -9,8 +9,8 @@ minority molecules on a structure counted double turn a mixing of 2.5 % into 3 %
 ratio over the whole sample is common to all structures and cancels in the fractions.
 
 The colours are separate acquisitions (or channels): their frames are kept apart so that no blink
-event joins localizations of two colours. All labels must share one frame (colour-aligned), or be
-placed in the scene's world by a registration.
+event joins localizations of two colours. Labels in other frames than the first label's are
+mapped into it, which needs them placed in one frame (or the user's word that they are aligned).
 """
 
 from __future__ import annotations
@@ -154,9 +154,14 @@ def structures_from_scene(scene, labels: list[str], options: ClusterOptions | No
                           exclude_fiducial_tracks: bool = True, fiducial_kwargs: dict[str, Any] | None = None,
                           store: bool | None = None, table_name: str = "carriers", overwrite: bool = True,
                           state_kwargs: dict[str, Any] | None = None,
-                          events_per_molecule: Mapping[str, float] | None = None, **kwargs: Any) -> ClusterResult:
+                          events_per_molecule: Mapping[str, float] | None = None, assume_aligned: bool = False,
+                          **kwargs: Any) -> ClusterResult:
     """:func:`cluster_structures` on localization elements of a store; the table is stored as
-    ``table_name`` (default ``carriers``) in one transaction when the scene is writable."""
+    ``table_name`` (default ``carriers``) in one transaction when the scene is writable.
+
+    Labels in different frames are mapped into the first label's frame, which needs them placed
+    in one frame (a colour registration, or ``Scene.declare_aligned``) or ``assume_aligned``
+    (the colours of one acquisition, already aligned); UnplacedError otherwise."""
     from ._clusters_scene import _frame_name, _jsonable
 
     for name in labels:
@@ -173,11 +178,11 @@ def structures_from_scene(scene, labels: list[str], options: ClusterOptions | No
             fid = persistent_clusters(df, **(fiducial_kwargs or {}))
             n_fid += int(fid.sum())
             df = df.loc[~fid].reset_index(drop=True)
-        if len(frames) > 1:  # different frames: join them in world (refuses unplaced elements)
-            xy = scene.map_points(df[["x", "y"]].to_numpy(float), name, "world")
+        if len(frames) > 1 and name != labels[0]:  # into the first label's frame (refuses unplaced ones)
+            xy = scene.map_points(df[["x", "y"]].to_numpy(float), name, labels[0], assume_aligned=assume_aligned)
             df = df.assign(x=xy[:, 0], y=xy[:, 1])
         locs[name] = df
-    frame = frames.pop() if len(frames) == 1 else "world"
+    frame = _frame_name(scene, labels[0])
     res = cluster_structures(locs, options, state_kwargs=state_kwargs, events_per_molecule=events_per_molecule,
                              **kwargs)
     params = {**res.parameters, "n_fiducial_track": n_fid, "coordinate_system": frame, "table": table_name}
