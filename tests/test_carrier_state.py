@@ -94,3 +94,27 @@ def test_carrier_states_through_clustering():
         covered += int(summ["fraction_intact_lo"] <= truth[decided].mean() <= summ["fraction_intact_hi"])
     assert decided_n >= 60 and right / decided_n >= 0.9, (seed0, right, decided_n)
     assert covered >= 5, (seed0, covered)
+
+
+def test_cli_carriers_stores_table_and_state(tmp_path, capsys):
+    import json
+
+    from correlate.cli import main
+    from correlate.datasets import CarrierConfig, simulate_carrier_states
+    from correlate.elements import make_localizations
+    from correlate.scene import Scene
+
+    s = simulate_carrier_states(0.5, CarrierConfig(seed=int(np.random.default_rng().integers(1 << 20)),
+                                                   n_structures=12, molecules_at_100nm=40.0))
+    path = tmp_path / "s.ome.zarr"
+    sc = Scene.create(path)
+    sc.add("carrier", make_localizations(s.localizations["carrier"], name="carrier"))
+    png = tmp_path / "state.png"
+    assert main(["carriers", str(path), "--labels", "carrier", "--json", "--plot", str(png), "--n-null", "40"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    st = doc["state"]
+    assert st["n_null"] == 40 and st["alpha"] == 0.05 and png.exists()
+    assert st["n_called_intact"] + st["n_called_disassembled"] + st["n_undetermined"] == doc["n_structures"]
+    t = Scene.open(path).get("carriers")
+    assert {"n_molecules_carrier", "compactness", "state_p", "state", "state_power"} <= set(t.columns)
+    assert main(["carriers", str(path), "--labels", "carrier,nope"]) == 1
