@@ -67,7 +67,10 @@ def test_intact_fraction_from_p_values():
     n = 400
     p = np.where(rng.random(n) < f, rng.random(n), rng.random(n) * 1e-3)
     est, lo, hi = intact_fraction(p)
-    assert lo <= f <= hi and hi - lo < 0.3
+    q = 0.5 * f  # P(p > lambda = 0.5)
+    sd = np.sqrt(q * (1 - q) / n) / 0.5
+    assert abs(est - f) < 4 * sd + 1.0 / n and lo <= est <= hi
+    assert abs((hi - lo) - 2 * 1.96 * sd) < 0.5 * 2 * 1.96 * sd  # the interval's width follows the noise
 
 
 @pytest.mark.slow
