@@ -48,6 +48,23 @@ def test_null_is_calibrated_and_clouds_are_found():
     assert st.plot() is not None
 
 
+def test_spread_against_an_independent_size():
+    """Size measured elsewhere (EM): the radial spread against the shell of that size finds clouds
+    wider than the shell and keeps the level on intact ones."""
+    rng = np.random.default_rng()
+    n = 60
+    intact = rng.random(n) < 0.5
+    xy, var, part, site, r = _particles(rng, n, intact)
+    t = carrier_state(xy, var, part, np.arange(n), r, site=site, statistic="spread", n_null=80,
+                      seed=int(rng.integers(1 << 31))).table
+    called = t["state"].to_numpy()
+    decided = called != "undetermined"
+    assert decided.mean() >= 0.7
+    assert ((called == "intact") == intact)[decided].mean() >= 0.9
+    n_i = int(intact[decided].sum())
+    assert (called[decided & intact] == "disassembled").sum() <= 0.05 * n_i + 4 * np.sqrt(0.05 * n_i) + 1
+
+
 def test_threshold_override_and_undetermined():
     rng = np.random.default_rng(3)
     n = 20

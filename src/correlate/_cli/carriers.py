@@ -50,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-power", type=float, default=0.8,
                    help="structures whose test would detect a disassembled one (a Gaussian cloud) with a lower "
                    "probability are undetermined (default 0.8; 0: decide all)")
+    p.add_argument("--cloud-sd", type=float, default=1.0, metavar="R",
+                   help="the disassembled carrier the power is computed against: a Gaussian cloud of this "
+                   "standard deviation in shell radii (default 1)")
     p.add_argument("--keep-fiducials", action="store_true", help="do not leave out fiducial tracks first")
     p.add_argument("--plot", metavar="OUT.png", help="observed statistic against the shell model's, calls coloured")
     p.add_argument("--no-store", action="store_true", help="do not write the table into the store")
@@ -73,7 +76,8 @@ def run(args) -> int:
     scene = Scene.open(args.store, mode="r" if args.no_store else "r+")
     opts = ClusterOptions(eps_nm=args.eps, min_samples=args.min_samples, label_offset_nm=args.label_offset_nm)
     state_kw = {"statistic": args.statistic, "alpha": args.alpha, "threshold": args.threshold,
-                "n_null": args.n_null, "min_sites": args.min_sites, "min_power": args.min_power}
+                "n_null": args.n_null, "min_sites": args.min_sites, "min_power": args.min_power,
+                "cloud_sd": args.cloud_sd}
     res = structures_from_scene(scene, labels, opts, exclude_fiducial_tracks=not args.keep_fiducials,
                                 store=not args.no_store, table_name=args.table, state_kwargs=state_kw,
                                 assume_aligned=args.assume_aligned)

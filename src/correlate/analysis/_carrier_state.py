@@ -78,10 +78,11 @@ def _statistic(xy: np.ndarray, var: np.ndarray, grp: np.ndarray, n: int, radius:
     return out if xy.ndim == 3 else out[0]
 
 
-def _replicates(model: str, reps: int, n_rows: int, radius, s_grp, s_inv, var, grp, n, kind, rng) -> np.ndarray:
+def _replicates(model: str, reps: int, n_rows: int, radius, s_grp, s_inv, var, grp, n, kind, rng,
+                cloud_sd: float = 1.0) -> np.ndarray:
     """(reps, n) statistic of simulated particles: sites on the shell (``"shell"``) or in a 2-D
-    Gaussian cloud of the shell's radial second moment (``"cloud"``), events scattered about their
-    site with their own errors; in blocks of bounded memory."""
+    Gaussian cloud of standard deviation ``cloud_sd`` shell radii (``"cloud"``), localizations
+    scattered about their site with their own errors; in blocks of bounded memory."""
     chunk = max(1, int(4e6 // max(n_rows, 1)))
     out = []
     for start in range(0, reps, chunk):
@@ -91,7 +92,7 @@ def _replicates(model: str, reps: int, n_rows: int, radius, s_grp, s_inv, var, g
             v /= np.linalg.norm(v, axis=2, keepdims=True)
             pos = radius[s_grp][None, :, None] * v[..., :2]
         else:
-            pos = radius[s_grp][None, :, None] / np.sqrt(3.0) * rng.standard_normal((r, s_grp.size, 2))
+            pos = cloud_sd * radius[s_grp][None, :, None] * rng.standard_normal((r, s_grp.size, 2))
         sim = pos[:, s_inv.ravel()] + np.sqrt(var)[None, :, None] * rng.standard_normal((r, n_rows, 2))
         out.append(_statistic(sim, var, grp, n, radius, kind))
     return np.concatenate(out, axis=0)
@@ -164,7 +165,7 @@ def _corrected_fraction(n_dis: int, n: int, alpha: float, power: float, level: f
 def carrier_state(xy: np.ndarray, var: np.ndarray, particle: np.ndarray, particle_id: np.ndarray,
                   label_radius_nm: np.ndarray, *, site: np.ndarray | None = None, statistic: str = "shape",
                   alpha: float = 0.05, threshold: float | None = None, n_null: int = 100,
-                  min_sites: int = 5, min_power: float = 0.8, lam: float = 0.5,
+                  min_sites: int = 5, min_power: float = 0.8, cloud_sd: float = 1.0, lam: float = 0.5,
                   seed: int | None = 0) -> CarrierState:
     """Assembled or disassembled, per particle, from its emitter sites.
 
@@ -192,11 +193,12 @@ def carrier_state(xy: np.ndarray, var: np.ndarray, particle: np.ndarray, particl
         Monte-Carlo replicates of the shell model per particle.
     min_sites
         Particles with fewer sites are ``"undetermined"`` (NaN).
-    min_power
-        Particles whose test would detect a disassembled carrier (a 2-D Gaussian cloud with the
-        shell's radial second moment, the same sites and errors) with a probability below this
-        (``state_power``, Monte Carlo) are ``"undetermined"``: too few molecules or too much blur
-        to tell; 0 decides every particle with ``min_sites``.
+    min_power, cloud_sd
+        Particles whose test would detect a disassembled carrier (its molecules in a 2-D Gaussian
+        cloud of standard deviation ``cloud_sd`` shell radii, the same sites and errors) with a
+        probability below ``min_power`` (``state_power``, Monte Carlo) are ``"undetermined"``:
+        too few molecules or too much blur to tell; ``min_power=0`` decides every particle with
+        ``min_sites``.
     """
     if statistic not in ("shape", "spread"):
         raise CorrelateError(f"statistic must be 'shape' or 'spread', got {statistic!r}", field="statistic")
@@ -223,8 +225,8 @@ def carrier_state(xy: np.ndarray, var: np.ndarray, particle: np.ndarray, particl
         obs_all = _statistic(xy, var, grp, n, radius, statistic)
         rng = np.random.default_rng(seed)
         null = _replicates("shell", n_null, xy.shape[0], radius, s_grp, s_inv, var, grp, n, statistic, rng)
-        alt = _replicates("cloud", n_null, xy.shape[0], radius, s_grp, s_inv, var, grp, n, statistic, rng) \
-            if min_power > 0 else None
+        alt = _replicates("cloud", n_null, xy.shape[0], radius, s_grp, s_inv, var, grp, n, statistic, rng,
+                          cloud_sd) if min_power > 0 else None
         obs[usable] = obs_all[usable]
         pval[usable] = ((1 + (null[:, usable] >= obs_all[usable]).sum(0)) / (n_null + 1))
         crit[usable] = np.quantile(null[:, usable], 1 - alpha, axis=0)
@@ -252,7 +254,7 @@ def carrier_state(xy: np.ndarray, var: np.ndarray, particle: np.ndarray, particl
                "n_particles": int(n), "n_called_intact": int((state == "intact").sum()),
                "n_called_disassembled": int((state == "disassembled").sum()),
                "n_undetermined": int((~decided).sum()), "n_few_sites": int((~usable).sum()),
-               "min_power": float(min_power), "statistic": statistic, "alpha": float(alpha),
+               "min_power": float(min_power), "cloud_sd": float(cloud_sd), "statistic": statistic, "alpha": float(alpha),
                "threshold": None if threshold is None else float(threshold), "n_null": int(n_null),
                "lambda": float(lam), "min_sites": int(min_sites),
                "critical_median": float(np.nanmedian(crit)) if usable.any() else float("nan"),
