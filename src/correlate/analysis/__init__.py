@@ -33,7 +33,10 @@ from ._particle_options import (
 )
 from ._particle_state import LabelRun, ParticleRun, ParticleStep
 from ._aggregate_steps import AggregateOptions
-from ._fractions import ExchangeFit, fit_exchange, label_fractions
+from ._fractions import ExchangeFit, exchange_dispersion, fit_exchange, label_fractions
+from ._accessibility import AccessibilityFit, accessibility, fit_size_dependence
+from ._carrier_state import CarrierState, carrier_state, intact_fraction
+from ._carrier_clusters import cluster_structures, structures_from_scene
 from ._proximity import ProximityOptions, ProximityResult, proximity
 from ._particles import ParticleAnalysis, analyze_particles, particles, to_xarray
 from ._pipeline import PARTICLE_STEPS, insert_step
@@ -42,6 +45,15 @@ from ._segment_afm import level_afm, segment_afm
 from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
 
 __all__ = [
+    "AccessibilityFit",
+    "CarrierState",
+    "accessibility",
+    "carrier_state",
+    "cluster_structures",
+    "exchange_dispersion",
+    "fit_size_dependence",
+    "intact_fraction",
+    "structures_from_scene",
     "ExchangeFit",
     "fit_exchange",
     "label_fractions",

@@ -8,9 +8,12 @@ kinetics of exchange over a series of samples.
   B); per particle ``fraction_B = B / A``.
 
 Intervals are Clopper-Pearson (exact binomial, 95 %) on the molecule counts rounded to whole
-molecules: they cover the sampling of which molecules carry which label, not the error of each
-count (the blink correction's); on the simulator (structures of 5-60 molecules, blink-corrected
-counts) they held for 93 % of 30 structures. Particles with no molecule get NaN.
+molecules: they cover the sampling of which molecules carry which label. The blink-corrected
+counts carry an error of their own (molecules split into two sites or merged into one), which
+makes the fractions scatter more than binomially; ``dispersion`` (``phi``) widens the interval to
+that of ``k / phi`` of ``n / phi`` molecules. :func:`exchange_dispersion` estimates ``phi`` for an
+exchange sample (its structures share the mixing of their batch), the accessibility fit its own
+(:mod:`._accessibility`). Particles with no molecule get NaN.
 
 :func:`fit_exchange` fits ``m(t) = m_inf (1 - exp(-k t))`` (or with ``m0``) to the mean mixing of
 each sample, weighted by its standard error, and gives ``k`` with a 95 % interval (profile of the
@@ -26,7 +29,7 @@ import pandas as pd
 
 from ..errors import CorrelateError
 
-__all__ = ["label_fractions", "fit_exchange", "ExchangeFit"]
+__all__ = ["label_fractions", "fit_exchange", "ExchangeFit", "exchange_dispersion"]
 
 
 def _counts(table: pd.DataFrame, label: str) -> np.ndarray:
@@ -37,25 +40,60 @@ def _counts(table: pd.DataFrame, label: str) -> np.ndarray:
                          f"{[c[12:] for c in table.columns if c.startswith('n_molecules_')]})", field="labels")
 
 
-def label_fractions(table: pd.DataFrame, a: str, b: str, mode: str = "exchange", level: float = 0.95) -> pd.DataFrame:
+def exchange_dispersion(table: pd.DataFrame, a: str, b: str) -> float:
+    """Over-dispersion ``phi`` (>= 1) of the colour counts of one exchange sample.
+
+    Its structures of batch A (``b`` the minority) share one fraction of ``b``, those of batch B
+    another; the Pearson statistic of the counts about each group's pooled fraction, over its
+    degrees of freedom (structures - 2), is ``phi``. Assumes the sample's structures exchanged
+    alike (one time, one kinetics) and the mixing is below 1/2 (the batches are told apart by
+    their majority colour). NaN with fewer than 3 structures.
+    """
+    na, nb = _counts(table, a), _counts(table, b)
+    n = na + nb
+    ok = n > 0
+    na, nb, n = na[ok], nb[ok], n[ok]
+    if n.size < 3:
+        return float("nan")
+    grp = (nb > na).astype(int)
+    chi2 = 0.0
+    for g in (0, 1):  # the two batches
+        sel = grp == g
+        if sel.any():
+            p = np.clip(nb[sel].sum() / n[sel].sum(), 1e-9, 1 - 1e-9)
+            chi2 += float(np.sum((nb[sel] - n[sel] * p) ** 2 / (n[sel] * p * (1 - p))))
+    return float(max(1.0, chi2 / max(n.size - 2, 1)))
+
+
+def label_fractions(table: pd.DataFrame, a: str, b: str, mode: str = "exchange", level: float = 0.95, *,
+                    dispersion: float = 1.0) -> pd.DataFrame:
     """Per particle: ``fraction_<b>`` with ``fraction_lo_<b>``, ``fraction_hi_<b>`` and, for
-    ``exchange``, ``mixing`` (see the module docstring)."""
+    ``exchange``, ``mixing`` (see the module docstring).
+
+    ``dispersion``: the counts' over-dispersion ``phi`` (1: binomial counts); the interval is that
+    of ``k / phi`` of ``n / phi`` molecules (:func:`exchange_dispersion` estimates it).
+    """
     from scipy.stats import beta
 
     if mode not in ("exchange", "subset"):
         raise CorrelateError(f"mode must be 'exchange' or 'subset', got {mode!r}", field="mode")
+    phi = float(dispersion)
+    if not (np.isfinite(phi) and phi >= 1.0):
+        raise CorrelateError(f"dispersion must be a number >= 1, got {dispersion!r}", field="dispersion")
     na, nb = _counts(table, a), _counts(table, b)
     k, n = (nb, na + nb) if mode == "exchange" else (np.minimum(nb, na), na)
     alpha = 1.0 - level
+    ke, ne = k / phi, n / phi
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.where(n > 0, k / n, np.nan)
-        lo = np.where(k > 0, beta.ppf(alpha / 2, k, n - k + 1), 0.0)
-        hi = np.where(k < n, beta.ppf(1 - alpha / 2, k + 1, n - k), 1.0)
+        lo = np.where(k > 0, beta.ppf(alpha / 2, ke, ne - ke + 1), 0.0)
+        hi = np.where(k < n, beta.ppf(1 - alpha / 2, ke + 1, ne - ke), 1.0)
     lo, hi = np.where(n > 0, lo, np.nan), np.where(n > 0, hi, np.nan)
     out = pd.DataFrame({"particle_id": table["particle_id"].to_numpy(), f"fraction_{b}": f,
                         f"fraction_lo_{b}": lo, f"fraction_hi_{b}": hi, "n_total": n})
     if mode == "exchange":
         out["mixing"] = np.minimum(f, 1 - f)
+    out.attrs["dispersion"] = phi
     return out
 
 

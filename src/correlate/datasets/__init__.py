@@ -17,7 +17,11 @@ from ._sample import Sample, Truth, simulate_sample
 from ._calibration import simulate_calibration
 from ._export import write_files
 from ._smlm import mortensen_precision
+from ._carriers import (CarrierConfig, CarrierSample, logistic_accessibility, simulate_accessibility,
+                        simulate_carrier_states, simulate_exchange)
 from ._random import ACQUISITION_RANGES, random_acquisition, random_config
 
 __all__ = ["SampleConfig", "Sample", "Truth", "simulate_sample", "write_files", "mortensen_precision",
-           "simulate_calibration", "random_acquisition", "random_config", "ACQUISITION_RANGES"]
+           "simulate_calibration", "random_acquisition", "random_config", "ACQUISITION_RANGES",
+           "CarrierConfig", "CarrierSample", "logistic_accessibility", "simulate_accessibility",
+           "simulate_carrier_states", "simulate_exchange"]

@@ -14,6 +14,8 @@ in a notebook.
   one registration record.
 * :func:`plot_size_comparison` (SMLM cluster size against EM size per matched particle),
   :func:`plot_batch_summary` (per-sample distributions of a batch).
+* :func:`plot_accessibility` (accessible fraction against size with the GLM fit),
+  :func:`plot_carrier_state` (compactness against the shell model, intact/disassembled calls).
 * :func:`make_report`: a self-contained HTML report of a scene (``correlate report``).
 * :func:`add_scale_bar`, :func:`nice_length_nm`, :func:`format_length`.
 """
@@ -36,6 +38,7 @@ from ._report import figure_to_png_bytes, make_report
 from ._scalebar import add_scale_bar, format_length, nice_length_nm
 from ._batch import plot_batch_summary
 from ._sizes import plot_size_comparison
+from ._carriers import plot_accessibility, plot_carrier_state
 
 __all__ = [
     "plot_overlay",
@@ -46,6 +49,8 @@ __all__ = [
     "make_report",
     "plot_registration",
     "plot_size_comparison",
+    "plot_accessibility",
+    "plot_carrier_state",
     "plot_batch_summary",
     "figure_to_png_bytes",
     "plot_size_distribution",
