@@ -18,6 +18,8 @@ from ._calibration import simulate_calibration
 from ._export import write_files
 from ._smlm import mortensen_precision
 from ._random import ACQUISITION_RANGES, random_acquisition, random_config
+from ._volume import VOLUME_RANGES, VolumeSample, simulate_volume, write_mrc
 
 __all__ = ["SampleConfig", "Sample", "Truth", "simulate_sample", "write_files", "mortensen_precision",
-           "simulate_calibration", "random_acquisition", "random_config", "ACQUISITION_RANGES"]
+           "simulate_calibration", "random_acquisition", "random_config", "ACQUISITION_RANGES",
+           "VOLUME_RANGES", "VolumeSample", "simulate_volume", "write_mrc"]
