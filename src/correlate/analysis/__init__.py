@@ -41,6 +41,7 @@ from ._segment import Segmentation, segment_em, segment_particles
 from ._segment_afm import level_afm, segment_afm
 from ._segment_volume import VolumeSegmentation, segment_volume
 from ._morphology3d import measure_volume
+from ._assign3d import assign_localizations_3d, localization_cov, particles_3d, z_per_particle
 from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
 
 __all__ = [
@@ -95,6 +96,10 @@ __all__ = [
     "VolumeSegmentation",
     "segment_volume",
     "measure_volume",
+    "assign_localizations_3d",
+    "localization_cov",
+    "particles_3d",
+    "z_per_particle",
 ]
 
 from ..render import composite, render, render_gaussian, render_histogram

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["measure_volume"]
+__all__ = ["measure_volume", "surface_mesh"]
 
 
 def _face_labels(labels: np.ndarray, verts_vox: np.ndarray, faces: np.ndarray, reach: int) -> np.ndarray:
@@ -28,20 +28,37 @@ def _face_labels(labels: np.ndarray, verts_vox: np.ndarray, faces: np.ndarray, r
     return lab[idx[:, 0], idx[:, 1], idx[:, 2]]
 
 
-def _surface_areas(labels: np.ndarray, voxel_nm, n: int, smooth_voxels: float) -> np.ndarray:
+def surface_mesh(labels: np.ndarray, voxel_nm, origin_nm=(0.0, 0.0, 0.0), smooth_voxels: float = 1.0):
+    """One marching-cubes mesh of every particle's surface.
+
+    Returns
+    -------
+    verts, normals, vert_labels, faces, face_labels
+        (V, 3) vertices (x, y, z nm), (V, 3) outward unit normals, (V,) label of each vertex,
+        (F, 3) faces and (F,) label of each face.
+    """
     from scipy import ndimage as ndi
     from skimage.measure import marching_cubes
 
+    v = np.asarray(voxel_nm, float)
+    mask = np.pad((np.asarray(labels) > 0).astype(np.float32), 2)
+    f = ndi.gaussian_filter(mask, smooth_voxels) if smooth_voxels > 0 else mask
+    verts, faces, normals, _ = marching_cubes(f, 0.5, spacing=tuple(float(s) for s in v[::-1]),
+                                              gradient_direction="descent")
+    vox = verts / v[::-1] - 2
+    fl = _face_labels(labels, vox, faces, reach=2)
+    vl = _face_labels(labels, vox, np.arange(len(vox))[:, None], reach=2)
+    xyz = vox[:, ::-1] * v + np.asarray(origin_nm, float)
+    return xyz, normals[:, ::-1], vl, faces, fl
+
+
+def _surface_areas(labels: np.ndarray, voxel_nm, n: int, smooth_voxels: float) -> np.ndarray:
     area = np.zeros(n + 1)
     if n == 0:
         return area
-    mask = np.pad((labels > 0).astype(np.float32), 2)
-    f = ndi.gaussian_filter(mask, smooth_voxels) if smooth_voxels > 0 else mask
-    verts, faces, _, _ = marching_cubes(f, 0.5, spacing=tuple(float(s) for s in voxel_nm[::-1]))
-    vox = verts / np.array(voxel_nm[::-1]) - 2
-    tri = verts[faces]
+    xyz, _, _, faces, fl = surface_mesh(labels, voxel_nm, smooth_voxels=smooth_voxels)
+    tri = xyz[faces]
     a = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    fl = _face_labels(labels, vox, faces, reach=2)
     area += np.bincount(fl, weights=a, minlength=n + 1)[: n + 1]
     return area
 

@@ -49,6 +49,9 @@ VOLUME_RANGES: dict[str, Any] = {
 }
 
 
+_N_FRAMES = 4000
+
+
 def random_rotation(rng: np.random.Generator) -> np.ndarray:
     """A uniformly distributed 3-D rotation matrix (3, 3), det +1."""
     q = rng.standard_normal(4)
@@ -270,11 +273,11 @@ def _label_localizations(rng, lab: dict[str, float], particles: pd.DataFrame, bo
     sxy = lab["sigma_lateral_nm"] * np.sqrt(2000.0 / photons)
     return pd.DataFrame({"x_em": true[:, 0], "y_em": true[:, 1], "z_em": true[:, 2], "particle_id": ids,
                          "photons": photons, "sxy": sxy, "sz": lab["z_over_lateral"] * sxy,
-                         "frame": rng.integers(0, 20000, len(true))})
+                         "frame": rng.integers(0, _N_FRAMES, len(true))})
 
 
 def _bead_localizations(rng, beads_em: np.ndarray, n_frames: int, zr: float) -> pd.DataFrame:
-    per = int(rng.integers(300, 600))
+    per = int(rng.uniform(0.3, 0.9) * n_frames)  # a bead is on in most frames
     src = np.repeat(np.arange(len(beads_em)), per)
     sxy = np.full(len(src), float(rng.uniform(1.0, 3.0)))
     return pd.DataFrame({"x_em": beads_em[src, 0], "y_em": beads_em[src, 1], "z_em": beads_em[src, 2],
@@ -353,7 +356,7 @@ def simulate_volume(seed: int, *, kind: str | None = None, voxel_nm=None, n_part
     to_em = _smlm_frame(rng, box, mirror)
     locs = _label_localizations(rng, lab, parts, box)
     if len(gold):
-        locs = pd.concat([locs, _bead_localizations(rng, gold, 20000, lab["z_over_lateral"])], ignore_index=True)
+        locs = pd.concat([locs, _bead_localizations(rng, gold, _N_FRAMES, lab["z_over_lateral"])], ignore_index=True)
     locs = _to_smlm(rng, locs, to_em)
     params = dict(kind=kind, voxel_nm=tuple(v), polarity=polarity, mirror=mirror, snr=snr, blur_nm=tuple(blur_nm),
                   gold_diameter_nm=gold_d, gold_contrast=gc, gap_xy_nm=gap_xy, gap_z_nm=gap_z, box_nm=tuple(box),
