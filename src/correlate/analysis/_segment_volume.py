@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CorrelateError
+from ..registration._detect_volume import volume_grid
 
 __all__ = ["VolumeSegmentation", "segment_volume", "volume_grid"]
 
@@ -74,32 +75,6 @@ class VolumeSegmentation:
         from ._morphology3d import measure_volume
 
         return measure_volume(self.labels, self.voxel_nm, self.origin_nm, **kwargs)
-
-
-def volume_grid(volume, voxel_nm=None, origin_nm=None) -> tuple[np.ndarray, tuple, tuple]:
-    """(array (nz, ny, nx), voxel (x, y, z) nm, origin (x, y, z) nm) of an array or a (z, y, x) image."""
-    if hasattr(volume, "dims") and hasattr(volume, "coords"):
-        if tuple(volume.dims) != ("z", "y", "x"):
-            raise CorrelateError(f"a volume needs dims (z, y, x), got {tuple(volume.dims)}", field="dims")
-        co = [np.asarray(volume.coords[a].values, float) for a in "xyz"]
-        if voxel_nm is None:
-            if any(len(c) < 2 for c in co):
-                raise CorrelateError("a volume axis has one voxel: give voxel_nm=(x, y, z)", field="voxel_nm")
-            voxel_nm = tuple(float(c[1] - c[0]) for c in co)
-        if origin_nm is None:
-            origin_nm = tuple(float(c[0]) for c in co)
-        arr = np.asarray(volume.values)
-    else:
-        arr = np.asarray(volume)
-        if voxel_nm is None:
-            raise CorrelateError("a bare array needs voxel_nm=(x, y, z) in nm", field="voxel_nm")
-    if arr.ndim != 3:
-        raise CorrelateError(f"a volume is 3-D (z, y, x), got shape {arr.shape}", field="volume")
-    v = np.broadcast_to(np.asarray(voxel_nm, float), (3,))
-    if not np.all(v > 0):
-        raise CorrelateError(f"voxel sizes must be positive nm, got {tuple(v)}", field="voxel_nm")
-    o = (0.0, 0.0, 0.0) if origin_nm is None else tuple(float(x) for x in np.broadcast_to(origin_nm, (3,)))
-    return arr, tuple(float(x) for x in v), o
 
 
 def _polarity(c: np.ndarray, noise: float, k: float, given: str | None) -> tuple[float, str, dict]:

@@ -273,16 +273,23 @@ def _label_localizations(rng, lab: dict[str, float], particles: pd.DataFrame, bo
     sxy = lab["sigma_lateral_nm"] * np.sqrt(2000.0 / photons)
     return pd.DataFrame({"x_em": true[:, 0], "y_em": true[:, 1], "z_em": true[:, 2], "particle_id": ids,
                          "photons": photons, "sxy": sxy, "sz": lab["z_over_lateral"] * sxy,
-                         "frame": rng.integers(0, _N_FRAMES, len(true))})
+                         "frame": _bleaching_frames(rng, len(true))})
+
+
+def _bleaching_frames(rng, n: int) -> np.ndarray:
+    """Frames of dye events: the dye bleaches, events thin out with a time constant of 10-30 % of the run."""
+    tau = rng.uniform(0.1, 0.3) * _N_FRAMES
+    return (rng.exponential(tau, n) % _N_FRAMES).astype(np.int64)
 
 
 def _bead_localizations(rng, beads_em: np.ndarray, n_frames: int, zr: float) -> pd.DataFrame:
-    per = int(rng.uniform(0.3, 0.9) * n_frames)  # a bead is on in most frames
-    src = np.repeat(np.arange(len(beads_em)), per)
+    """Beads on through the whole run, missing from a random 5-15 % of frames (blinks, failed fits)."""
+    k = len(beads_em)
+    on = rng.uniform(0, 1, (k, n_frames)) > rng.uniform(0.05, 0.15)
+    src, frame = np.nonzero(on)
     sxy = np.full(len(src), float(rng.uniform(1.0, 3.0)))
     return pd.DataFrame({"x_em": beads_em[src, 0], "y_em": beads_em[src, 1], "z_em": beads_em[src, 2],
-                         "particle_id": -1, "photons": 50000.0, "sxy": sxy, "sz": zr * sxy,
-                         "frame": np.tile(np.sort(rng.choice(n_frames, per, replace=False)), len(beads_em))})
+                         "particle_id": -1, "photons": 50000.0, "sxy": sxy, "sz": zr * sxy, "frame": frame})
 
 
 def simulate_volume(seed: int, *, kind: str | None = None, voxel_nm=None, n_particles: int | None = None,
