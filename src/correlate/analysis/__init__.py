@@ -42,6 +42,9 @@ from ._particles import ParticleAnalysis, analyze_particles, particles, to_xarra
 from ._pipeline import PARTICLE_STEPS, insert_step
 from ._segment import Segmentation, segment_em, segment_particles
 from ._segment_afm import level_afm, segment_afm
+from ._segment_volume import VolumeSegmentation, segment_volume
+from ._morphology3d import measure_volume
+from ._assign3d import assign_localizations_3d, localization_cov, particles_3d, z_per_particle
 from ._spatial import nearest_neighbor_distances, pair_correlation, ripley
 
 __all__ = [
@@ -102,6 +105,13 @@ __all__ = [
     "segment_particles",
     "size_summary",
     "to_xarray",
+    "VolumeSegmentation",
+    "segment_volume",
+    "measure_volume",
+    "assign_localizations_3d",
+    "localization_cov",
+    "particles_3d",
+    "z_per_particle",
 ]
 
 from ..render import composite, render, render_gaussian, render_histogram

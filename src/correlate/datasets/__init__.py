@@ -20,8 +20,10 @@ from ._smlm import mortensen_precision
 from ._carriers import (CarrierConfig, CarrierSample, logistic_accessibility, simulate_accessibility,
                         simulate_carrier_states, simulate_exchange)
 from ._random import ACQUISITION_RANGES, random_acquisition, random_config
+from ._volume import VOLUME_RANGES, VolumeSample, simulate_volume, write_mrc
 
 __all__ = ["SampleConfig", "Sample", "Truth", "simulate_sample", "write_files", "mortensen_precision",
            "simulate_calibration", "random_acquisition", "random_config", "ACQUISITION_RANGES",
            "CarrierConfig", "CarrierSample", "logistic_accessibility", "simulate_accessibility",
-           "simulate_carrier_states", "simulate_exchange"]
+           "simulate_carrier_states", "simulate_exchange",
+           "VOLUME_RANGES", "VolumeSample", "simulate_volume", "write_mrc"]

@@ -15,6 +15,9 @@ Every position is in nm, every covariance in nm^2; transforms map *moving -> fix
 
 from ._detect_image import BEAD_DEFAULTS, detect_beads, fit_gaussians
 from ._detect_smlm import detect_smlm_fiducials
+from ._detect_volume import detect_volume_beads
+from ._pairing3d import pair_points_3d
+from ._register3d import register_points_3d
 from ._error import containment_radius, loo_residuals, tre_map
 from ._fiducials import fiducial_arrays, fiducial_table
 from ._fit import (
@@ -85,4 +88,7 @@ __all__ = [
     "tre_map",
     "write_affine_text",
     "write_bigwarp_csv",
+    "detect_volume_beads",
+    "pair_points_3d",
+    "register_points_3d",
 ]
