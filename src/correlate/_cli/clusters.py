@@ -37,8 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="distance of the label outside the particle surface (linker + label), "
                         "subtracted from the radius (default 0: the label shell's own size)")
     parser.add_argument("--precision-nm", type=float, default=None, metavar="NM",
-                        help="localization precision where the table has no precision column "
-                        "(default: the column, else NeNA)")
+                        help="localization precision (nm, per axis) used in place of the table's "
+                        "(default: the precision column, else estimated by NeNA)")
     parser.add_argument("--keep-fiducials", action="store_true",
                         help="do not leave out fiducial tracks (persistent emitters) before clustering")
     parser.add_argument("--min-persistence", type=float, default=None, metavar="F",

@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table", default="particles", help="name of the table in the store (default: particles)")
     parser.add_argument("--linker-nm", type=float, default=10.0, help="label distance outside the particle edge (nm)")
     parser.add_argument("--n-sigma", type=float, default=2.0, help="shell: multiple of sqrt(TRE^2 + precision^2)")
+    parser.add_argument("--precision-nm", type=float, default=None, metavar="NM",
+                        help="localization precision (nm, per axis) in place of the table's "
+                        "(default: the precision column, else estimated by NeNA)")
     parser.add_argument("--tre-nm", default="auto", help="'auto' (from the stored registration) or a number (nm)")
     parser.add_argument(
         "--events-per-molecule",
@@ -167,6 +170,7 @@ def summary_lines(res) -> list[str]:
             f"{info.get('n_fiducial_track', 0)} on fiducial tracks; per particle: localizations median "
             f"{_fmt(q[1], 0)} (IQR {_fmt(q[0], 0)}-{_fmt(q[2], 0)}), molecules median {_fmt(qm[1])} "
             f"(IQR {_fmt(qm[0])}-{_fmt(qm[2])}); events/molecule {_fmt(info.get('events_per_molecule'), 2)}; "
+            f"precision {_fmt(info.get('precision_nm', np.nan))} nm ({info.get('precision_source', '-')}); "
             f"TRE {_tre_text(t, L, info)}"
         )
     for col in [c for c in t.columns if c.startswith("cbc_mean_")]:
@@ -233,6 +237,7 @@ def particle_options(args: argparse.Namespace, labels: list[str]):
             tre_nm=tre,
             events_per_molecule=epm.get(L, "auto") if isinstance(epm, dict) else epm,
             detection_efficiency=args.detection_efficiency,
+            precision_nm=args.precision_nm,
             count_method=method.get(L, LabelOptions().count_method) if isinstance(method, dict) else method,
         )
 

@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CorrelateError
-from ._clusters import ClusterOptions, ClusterResult, _events_and_sites, _group_table, _precision, cluster_localizations
+from ..smlm._precision import localization_precision
+from ._clusters import ClusterOptions, ClusterResult, _events_and_sites, _group_table, cluster_localizations
 
 __all__ = ["cluster_structures", "structures_from_scene"]
 
@@ -115,7 +116,8 @@ def cluster_structures(locs: Mapping[str, pd.DataFrame], options: ClusterOptions
     for j, name in enumerate(names):
         lab = res.labels[bounds[j]:bounds[j + 1]]
         sub = locs[name].reset_index(drop=True)
-        prec = _precision(sub, opts)[0] if len(sub) else np.zeros(0)
+        prec = (localization_precision(sub, opts.precision_nm, what=f"localizations {name!r}",
+                                       flag="precision_nm").values if len(sub) else np.zeros(0))
         table[f"n_localizations_{name}"] = np.bincount(lab[lab >= 0], minlength=n_clu)
         if len(sub) and (lab >= 0).any():
             event, site = _events_and_sites(sub, lab, prec)

@@ -83,7 +83,8 @@ class ClusterOptions:
         Distance of the label outside the particle surface (linker + label size); 0 gives the
         label shell's own diameter.
     precision_nm
-        Localization precision (per axis) used where the table has no ``precision`` column.
+        Localization precision (nm, per axis) used in place of the table's; None: the
+        ``precision`` column, else estimated by NeNA.
     """
 
     eps_nm: float | None = None
@@ -248,24 +249,6 @@ def _min_samples(eps: float, density: float, n: int, k: int) -> int:
     return int(m)
 
 
-def _precision(locs: pd.DataFrame, opts: ClusterOptions) -> tuple[np.ndarray, float, str]:
-    if "precision" in locs.columns:
-        p = locs["precision"].to_numpy(float)
-        return p, float(np.nanmedian(p)), "column 'precision'"
-    cols = [c for c in ("precision_x", "precision_y") if c in locs.columns]
-    if cols:
-        p = np.sqrt(np.mean(locs[cols].to_numpy(float) ** 2, axis=1))
-        return p, float(np.nanmedian(p)), f"columns {cols}"
-    if opts.precision_nm is not None:
-        return np.full(len(locs), float(opts.precision_nm)), float(opts.precision_nm), "user"
-    if "frame" in locs.columns:
-        from ..smlm import nena
-
-        s = float(nena(locs).sigma)
-        return np.full(len(locs), s), s, "estimated (NeNA)"
-    raise CorrelateError("no precision column, no frames for NeNA: pass precision_nm (--precision)", field="precision")
-
-
 def _cluster_sizes(sxy, sp2, scl, n_clu, n_locs, n_sites, model, offset):
     """Centre, label radius, radius of gyration and shape per cluster from its blink events
     (each event counts once, however many frames it lasted; the centre's error follows the
@@ -402,7 +385,10 @@ def cluster_localizations(locs: pd.DataFrame, options: ClusterOptions | None = N
         min_samples, source["min_samples"] = _min_samples(eps, density, n, 3), "estimated"
     else:
         min_samples, source["min_samples"] = int(opts.min_samples), "user"
-    prec, prec_med, source["precision_nm"] = _precision(locs, opts)
+    from ..smlm._precision import localization_precision
+
+    pr = localization_precision(locs, opts.precision_nm, what="localizations", flag="precision_nm (--precision-nm)")
+    prec, prec_med, source["precision_nm"] = pr.values, pr.median_nm, pr.source
     lab = dbscan(xy, eps, min_samples)[0]
     n_raw = int(lab.max()) + 1 if (lab >= 0).any() else 0
     if n_raw:  # drop clusters smaller than a core neighbourhood, renumber the rest

@@ -75,8 +75,10 @@ def count_step(state: ParticleRun, lab: LabelRun) -> None:
         ev_on = np.unique(ev[good])
         ev_tab = _event_table(lab.locs, ev)
         ev_sig = _event_precision(lab.locs, ev)
-        if not np.isfinite(ev_sig).any():
-            ev_sig = np.full(len(ev_tab), 10.0)  # no precision column: a generic 10 nm
+        if ev_on.size and not np.isfinite(ev_sig[ev_on]).any():
+            raise CorrelateError(f"no finite localization precision for {L!r}, needed to group its events "
+                                 "into sites: pass precision_nm (--precision-nm) or count_method='events'",
+                                 field="precision")
         ev_row = np.full(len(ev_tab), -1, np.int64)
         ev_row[ev[good]] = part[good]
         cs = count_sites(ev_tab[["x", "y"]].to_numpy(float)[ev_on], ev_sig[ev_on], ev_row[ev_on],

@@ -33,15 +33,6 @@ def _tre_function(scene, label: str, structure: str):
     return f, (chain[0] if chain else {"id": "declared placement"})
 
 
-def _precision(locs: pd.DataFrame) -> np.ndarray | None:
-    """(N,) localization precision (nm, per axis), or None without a precision column."""
-    if "precision" in locs.columns:
-        return locs["precision"].to_numpy(float)
-    if {"precision_x", "precision_y"} <= set(locs.columns):
-        return np.sqrt(0.5 * (locs["precision_x"].to_numpy(float) ** 2 + locs["precision_y"].to_numpy(float) ** 2))
-    return None
-
-
 def _check_field(state: ParticleRun, lab: LabelRun) -> None:
     """Record the fraction of the label inside the structure's field; raise when none is."""
     x_lo, x_hi, y_lo, y_hi = state.field_nm
@@ -94,7 +85,24 @@ def place_step(state: ParticleRun, lab: LabelRun) -> None:
         lab.info["tre_source"] = "given"
     lab.tre_fun = tre_fun
     lab.tre_loc = tre_fun(lab.xy) if (tre_fun is not None and n) else np.zeros(n)
-    lab.precision = _precision(locs)
+    _set_precision(lab)
+
+
+def _set_precision(lab: LabelRun) -> None:
+    """The label's precision per localization (its column, ``precision_nm`` given, or NeNA),
+    recorded in the summary; an estimated or given value also becomes the ``precision`` column
+    that blink grouping and site counting read."""
+    from ..smlm._precision import localization_precision
+
+    if lab.n == 0:
+        lab.precision = None
+        return
+    pr = localization_precision(lab.locs, lab.options.precision_nm, what=f"localizations {lab.name!r}",
+                                flag="precision_nm (--precision-nm)")
+    lab.precision = pr.values
+    lab.info["precision_nm"], lab.info["precision_source"] = pr.median_nm, pr.source
+    if pr.source != "column 'precision'":
+        lab.locs = lab.locs.assign(precision=pr.values)
 
 
 def _events(locs: pd.DataFrame, opts, groups: np.ndarray) -> tuple[np.ndarray, str]:

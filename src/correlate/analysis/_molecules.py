@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..errors import CorrelateError
 from ._sites import count_sites, emitter_sites
 
 __all__ = [
@@ -74,7 +75,8 @@ def group_blinks(
         Localizations with x, y (nm) and frame.
     radius_nm
         Fixed linking distance (nm). Default: per pair, ``k_sigma * sqrt(p_i^2 + p_j^2)`` from the
-        two localizations' ``precision`` (20 nm without a precision column).
+        two localizations' precision (the ``precision`` column, else ``precision_x``,
+        ``precision_y``, else one value estimated by NeNA).
     max_dark_frames
         Frames a molecule may be missed inside one on-event.
     groups
@@ -103,12 +105,15 @@ def group_blinks(
     fr = locs["frame"].to_numpy(np.int64)
     prec = None
     if radius_nm is None:
-        if "precision" in locs.columns:
-            prec = np.nan_to_num(locs["precision"].to_numpy(float), nan=20.0 / k_sigma / np.sqrt(2))
-            pc = np.minimum(prec, np.percentile(prec, 99.5))  # a few wild precisions do not set the reach
-            reach = float(k_sigma * np.sqrt(2.0) * pc.max())
-        else:
-            reach = 20.0
+        from ..smlm._precision import localization_precision
+
+        pr = localization_precision(locs, what="localizations to group into blinks", flag="radius_nm")
+        if not np.isfinite(pr.median_nm):
+            raise CorrelateError("no finite localization precision to group blinks with: pass radius_nm",
+                                 field="precision")
+        prec = np.where(np.isfinite(pr.values), pr.values, pr.median_nm)
+        pc = np.minimum(prec, np.percentile(prec, 99.5))  # a few wild precisions do not set the reach
+        reach = float(k_sigma * np.sqrt(2.0) * pc.max())
     else:
         reach = float(radius_nm)
     # KD-tree in (x, y, frame * scale): only pairs close in space *and* time are enumerated, so a

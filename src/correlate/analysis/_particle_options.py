@@ -69,6 +69,9 @@ class LabelOptions:
         ``"sites"`` (events grouped into emitter sites) or ``"events"``.
     tau_d1_frames
         Single-site mean dark time (frames) for qPAINT; None: from the blink calibration.
+    precision_nm
+        Localization precision (nm, per axis) used in place of the table's; None: the
+        ``precision`` column (or ``precision_x``, ``precision_y``), else estimated by NeNA.
     """
 
     linker_nm: float = 10.0
@@ -77,6 +80,7 @@ class LabelOptions:
     detection_efficiency: float = 1.0
     count_method: str = "sites"
     tau_d1_frames: float | None = None
+    precision_nm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,7 @@ class AssignOptions:
         Never assign localizations of persistent (fiducial-like) spots.
     blink_radius_nm
         Blink grouping radius (nm); None: per pair of localizations, 2 x the root sum square of
-        their precisions (20 nm without a precision column).
+        their precisions.
     max_dark_frames
         Frames an on-event may miss and still be one event.
     """
@@ -207,7 +211,7 @@ KEYWORD_DEFAULTS: dict[str, Any] = {
     "count_method": "sites", "exclude_fiducial_tracks": True, "qpaint": False, "tau_d1_frames": None,
     "cbc_radius_nm": None, "cbc_steps": 10, "fiducials": None, "fiducials_from_landmarks": True, "store": None,
     "table_name": "particles", "label_name": "particles", "overwrite": True, "assume_aligned": False,
-    "aggregate": (), "event_rate": False,
+    "aggregate": (), "event_rate": False, "precision_nm": None,
 }
 """The keyword options of :func:`~correlate.analysis.analyze_particles` and their defaults."""
 
@@ -231,6 +235,7 @@ def options_from_keywords(labels: list[str], **keywords: Any) -> ParticleOptions
             detection_efficiency=_per_label(detection_efficiency, L, 1.0),
             count_method=_per_label(count_method, L, "sites"),
             tau_d1_frames=_per_label(tau_d1_frames, L, None),
+            precision_nm=_per_label(k["precision_nm"], L, None),
         )
 
     return ParticleOptions(

@@ -119,6 +119,7 @@ def analyze_particles(
     assume_aligned: bool = False,
     aggregate: Sequence[str] = (),
     event_rate: bool = False,
+    precision_nm: float | Mapping[str, float] | None = None,
     options: ParticleOptions | None = None,
     steps: Sequence[ParticleStep] | None = None,
 ) -> ParticleAnalysis:
@@ -147,7 +148,7 @@ def analyze_particles(
         a number (nm, RMS) or per label.
     blink_radius_nm, max_dark_frames
         Blink grouping (default radius: per pair of localizations, 2 x the root sum square of
-        their precisions; 20 nm without a precision column).
+        their precisions).
     events_per_molecule
         A number; the name of a localization element of a sparse calibration acquisition in the
         scene (same dye and imaging; :func:`~correlate.analysis.calibrate_isolated`); or
@@ -187,6 +188,10 @@ def analyze_particles(
     event_rate
         Add ``event_rate_L`` (on-events per nm^2 of particle surface per frame) with its exact
         95 % Poisson interval.
+    precision_nm
+        Localization precision (nm, per axis) in place of the table's, one number or per label;
+        default: the ``precision`` column, else estimated by NeNA (``summary["labels"][L]``
+        says which and the value). With neither a column nor frames the label raises.
     options
         All the options above as one :class:`~correlate.analysis.ParticleOptions` (per-label ones
         as :class:`~correlate.analysis.LabelOptions` keyed by label); then leave the keyword
