@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import N_CHUNKS, n_tiles, tile_layout
+from ._kernels import N_CHUNKS, n_tiles, tile_groups, tile_layout
 
 __all__ = ["gauss_block", "erf_fast", "erf_table", "Entries"]
 
@@ -140,7 +140,7 @@ def _add_rows(out, j0, h, i0, width, by, bx, wi):
 
 
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, tab, out):
+def _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, groups, tab, out):
     ny, nx = out.shape
     n_tx = ((nx - 1) >> shift_cols) + 1
     tile_rows = 1 << shift_rows
@@ -148,36 +148,44 @@ def _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, tab, o
     px = (ex[nx] - ex[0]) / nx
     py = (ey[ny] - ey[0]) / ny
     use_w = pts.shape[1] == 5
-    for t in prange(tile_start.shape[0] - 1):
-        r0 = (t // n_tx) * tile_rows
-        r1 = min(ny, r0 + tile_rows) - 1
-        c0 = (t % n_tx) * tile_cols
-        c1 = min(nx, c0 + tile_cols) - 1
+    for g in prange(groups.shape[0] - 1):
         bx = np.zeros(tile_cols + 16, np.float64)
         by = np.empty(tile_rows, np.float64)
-        for k in range(tile_start[t], tile_start[t + 1]):
-            x, y, sx, sy = pts[k, 0], pts[k, 1], pts[k, 2], pts[k, 3]
-            wi = pts[k, 4] if use_w else 1.0
-            i0, i1 = _span(x, sx, ex[0], px, nx, n_sigma)
-            j0, j1 = _span(y, sy, ey[0], py, ny, n_sigma)
-            i0 = max(i0, c0)
-            i1 = min(i1, c1)
-            j0 = max(j0, r0)
-            j1 = min(j1, r1)
-            _weights(x, sx, ex, i0, i1, bx, tab)
-            _weights(y, sy, ey, j0, j1, by, tab)
-            m = i1 - i0 + 1
-            h = j1 - j0 + 1
-            # narrow footprints: rows padded with zero weights to a fixed width inside the tile
-            # (adding 0.0 leaves a pixel unchanged), so that the row loop is unrolled
-            if m <= 8 and i0 + 8 <= c1 + 1 and math.isfinite(wi):
-                bx[m:8] = 0.0
-                _add_rows(out, j0, h, i0, 8, by, bx, wi)
-            elif m <= 16 and i0 + 16 <= c1 + 1 and math.isfinite(wi):
-                bx[m:16] = 0.0
-                _add_rows(out, j0, h, i0, 16, by, bx, wi)
-            else:
-                _add_rows(out, j0, h, i0, m, by, bx, wi)
+        for t in range(groups[g], groups[g + 1]):
+            _fill_tile(pts, ex, ey, n_sigma, t, n_tx, tile_rows, tile_cols, px, py, use_w, tile_start, tab, out, bx, by)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fill_tile(pts, ex, ey, n_sigma, t, n_tx, tile_rows, tile_cols, px, py, use_w, tile_start, tab, out, bx, by):
+    # the entries of tile t, in input order, onto its own pixels of out
+    ny, nx = out.shape
+    r0 = (t // n_tx) * tile_rows
+    r1 = min(ny, r0 + tile_rows) - 1
+    c0 = (t % n_tx) * tile_cols
+    c1 = min(nx, c0 + tile_cols) - 1
+    for k in range(tile_start[t], tile_start[t + 1]):
+        x, y, sx, sy = pts[k, 0], pts[k, 1], pts[k, 2], pts[k, 3]
+        wi = pts[k, 4] if use_w else 1.0
+        i0, i1 = _span(x, sx, ex[0], px, nx, n_sigma)
+        j0, j1 = _span(y, sy, ey[0], py, ny, n_sigma)
+        i0 = max(i0, c0)
+        i1 = min(i1, c1)
+        j0 = max(j0, r0)
+        j1 = min(j1, r1)
+        _weights(x, sx, ex, i0, i1, bx, tab)
+        _weights(y, sy, ey, j0, j1, by, tab)
+        m = i1 - i0 + 1
+        h = j1 - j0 + 1
+        # narrow footprints: rows padded with zero weights to a fixed width inside the tile
+        # (adding 0.0 leaves a pixel unchanged), so that the row loop is unrolled
+        if m <= 8 and i0 + 8 <= c1 + 1 and math.isfinite(wi):
+            bx[m:8] = 0.0
+            _add_rows(out, j0, h, i0, 8, by, bx, wi)
+        elif m <= 16 and i0 + 16 <= c1 + 1 and math.isfinite(wi):
+            bx[m:16] = 0.0
+            _add_rows(out, j0, h, i0, 16, by, bx, wi)
+        else:
+            _add_rows(out, j0, h, i0, m, by, bx, wi)
 
 
 class Entries:
@@ -206,7 +214,7 @@ def gauss_block(x, y, sx, sy, w, ex, ey, n_sigma: float, shift_rows: int, shift_
     offsets, tile_start = tile_layout(counts)
     pts = entries.take(int(tile_start[-1]))
     _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, shift_rows, shift_cols, offsets, pts)
-    _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, _TABLE, out)
+    _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, tile_groups(tile_start), _TABLE, out)
 
 
 _TABLE = erf_table()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["bin_index", "hist_block", "tile_layout", "n_tiles", "key_layout", "Scratch", "N_CHUNKS"]
+__all__ = ["bin_index", "hist_block", "tile_layout", "tile_groups", "n_tiles", "key_layout", "Scratch", "N_CHUNKS"]
 
 #: Chunks a block of points is cut into (fixed: the cut must not depend on the thread count).
 N_CHUNKS = 64
@@ -91,10 +91,12 @@ def _hist_scatter(key, w, nx, shift_rows, shift_cols, bits, offsets, order, orde
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _hist_fill(order, order_w, tile_start, out_flat):
+def _hist_fill(order, order_w, tile_start, groups, out_flat):
+    # groups: runs of whole tiles holding about equal numbers of points, so that the threads'
+    # shares stay even on clustered data
     use_w = order_w.shape[0] == order.shape[0]
-    for t in prange(tile_start.shape[0] - 1):
-        for p in range(tile_start[t], tile_start[t + 1]):
+    for g in prange(groups.shape[0] - 1):
+        for p in range(tile_start[groups[g]], tile_start[groups[g + 1]]):
             if use_w:
                 out_flat[order[p]] += order_w[p]
             else:
@@ -110,6 +112,16 @@ def tile_layout(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.ascontiguousarray(starts[:-1].reshape(counts.shape[1], counts.shape[0]).T)
     tile_start = np.append(starts[:-1:counts.shape[0]], starts[-1])
     return offsets, tile_start
+
+
+def tile_groups(tile_start: np.ndarray, n_groups: int = N_CHUNKS) -> np.ndarray:
+    """Bounds ``(n_groups + 1,)`` of runs of consecutive tiles holding about equal numbers of
+    entries (``tile_start`` as :func:`tile_layout` gives it); independent of the thread count."""
+    n = tile_start.shape[0] - 1
+    targets = np.linspace(0, tile_start[-1], n_groups + 1)
+    groups = np.minimum(np.searchsorted(tile_start, targets, side="left"), n)
+    groups[0], groups[-1] = 0, n
+    return np.maximum.accumulate(groups).astype(np.int64)
 
 
 def n_tiles(shape: tuple[int, int], shift_rows: int, shift_cols: int) -> int:
@@ -152,5 +164,5 @@ def hist_block(x, y, w, ex, ey, shift_rows: int, shift_cols: int, out: np.ndarra
     order = scratch.order[:inside]
     order_w = scratch.order_w[:inside] if w.shape[0] else scratch.order_w[:0]
     _hist_scatter(key, w, out.shape[1], shift_rows, shift_cols, scratch.bits, offsets, order, order_w)
-    _hist_fill(order, order_w, tile_start, out.reshape(-1))
+    _hist_fill(order, order_w, tile_start, tile_groups(tile_start), out.reshape(-1))
     return inside
