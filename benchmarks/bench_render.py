@@ -11,9 +11,11 @@ excluded by a warm-up call) and reporting its peak RSS; the process's whole wall
 imports, loading the .npy, compiling, rendering) is measured from outside. correlate runs with
 ``NUMBA_NUM_THREADS=1`` and ``=2``; Picasso's kernels are single-threaded.
 
-The memory reference, measured in the same run: a numpy copy of the coordinates (sequential
-streaming) and a numpy gather from random pixels of an image of the same size (random access):
-the two rates a memory-bound renderer can approach. Peers venv: ``benchmarks/setup_peers.sh``.
+The memory reference, measured in the same run: a numpy copy of the coordinates into arrays
+allocated and touched beforehand (sequential streaming) and a numpy gather from random pixels of
+an image of the same size into a touched array (random access): the two rates a memory-bound
+renderer can approach. The rate of filling freshly allocated arrays (page faults included) is
+printed beside them: a renderer that returns a new image pays those faults once per pixel page. Peers venv: ``benchmarks/setup_peers.sh``.
 """
 
 from __future__ import annotations
@@ -97,9 +99,18 @@ def _worker_memref(d: Path, field: float, pixel: float, inner: int) -> dict:
     n_px = int(np.ceil(field / pixel)) ** 2
     image = np.ones(n_px)
     idx = np.random.default_rng(1).integers(0, n_px, x.size)
-    t_copy, _, _ = _timed(lambda: (x.copy(), y.copy()), inner)
-    t_rand, _, _ = _timed(lambda: image[idx], inner)
-    return {"copy_s": t_copy, "random_s": t_rand, "image_mib": image.nbytes / 2**20}
+    # destinations allocated and touched before the timing: a fresh allocation would time the
+    # kernel's page faults (zeroing new pages), not the memory's streaming or random access rate
+    cx, cy, gathered = np.ones_like(x), np.ones_like(y), np.ones(x.size)
+
+    def copy():
+        np.copyto(cx, x)
+        np.copyto(cy, y)
+
+    t_copy, _, _ = _timed(copy, max(inner, 3))
+    t_rand, _, _ = _timed(lambda: np.take(image, idx, out=gathered), max(inner, 3))
+    t_fault, _, _ = _timed(lambda: (np.empty_like(x).fill(0.0), np.empty_like(y).fill(0.0)), max(inner, 3))
+    return {"copy_s": t_copy, "random_s": t_rand, "fresh_copy_s": t_fault, "image_mib": image.nbytes / 2**20}
 
 
 def _worker(which: str, d: str, method: str, field: float, pixel: float, inner: int) -> None:
@@ -184,12 +195,15 @@ def _report(results, mem, n, args, load0, have_peers) -> dict:
     lines = [
         f"localizations: {n:,} on {px} x {px} pixels of {args.pixel:g} nm; CPUs {os.cpu_count()}; "
         f"load average before {load0}, after {load_average()}",
-        f"memory reference: numpy copy of x, y {n / mem['copy_s'] / 1e6:,.0f} M loc/s; random gather from a "
-        f"{mem['image_mib']:.0f} MiB image {n / mem['random_s'] / 1e6:,.0f} M loc/s",
+        f"memory reference: numpy copy of x, y into touched arrays {n / mem['copy_s'] / 1e6:,.0f} M loc/s "
+        f"({32 * n / mem['copy_s'] / 1e9:.1f} GB/s read + write); random gather from a {mem['image_mib']:.0f} MiB "
+        f"image {n / mem['random_s'] / 1e6:,.0f} M loc/s; filling fresh (page-faulting) x, y arrays "
+        f"{n / mem['fresh_copy_s'] / 1e6:,.0f} M loc/s",
     ]
     out = {"benchmark": "render", "n": n, "pixels": [px, px], "pixel_nm": args.pixel, "cpus": os.cpu_count(),
            "load_before": load0, "load_after": load_average(), "copy_loc_per_s": n / mem["copy_s"],
-           "random_loc_per_s": n / mem["random_s"]}
+           "random_loc_per_s": n / mem["random_s"],
+           "fresh_fill_loc_per_s": n / mem["fresh_copy_s"]}
     for method in ("histogram", "gaussian"):
         lines.append(f"\n{method}" + (" (cut-off 3 sigma)" if method == "gaussian" else ""))
         best = {}

@@ -147,3 +147,50 @@ def test_blocks_do_not_change_the_image(monkeypatch):
     monkeypatch.setattr(_gaussian, "BLOCK", 257)
     assert np.array_equal(histogram_counts(x, y, g, weights=w)[0], whole_h)
     assert np.array_equal(gaussian_counts(x, y, s, s, g, weights=w), whole_g)
+
+
+@pytest.mark.parametrize("shape", [(40_000, 3), (2, 70_000)])
+def test_histogram_on_images_too_tall_or_wide_for_16_bit_keys(shape):
+    # rows >= 2**15 or columns > 2**16 take the 64-bit pixel keys
+    from correlate.render._kernels import key_layout
+
+    assert key_layout(shape)[1] == 32
+    rng = np.random.default_rng(sum(shape))
+    px = float(10 ** rng.uniform(-0.5, 1.5))
+    g = grid_from_extent(px, (0.0, shape[1] * px, 0.0, shape[0] * px))
+    assert g.shape == shape
+    lo_x, hi_x, lo_y, hi_y = g.extent
+    n = 50_000
+    x = rng.uniform(lo_x - px, hi_x + px, n)
+    y = rng.uniform(lo_y - px, hi_y + px, n)
+    ref, _, _ = np.histogram2d(y, x, bins=[g.edges("y"), g.edges("x")])
+    one, k1 = _with_threads(1, lambda: histogram_counts(x, y, g))
+    assert np.array_equal(one, ref) and k1 == int(ref.sum())
+    if TWO_THREADS:
+        assert np.array_equal(_with_threads(2, lambda: histogram_counts(x, y, g))[0], one)
+
+
+def test_clustered_points_same_image_for_any_thread_count():
+    # most points in a few clusters: the fill's tile groups are cut by point count
+    from correlate.render._kernels import tile_groups
+
+    rng = np.random.default_rng(21)
+    g = _grid(rng)
+    lo_x, hi_x, lo_y, hi_y = g.extent
+    n = 30_000
+    centres = np.column_stack([rng.uniform(lo_x, hi_x, 3), rng.uniform(lo_y, hi_y, 3)])
+    pick = rng.integers(0, 3, n)
+    spread = 3 * g.pixel_size[0]
+    x = centres[pick, 0] + rng.normal(0, spread, n)
+    y = centres[pick, 1] + rng.normal(0, spread, n)
+    s = g.pixel_size[0] * rng.uniform(0.3, 3, n)
+    starts = np.concatenate([[0], np.cumsum(rng.integers(0, 50, 200) * (rng.random(200) < 0.1))])
+    groups = tile_groups(starts, 16)
+    assert groups[0] == 0 and groups[-1] == starts.size - 1 and np.all(np.diff(groups) >= 0)
+    h1 = _with_threads(1, lambda: histogram_counts(x, y, g)[0])
+    g1 = _with_threads(1, lambda: gaussian_counts(x, y, s, s, g))
+    ok = (x >= lo_x) & (x <= hi_x) & (y >= lo_y) & (y <= hi_y)
+    assert h1.sum() == ok.sum()
+    if TWO_THREADS:
+        assert np.array_equal(_with_threads(2, lambda: histogram_counts(x, y, g)[0]), h1)
+        assert np.array_equal(_with_threads(2, lambda: gaussian_counts(x, y, s, s, g)), g1)

@@ -12,9 +12,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._kernels import N_CHUNKS, n_tiles, tile_layout
+from ._kernels import N_CHUNKS, n_tiles, tile_groups, tile_layout
 
-__all__ = ["gauss_block", "erf_fast", "erf_table"]
+__all__ = ["gauss_block", "erf_fast", "erf_table", "Entries"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -105,11 +105,11 @@ def _gauss_count(x, y, sx, sy, ex, ey, n_sigma, shift_rows, shift_cols, counts):
 
 @njit(cache=True, nogil=True, parallel=True)
 def _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, shift_rows, shift_cols, offsets, pts):
-    # stable scatter of the points (x, y, sx, sy[, w]) into tile order: pts[:, k] is entry k
+    # stable scatter of the points into tile order: row k of pts is entry k, (x, y, sx, sy[, w])
     n = x.shape[0]
     n_chunks = offsets.shape[0]
     n_tx = ((ex.shape[0] - 2) >> shift_cols) + 1
-    use_w = w.shape[0] == n
+    use_w = pts.shape[1] == 5
     for c in prange(n_chunks):
         cur = offsets[c].copy()
         for i in range(c * n // n_chunks, (c + 1) * n // n_chunks):
@@ -120,56 +120,101 @@ def _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, shift_rows, shift_cols, off
                 for tx in range(i0 >> shift_cols, (i1 >> shift_cols) + 1):
                     t = ty * n_tx + tx
                     k = cur[t]
-                    pts[0, k] = x[i]
-                    pts[1, k] = y[i]
-                    pts[2, k] = sx[i]
-                    pts[3, k] = sy[i]
-                    pts[4, k] = w[i] if use_w else 1.0
+                    pts[k, 0] = x[i]
+                    pts[k, 1] = y[i]
+                    pts[k, 2] = sx[i]
+                    pts[k, 3] = sy[i]
+                    if use_w:
+                        pts[k, 4] = w[i]
                     cur[t] = k + 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_rows(out, j0, h, i0, width, by, bx, wi):
+    # out[j0:j0+h, i0:i0+width] += wi * outer(by[:h], bx[:width]); a constant width unrolls
+    for a in range(h):
+        wy = by[a] * wi
+        orow = out[j0 + a, i0 : i0 + width]
+        for b in range(width):
+            orow[b] += wy * bx[b]
+
+
 @njit(cache=True, nogil=True, parallel=True, error_model="numpy")
-def _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, tab, out):
+def _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, groups, tab, out):
     ny, nx = out.shape
     n_tx = ((nx - 1) >> shift_cols) + 1
     tile_rows = 1 << shift_rows
     tile_cols = 1 << shift_cols
     px = (ex[nx] - ex[0]) / nx
     py = (ey[ny] - ey[0]) / ny
-    for t in prange(tile_start.shape[0] - 1):
-        r0 = (t // n_tx) * tile_rows
-        r1 = min(ny, r0 + tile_rows) - 1
-        c0 = (t % n_tx) * tile_cols
-        c1 = min(nx, c0 + tile_cols) - 1
-        bx = np.empty(tile_cols, np.float64)
+    use_w = pts.shape[1] == 5
+    for g in prange(groups.shape[0] - 1):
+        bx = np.zeros(tile_cols + 16, np.float64)
         by = np.empty(tile_rows, np.float64)
-        for k in range(tile_start[t], tile_start[t + 1]):
-            x, y, sx, sy, wi = pts[0, k], pts[1, k], pts[2, k], pts[3, k], pts[4, k]
-            i0, i1 = _span(x, sx, ex[0], px, nx, n_sigma)
-            j0, j1 = _span(y, sy, ey[0], py, ny, n_sigma)
-            i0 = max(i0, c0)
-            i1 = min(i1, c1)
-            j0 = max(j0, r0)
-            j1 = min(j1, r1)
-            _weights(x, sx, ex, i0, i1, bx, tab)
-            _weights(y, sy, ey, j0, j1, by, tab)
-            m = i1 - i0 + 1
-            for a in range(j1 - j0 + 1):
-                wy = by[a] * wi
-                orow = out[j0 + a, i0 : i1 + 1]
-                for b in range(m):
-                    orow[b] += wy * bx[b]
+        for t in range(groups[g], groups[g + 1]):
+            _fill_tile(pts, ex, ey, n_sigma, t, n_tx, tile_rows, tile_cols, px, py, use_w, tile_start, tab, out, bx, by)
 
 
-def gauss_block(x, y, sx, sy, w, ex, ey, n_sigma: float, shift_rows: int, shift_cols: int, out: np.ndarray) -> None:
-    """Add the pixel-integrated Gaussians of one block of finite points to ``out``."""
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fill_tile(pts, ex, ey, n_sigma, t, n_tx, tile_rows, tile_cols, px, py, use_w, tile_start, tab, out, bx, by):
+    # the entries of tile t, in input order, onto its own pixels of out
+    ny, nx = out.shape
+    r0 = (t // n_tx) * tile_rows
+    r1 = min(ny, r0 + tile_rows) - 1
+    c0 = (t % n_tx) * tile_cols
+    c1 = min(nx, c0 + tile_cols) - 1
+    for k in range(tile_start[t], tile_start[t + 1]):
+        x, y, sx, sy = pts[k, 0], pts[k, 1], pts[k, 2], pts[k, 3]
+        wi = pts[k, 4] if use_w else 1.0
+        i0, i1 = _span(x, sx, ex[0], px, nx, n_sigma)
+        j0, j1 = _span(y, sy, ey[0], py, ny, n_sigma)
+        i0 = max(i0, c0)
+        i1 = min(i1, c1)
+        j0 = max(j0, r0)
+        j1 = min(j1, r1)
+        _weights(x, sx, ex, i0, i1, bx, tab)
+        _weights(y, sy, ey, j0, j1, by, tab)
+        m = i1 - i0 + 1
+        h = j1 - j0 + 1
+        # narrow footprints: rows padded with zero weights to a fixed width inside the tile
+        # (adding 0.0 leaves a pixel unchanged), so that the row loop is unrolled
+        if m <= 8 and i0 + 8 <= c1 + 1 and math.isfinite(wi):
+            bx[m:8] = 0.0
+            _add_rows(out, j0, h, i0, 8, by, bx, wi)
+        elif m <= 16 and i0 + 16 <= c1 + 1 and math.isfinite(wi):
+            bx[m:16] = 0.0
+            _add_rows(out, j0, h, i0, 16, by, bx, wi)
+        else:
+            _add_rows(out, j0, h, i0, m, by, bx, wi)
+
+
+class Entries:
+    """The tile-ordered point entries of the Gaussian passes, reused by every block of a render
+    (grown when a block needs more)."""
+
+    def __init__(self, weighted: bool):
+        self.width = 5 if weighted else 4
+        self.buf = np.empty(0, np.float64)
+
+    def take(self, n: int) -> np.ndarray:
+        if self.buf.size < n * self.width:
+            self.buf = np.empty(int(n * 1.25) * self.width + 64, np.float64)
+        return self.buf[: n * self.width].reshape(n, self.width)
+
+
+def gauss_block(x, y, sx, sy, w, ex, ey, n_sigma: float, shift_rows: int, shift_cols: int, out: np.ndarray,
+                entries: Entries | None = None) -> None:
+    """Add the pixel-integrated Gaussians of one block of finite points to ``out`` (``entries``:
+    an :class:`Entries` to reuse across blocks)."""
     n_chunks = max(1, min(N_CHUNKS, x.shape[0]))
+    if entries is None:
+        entries = Entries(w.shape[0] > 0)
     counts = np.zeros((n_chunks, n_tiles(out.shape, shift_rows, shift_cols)), np.int64)
     _gauss_count(x, y, sx, sy, ex, ey, n_sigma, shift_rows, shift_cols, counts)
     offsets, tile_start = tile_layout(counts)
-    pts = np.empty((5, int(tile_start[-1])), np.float64)
+    pts = entries.take(int(tile_start[-1]))
     _gauss_scatter(x, y, sx, sy, w, ex, ey, n_sigma, shift_rows, shift_cols, offsets, pts)
-    _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, _TABLE, out)
+    _gauss_fill(pts, ex, ey, n_sigma, shift_rows, shift_cols, tile_start, tile_groups(tile_start), _TABLE, out)
 
 
 _TABLE = erf_table()

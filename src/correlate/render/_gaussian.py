@@ -15,8 +15,11 @@ from ._histogram import _weights, out_array, tile_shape
 
 __all__ = ["gaussian_counts", "render_gaussian"]
 
-#: Points per pass: each carries 40 bytes per tile it touches into the pass that fills the tiles.
-BLOCK = 1 << 20
+#: Most points per pass: each carries 32 bytes (40 with weights) per tile it touches into the pass
+#: that fills the tiles. A pass holds max(MIN_BLOCK, pixels / 4) points, so that its entries stay
+#: about the size of the image while the image is swept as few times as that allows.
+BLOCK = 1 << 22
+MIN_BLOCK = 1 << 20
 
 
 def gaussian_counts(
@@ -79,7 +82,7 @@ def gaussian_counts(
             w = w[ok]
     if x.size == 0:
         return out
-    from ._gauss_kernels import gauss_block
+    from ._gauss_kernels import Entries, gauss_block
 
     ex, ey = grid.edges("x"), grid.edges("y")
     n_sigma = float(n_sigma)
@@ -87,9 +90,11 @@ def gaussian_counts(
     sub = slice(None, None, max(1, x.size // 10_000))
     s_typ = min(float(np.median(sx[sub])) / grid.pixel_size[0], float(np.median(sy[sub])) / grid.pixel_size[1])
     shifts = tile_shape(grid.shape, 2.0 * n_sigma * s_typ + 1.0)
-    for a in range(0, x.size, BLOCK):
-        b = min(x.size, a + BLOCK)
-        gauss_block(x[a:b], y[a:b], sx[a:b], sy[a:b], w[a:b] if w.size else w, ex, ey, n_sigma, *shifts, out)
+    step = max(1, min(BLOCK, max(MIN_BLOCK, out.size // 4)))
+    entries = Entries(w.size > 0)
+    for a in range(0, x.size, step):
+        b = min(x.size, a + step)
+        gauss_block(x[a:b], y[a:b], sx[a:b], sy[a:b], w[a:b] if w.size else w, ex, ey, n_sigma, *shifts, out, entries)
     return out
 
 

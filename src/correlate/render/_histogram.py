@@ -17,8 +17,16 @@ from ._grid import Grid
 __all__ = ["histogram_counts", "render_histogram"]
 
 
-#: Points rendered per pass: bounds the temporary index arrays (16 bytes per point) whatever N.
-BLOCK = 1 << 22
+#: Most points rendered per pass: bounds the work arrays (8 bytes per point, 16 with weights)
+#: whatever N. A pass holds at most max(MIN_BLOCK, pixels of the image) points, so the work arrays
+#: stay about the size of the image itself, and an image is swept once for up to that many points.
+BLOCK = 1 << 24
+MIN_BLOCK = 1 << 22
+
+
+def block_size(n: int, n_pixels: int) -> int:
+    """Points per pass for ``n`` points on an image of ``n_pixels`` (see :data:`BLOCK`)."""
+    return max(1, min(n, BLOCK, max(MIN_BLOCK, n_pixels)))
 #: Pixels of the image tile one thread fills at a time (float64: 256 KiB, half an L2 cache).
 TILE_PIXELS = 1 << 15
 
@@ -96,7 +104,7 @@ def histogram_counts(
     Runs on numba's threads (``NUMBA_NUM_THREADS`` / ``numba.set_num_threads``); every pixel adds
     its points in input order, so the result is bit-identical for any thread count.
     """
-    from ._kernels import hist_block
+    from ._kernels import Scratch, hist_block
 
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -105,9 +113,11 @@ def histogram_counts(
     ex, ey = grid.edges("x"), grid.edges("y")
     shifts = tile_shape(grid.shape)
     n = 0
-    for a in range(0, x.size, BLOCK):
-        b = min(x.size, a + BLOCK)
-        n += hist_block(x[a:b], y[a:b], w[a:b] if w.size else w, ex, ey, *shifts, out)
+    step = block_size(x.size, out.size)
+    scratch = Scratch(step, out.shape, w.size > 0)
+    for a in range(0, x.size, step):
+        b = min(x.size, a + step)
+        n += hist_block(x[a:b], y[a:b], w[a:b] if w.size else w, ex, ey, *shifts, out, scratch)
     return out, int(n)
 
 

@@ -3,7 +3,8 @@
 Parallel and deterministic: the points of a block are cut into a fixed number of chunks and the
 image into tiles of ``2**shift_rows`` x ``2**shift_cols`` pixels (a shift, not a division, finds a
 pixel's tile), both independent of the thread count. A first parallel pass finds each point's
-pixel and counts, per chunk, the points of every tile; a stable scatter then lists each tile's
+pixel (a packed row/column key) and counts, per chunk, the points of every tile; a stable
+scatter then lists each tile's
 points in their original order; the tiles are then filled in parallel, each by one thread, in a
 piece of the image small enough to stay in cache. Every pixel therefore receives its points in
 input order whatever the number of threads, so results are bit-identical.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["bin_index", "hist_block", "tile_layout", "n_tiles", "N_CHUNKS"]
+__all__ = ["bin_index", "hist_block", "tile_layout", "tile_groups", "n_tiles", "key_layout", "Scratch", "N_CHUNKS"]
 
 #: Chunks a block of points is cut into (fixed: the cut must not depend on the thread count).
 N_CHUNKS = 64
@@ -41,9 +42,9 @@ def bin_index(v, e, inv):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _hist_index(x, y, ex, ey, shift_rows, shift_cols, n_chunks, idx, tile, counts):
-    # idx[i] = flat pixel of point i (-1 outside), tile[i] its tile; counts[c, t] = points of
-    # chunk c in tile t.
+def _hist_index(x, y, ex, ey, shift_rows, shift_cols, bits, n_chunks, key, counts):
+    # key[i] = (row << bits) | column of point i's pixel (-1 outside); counts[c, t] = points of
+    # chunk c in tile t. One packed key instead of a pixel and a tile index: less traffic.
     n = x.shape[0]
     nx = ex.shape[0] - 1
     invx = nx / (ex[nx] - ex[0])
@@ -52,45 +53,50 @@ def _hist_index(x, y, ex, ey, shift_rows, shift_cols, n_chunks, idx, tile, count
     for c in prange(n_chunks):
         a = c * n // n_chunks
         b = (c + 1) * n // n_chunks
+        row = counts[c]
         for i in range(a, b):
             ix = bin_index(x[i], ex, invx)
             iy = bin_index(y[i], ey, invy) if ix >= 0 else -1
             if iy < 0:
-                idx[i] = -1
+                key[i] = -1
             else:
-                idx[i] = iy * nx + ix
-                t = (iy >> shift_rows) * n_tx + (ix >> shift_cols)
-                tile[i] = t
-                counts[c, t] += 1
+                key[i] = (iy << bits) | ix
+                row[(iy >> shift_rows) * n_tx + (ix >> shift_cols)] += 1
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _hist_scatter(idx, tile, w, offsets, order, order_w):
-    # stable counting sort of the points into tiles (chunk by chunk, in input order)
-    n = idx.shape[0]
+def _hist_scatter(key, w, nx, shift_rows, shift_cols, bits, offsets, order, order_w):
+    # stable counting sort of the points' flat pixels into tiles (chunk by chunk, in input order)
+    n = key.shape[0]
     n_chunks = offsets.shape[0]
     use_w = w.shape[0] == n
+    n_tx = ((nx - 1) >> shift_cols) + 1
+    mask = (1 << bits) - 1
     for c in prange(n_chunks):
         cur = offsets[c].copy()
         a = c * n // n_chunks
         b = (c + 1) * n // n_chunks
         for i in range(a, b):
-            k = idx[i]
+            k = key[i]
             if k < 0:
                 continue
-            t = tile[i]
+            iy = k >> bits
+            ix = k & mask
+            t = (iy >> shift_rows) * n_tx + (ix >> shift_cols)
             p = cur[t]
-            order[p] = k
+            order[p] = iy * nx + ix
             if use_w:
                 order_w[p] = w[i]
             cur[t] = p + 1
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _hist_fill(order, order_w, tile_start, out_flat):
+def _hist_fill(order, order_w, tile_start, groups, out_flat):
+    # groups: runs of whole tiles holding about equal numbers of points, so that the threads'
+    # shares stay even on clustered data
     use_w = order_w.shape[0] == order.shape[0]
-    for t in prange(tile_start.shape[0] - 1):
-        for p in range(tile_start[t], tile_start[t + 1]):
+    for g in prange(groups.shape[0] - 1):
+        for p in range(tile_start[groups[g]], tile_start[groups[g + 1]]):
             if use_w:
                 out_flat[order[p]] += order_w[p]
             else:
@@ -108,26 +114,55 @@ def tile_layout(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return offsets, tile_start
 
 
+def tile_groups(tile_start: np.ndarray, n_groups: int = N_CHUNKS) -> np.ndarray:
+    """Bounds ``(n_groups + 1,)`` of runs of consecutive tiles holding about equal numbers of
+    entries (``tile_start`` as :func:`tile_layout` gives it); independent of the thread count."""
+    n = tile_start.shape[0] - 1
+    targets = np.linspace(0, tile_start[-1], n_groups + 1)
+    groups = np.minimum(np.searchsorted(tile_start, targets, side="left"), n)
+    groups[0], groups[-1] = 0, n
+    return np.maximum.accumulate(groups).astype(np.int64)
+
+
 def n_tiles(shape: tuple[int, int], shift_rows: int, shift_cols: int) -> int:
     """Number of tiles of ``2**shift_rows`` x ``2**shift_cols`` pixels covering an image of ``shape``."""
     return (((shape[0] - 1) >> shift_rows) + 1) * (((shape[1] - 1) >> shift_cols) + 1)
 
 
-def hist_block(x, y, w, ex, ey, shift_rows: int, shift_cols: int, out: np.ndarray) -> int:
+def key_layout(shape: tuple[int, int]) -> tuple[type, int]:
+    """dtype and bit shift of the packed ``(row << bits) | column`` pixel keys of an image:
+    int32 with 16 bits when rows < 2**15 and columns <= 2**16, else int64 with 32 bits."""
+    ny, nx = shape
+    return (np.int32, 16) if ny < (1 << 15) and nx <= (1 << 16) else (np.int64, 32)
+
+
+class Scratch:
+    """Work arrays of the histogram passes, allocated once per render and reused by every block
+    (fresh pages cost a page fault each)."""
+
+    def __init__(self, n: int, shape: tuple[int, int], weighted: bool):
+        self.key_type, self.bits = key_layout(shape)
+        self.itype = np.int32 if shape[0] * shape[1] < 2**31 else np.int64
+        self.key = np.empty(n, self.key_type)
+        self.order = np.empty(n, self.itype)
+        self.order_w = np.empty(n if weighted else 0, np.float64)
+
+
+def hist_block(x, y, w, ex, ey, shift_rows: int, shift_cols: int, out: np.ndarray, scratch: Scratch | None = None) -> int:
     """Add one block of points (weights ``w`` or none: ``w.size == 0``) to ``out``; return how
-    many fell inside the edges."""
-    n_chunks = max(1, min(N_CHUNKS, x.shape[0]))
-    # 32-bit pixel indices when they fit: less memory traffic in the two passes that carry them
-    itype = np.int32 if out.size < 2**31 else np.int64
-    idx = np.empty(x.shape[0], itype)
-    tile = np.empty(x.shape[0], np.int32)
+    many fell inside the edges. ``scratch`` (a :class:`Scratch` for at least ``x.size`` points)
+    is reused when given."""
+    n = x.shape[0]
+    if scratch is None:
+        scratch = Scratch(n, out.shape, w.shape[0] > 0)
+    n_chunks = max(1, min(N_CHUNKS, n))
+    key = scratch.key[:n]
     counts = np.zeros((n_chunks, n_tiles(out.shape, shift_rows, shift_cols)), np.int64)
-    _hist_index(x, y, ex, ey, shift_rows, shift_cols, n_chunks, idx, tile, counts)
+    _hist_index(x, y, ex, ey, shift_rows, shift_cols, scratch.bits, n_chunks, key, counts)
     offsets, tile_start = tile_layout(counts)
     inside = int(tile_start[-1])
-    order = np.empty(inside, itype)
-    order_w = np.empty(inside if w.shape[0] else 0, np.float64)
-    _hist_scatter(idx, tile, w, offsets, order, order_w)
-    del idx, tile
-    _hist_fill(order, order_w, tile_start, out.reshape(-1))
+    order = scratch.order[:inside]
+    order_w = scratch.order_w[:inside] if w.shape[0] else scratch.order_w[:0]
+    _hist_scatter(key, w, out.shape[1], shift_rows, shift_cols, scratch.bits, offsets, order, order_w)
+    _hist_fill(order, order_w, tile_start, tile_groups(tile_start), out.reshape(-1))
     return inside

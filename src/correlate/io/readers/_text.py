@@ -137,9 +137,32 @@ def read_numeric_csv(
                 path=path,
             ) from None
         raise FormatError(f"cannot parse the table: {msg}", path=path) from None
-    df = table.to_pandas(split_blocks=True, self_destruct=True)
-    del table
-    return df
+    return _table_to_frame(table)
+
+
+def _table_to_frame(table) -> pd.DataFrame:
+    """The parsed table as a DataFrame of one numpy array per column, with no second pass over
+    the data: each float64 column's chunks are copied once into its array (nulls read as NaN);
+    other columns go through pyarrow's own conversion."""
+    import pyarrow as pa
+
+    n = table.num_rows
+    cols: dict[str, object] = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if col.type == pa.float64():
+            out = np.empty(n, np.float64)
+            a = 0
+            for chunk in col.chunks:
+                m = len(chunk)
+                out[a : a + m] = chunk.to_numpy(zero_copy_only=False)
+                a += m
+            cols[name] = out
+        else:
+            cols[name] = col.to_pandas()
+        # free each column's buffers as soon as it is converted
+        table = table.drop_columns([name])
+    return pd.DataFrame(cols, copy=False)
 
 
 def read_whitespace_table(data: bytes | str, names: Sequence[str], *, path: Path) -> pd.DataFrame:
