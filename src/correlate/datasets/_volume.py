@@ -33,11 +33,13 @@ VOLUME_RANGES: dict[str, Any] = {
     "ellipsoid_aspect": (1.0, 1.5),
     "membrane_nm": (4.0, 6.0),
     "blur_xy_voxels": (0.6, 1.2),
-    "blur_z_factor": (1.0, 1.8),        # z blur over x/y blur (missing-wedge elongation)
+    "blur_z_factor": (1.0, 1.8),        # z blur over x/y blur (missing-wedge elongation), nm; at
+                                        # least the x/y blur in voxels on the coarser z voxels
     "snr": (1.5, 4.0),                  # particle contrast over the voxel noise
     "gold_diameter_nm": (6.0, 15.0),
     "gold_contrast": (4.0, 8.0),
     "n_beads": (6, 10),
+    "bead_min_lateral_nm": 60.0,        # bead spacing in the SMLM (camera) x, y: one bead per PSF
     "lateral_precision_nm": {"astigmatic": (4.0, 10.0), "minflux": (2.0, 5.0)},
     "z_over_lateral": {"astigmatic": (2.0, 3.0), "minflux": (1.0, 1.3)},
     "linker_nm": (0.0, 10.0),
@@ -168,12 +170,11 @@ def _signed_distance(pts: np.ndarray, centre, axes, rot) -> np.ndarray:
 
 
 def _render(shape, voxel, objects, pad_nm: float) -> np.ndarray:
-    """Density (nz, ny, nx): sum over objects of contrast x occupancy with partial-volume edges."""
+    """Density (nz, ny, nx): sum over objects of contrast x voxel-averaged occupancy (partial-volume edges)."""
     from scipy.special import erfc
 
     vol = np.zeros(shape, np.float32)
     v = np.asarray(voxel, float)
-    soft = 0.3 * float(np.sqrt(np.mean(v**2)))
     for o in objects:  # a few dozen objects, each vectorised over its bounding box
         ext = np.max(o["axes"]) + pad_nm
         lo = np.maximum(np.floor((o["centre"] - ext) / v).astype(int), 0)
@@ -183,6 +184,11 @@ def _render(shape, voxel, objects, pad_nm: float) -> np.ndarray:
         kk, jj, ii = np.meshgrid(*(np.arange(lo[a], hi[a]) for a in (2, 1, 0)), indexing="ij")
         pts = np.column_stack([ii.ravel() * v[0], jj.ravel() * v[1], kk.ravel() * v[2]])
         sd = _signed_distance(pts, o["centre"], o["axes"], o["rot"])
+        # occupancy averaged over the voxel box: across a surface of unit normal n that box has a
+        # standard deviation sqrt(sum (n_a v_a)^2 / 12), which smooths the edge (no point sampling)
+        nrm = ((pts - o["centre"]) @ o["rot"] / o["axes"] ** 2) @ o["rot"].T
+        nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+        soft = np.sqrt(np.sum((nrm * v) ** 2, axis=1) / 12.0)
         occ = 0.5 * erfc(sd / (np.sqrt(2) * soft))
         if o["shell_nm"] > 0:
             occ = occ - 0.5 * erfc((sd + o["shell_nm"]) / (np.sqrt(2) * soft))
@@ -340,10 +346,11 @@ def simulate_volume(seed: int, *, kind: str | None = None, voxel_nm=None, n_part
     side = max(side, 2.2 * d_hi + 1.2 * gap_xy)  # room for two particles at least
     box = np.array([side, side, thick])
     parts = _particles(rng, r, geo, n_ask, gap_xy, gap_z, box)
+    mirror = bool(rng.uniform() < 0.5) if mirror is None else bool(mirror)
+    to_em = _smlm_frame(rng, box, mirror)
     gold_d = float(rng.uniform(*r["gold_diameter_nm"]))
     n_beads = int(rng.integers(*r["n_beads"], endpoint=True)) if beads else 0
-    gold = _place(rng, np.full(n_beads, gold_d / 2), gold_d, gold_d, box)
-    gold = _away_from(gold, parts, gold_d)
+    gold = _place_beads(rng, n_beads, gold_d, float(r["bead_min_lateral_nm"]), box, to_em.inverse(), parts)
     shape = tuple(int(np.ceil(b / s)) for b, s in zip(box[::-1], v[::-1]))
     objects = [dict(centre=np.array([p.x, p.y, p.z]), axes=np.array([p.a, p.b, p.c]), rot=_rot_of(p._asdict()),
                     shell_nm=float(rng.uniform(*r["membrane_nm"])) if p.kind == "liposome" else 0.0,
@@ -353,14 +360,15 @@ def simulate_volume(seed: int, *, kind: str | None = None, voxel_nm=None, n_part
     objects += [dict(centre=g, axes=np.full(3, gold_d / 2), rot=np.eye(3), shell_nm=0.0, contrast=gc) for g in gold]
     vol = _render(shape, v, objects, pad_nm=4 * float(v.max()))
     blur_xy = float(rng.uniform(*r["blur_xy_voxels"]))
-    blur_nm = np.array([blur_xy * v[0], blur_xy * v[1], blur_xy * v[0] * rng.uniform(*r["blur_z_factor"])])
-    vol = gaussian_filter(vol, np.maximum(blur_nm / v, 0.3)[::-1])
+    # z: worse than x/y in nm, and never finer than the z sampling (in voxels, as in x/y): a
+    # section or tomogram is sampled at about its resolution, a sharper z profile would alias
+    blur_z = max(blur_xy * v[0] * rng.uniform(*r["blur_z_factor"]), blur_xy * v[2])
+    blur_nm = np.array([blur_xy * v[0], blur_xy * v[1], blur_z])
+    vol = gaussian_filter(vol, np.maximum(blur_nm / v, 0.3)[::-1], mode="constant")  # nothing beyond the volume
     snr = float(rng.uniform(*r["snr"]))
     polarity = polarity or str(rng.choice(["dark", "bright"]))
     sign = -1.0 if polarity == "dark" else 1.0
     vol = (10.0 + sign * vol + rng.standard_normal(vol.shape).astype(np.float32) / snr).astype(np.float32)
-    mirror = bool(rng.uniform() < 0.5) if mirror is None else bool(mirror)
-    to_em = _smlm_frame(rng, box, mirror)
     locs = _label_localizations(rng, lab, parts, box)
     if len(gold):
         locs = pd.concat([locs, _bead_localizations(rng, gold, _N_FRAMES, lab["z_over_lateral"])], ignore_index=True)
@@ -375,14 +383,29 @@ def simulate_volume(seed: int, *, kind: str | None = None, voxel_nm=None, n_part
                         if len(gold) else np.zeros((0, 3)), params=params)
 
 
-def _away_from(gold: np.ndarray, parts: pd.DataFrame, gold_d: float) -> np.ndarray:
-    """Beads that keep clear of every particle (two bead diameters from its bounding sphere)."""
-    if not len(gold) or not len(parts):
-        return gold
-    c = parts[["x", "y", "z"]].to_numpy()
-    rad = parts[["a", "b", "c"]].to_numpy().max(1)
-    d = np.linalg.norm(gold[:, None] - c[None], axis=2) - rad[None]
-    return gold[(d > 2 * gold_d).all(1)]
+def _place_beads(rng, n: int, gold_d: float, min_lateral_nm: float, box: np.ndarray, to_camera: Affine,
+                 parts: pd.DataFrame, tries: int = 4000) -> np.ndarray:
+    """Bead centres (K, 3) nm in the EM box, clear of every particle (two bead diameters from its
+    bounding sphere) and at least ``min_lateral_nm`` apart in the SMLM camera x, y (two beads
+    within a PSF would be one spot there); fewer than ``n`` when the box has no room."""
+    if n == 0:
+        return np.zeros((0, 3))
+    rad = gold_d / 2
+    c = rng.uniform(rad, box - rad, (tries, 3))
+    if len(parts):
+        pc = parts[["x", "y", "z"]].to_numpy()
+        pr = parts[["a", "b", "c"]].to_numpy().max(1)
+        c = c[(np.linalg.norm(c[:, None] - pc[None], axis=2) - pr[None] > 2 * gold_d).all(1)]
+    cam = to_camera.apply(c)[:, :2] if len(c) else np.zeros((0, 2))
+    free = np.ones(len(c), bool)
+    out = []
+    for _ in range(n):  # a few beads
+        ok = np.flatnonzero(free)
+        if not len(ok):
+            break
+        out.append(ok[0])
+        free &= np.linalg.norm(cam - cam[ok[0]], axis=1) >= min_lateral_nm
+    return c[out].reshape(-1, 3)
 
 
 def _to_smlm(rng, locs: pd.DataFrame, to_em: Affine) -> pd.DataFrame:

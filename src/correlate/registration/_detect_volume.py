@@ -3,15 +3,22 @@ with its covariance.
 
 1. Contrast: the volume minus its median, sign set by the polarity (estimated: the side with
    more voxels beyond six noise widths of the lightly smoothed volume, unless given).
-2. Scale: the scale-normalised Laplacian of Gaussian ``-sigma^2 LoG`` over scales from a voxel
-   to ``max_sigma_nm`` (or around ``diameter_nm / (2 sqrt 3)`` when given), anisotropic in voxels
-   and isotropic in nm; local maxima over space of the best scale's response.
-3. Population: beads are the compact blobs that stand out: candidates above ``k_sigma`` times the
-   response noise, then the largest gap (in decades) of their responses with at least
-   ``min_beads`` above it (a membrane or a particle edge responds far less than a dense bead).
-4. Position: a parabola per axis through the peak of the contrast smoothed at the beads' scale
-   (see :func:`_vertex`), its covariance from the smoothed noise (anisotropic where the voxels
-   are). Peaks closer than 2.5 scales to a stronger one are the same bead.
+2. Scale: the scale-normalised Laplacian of Gaussian ``-sigma^2 LoG`` over scales from 0.7 of
+   the coarsest voxel (a narrower kernel is not sampled there) to ``max_sigma_nm`` (or around
+   ``diameter_nm / (2 sqrt 3)`` when given), anisotropic in voxels and isotropic in nm; per voxel
+   the scale of the largest response, and that response over its own scale's robust noise (the
+   noise of ``-sigma^2 LoG`` falls steeply with the scale, so raw responses of different scales
+   are not comparable as a detection statistic); local maxima over space.
+3. Population: beads are the compact blobs that stand out: candidates above ``k_sigma`` in
+   those noise units, then the largest gap (in decades) of their scale-normalised responses (which
+   measure the blob's contrast, whatever its size) with at least ``min_beads`` above it: a
+   membrane or a particle responds far less than a dense bead.
+4. Position: a least-squares 3-D Gaussian fit of each bead's window of the unsmoothed contrast
+   (:func:`~correlate.registration._volume_fit.fit_gaussians_3d`), its covariance from the voxel
+   noise, started at a parabola per axis through the logarithm of the contrast smoothed at the
+   beads' scale (see :func:`_vertex`); where the fit fails (``fit_ok`` False, counted in
+   ``attrs["estimated"]["n_fit_failed"]``) that vertex and its covariance are reported. Peaks
+   closer than 2.5 scales to a stronger one are the same bead.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import CorrelateError, RegistrationError
+from ._volume_fit import fit_gaussians_3d
 
 __all__ = ["detect_volume_beads", "volume_grid"]
 
@@ -52,31 +60,54 @@ def volume_grid(volume, voxel_nm=None, origin_nm=None) -> tuple[np.ndarray, tupl
     return arr, tuple(float(x) for x in v), o
 
 
-def _best_scale(c: np.ndarray, v: np.ndarray, sigmas: np.ndarray):
-    """Running maximum over scales of ``-sigma^2 LoG`` and the index of the scale that gave it."""
+def _log_response(c: np.ndarray, v: np.ndarray, s: float) -> np.ndarray:
+    """``-s^2 LoG`` of ``c`` at scale ``s`` nm: the Gaussian-smoothed volume's discrete Laplacian
+    (second differences over the voxel size per axis; the scale is at least 0.7 voxel on every axis)."""
     from scipy import ndimage as ndi
 
+    g = ndi.gaussian_filter(c, (s / v)[::-1], truncate=3.0)
+    lap = np.zeros_like(g)
+    for ax in range(3):  # three axes; array axis 0 is z
+        step = float(v[2 - ax])
+        sl = [slice(None)] * 3
+        mid, lo, hi = list(sl), list(sl), list(sl)
+        mid[ax], lo[ax], hi[ax] = slice(1, -1), slice(None, -2), slice(2, None)
+        lap[tuple(mid)] += (g[tuple(lo)] - 2 * g[tuple(mid)] + g[tuple(hi)]) / np.float32(step**2)
+    return (-(s**2) * lap).astype(np.float32)
+
+
+def _best_scale(c: np.ndarray, v: np.ndarray, sigmas: np.ndarray):
+    """Per voxel the scale of the largest ``-sigma^2 LoG`` (scale selection), that response over
+    its scale's robust noise (the detection statistic), and the index of the scale."""
     best = np.full(c.shape, -np.inf, np.float32)
+    snr = np.zeros(c.shape, np.float32)
     arg = np.zeros(c.shape, np.int8)
     for k, s in enumerate(sigmas):  # a handful of scales, each a whole-volume filter
-        r = (-(s**2) * ndi.gaussian_laplace(c, (s / v)[::-1])).astype(np.float32)
+        r = _log_response(c, v, float(s))
+        sub = r[:: max(1, r.shape[0] // 16)]
+        noise = np.float32(max(1.4826 * float(np.median(np.abs(sub - np.median(sub)))), 1e-30))
         up = r > best
         best[up] = r[up]
+        snr[up] = r[up] / noise
         arg[up] = k
-    return best, arg
+    return best, snr, arg
 
 
 def _vertex(c, idx, sig_vox, v, o):
-    """Sub-voxel centres (K, 3) nm and covariances (K, 3, 3) by a parabola through each peak and
-    its two neighbours per axis of the contrast smoothed at the beads' scale.
+    """Sub-voxel centres (K, 3) nm and covariances (K, 3, 3) by a parabola through the logarithm
+    of each peak and its two neighbours per axis of the contrast smoothed at the beads' scale.
 
-    With ``N = f- - f+`` and ``D = f- - 2 f0 + f+`` the vertex is ``N / (2 D)``; the smoothed noise
-    (standard deviation ``s``, correlation ``exp(-k^2 / (4 g^2))`` at ``k`` voxels for a Gaussian of
-    ``g`` voxels) gives ``Var N = 2 s^2 (1 - exp(-1 / g^2))`` and ``Var(vertex) = Var N / (4 D^2)``.
+    The smoothed bead is close to a Gaussian, whose logarithm is a parabola: the vertex of
+    ``l = ln f`` is unbiased where that of ``f`` is off by a few % of a voxel once the bead spans
+    only a few voxels (the z axis of a tomogram). With ``N = l- - l+`` and ``D = l- - 2 l0 + l+``
+    the vertex is ``N / (2 D)``; the smoothed noise (standard deviation ``s``, correlation
+    ``rho = exp(-1 / g^2)`` between the two neighbours for a Gaussian of ``g`` voxels) gives
+    ``Var N = s^2 (1 / f-^2 + 1 / f+^2 - 2 rho / (f- f+))`` and ``Var(vertex) = Var N / (4 D^2)``.
+    A peak whose neighbours are not positive falls back to the parabola through ``f``.
     """
     from scipy import ndimage as ndi
 
-    f = ndi.gaussian_filter(c, sig_vox)
+    f = ndi.gaussian_filter(c, sig_vox, mode="constant")  # outside: background (0), no mirrored bead
     s = float(1.4826 * np.median(np.abs(f - np.median(f))))
     shape = np.array(c.shape)
     i0 = np.clip(idx, 1, shape - 2)
@@ -85,12 +116,17 @@ def _vertex(c, idx, sig_vox, v, o):
     for ax in range(3):  # three axes
         e = np.zeros(3, int)
         e[ax] = 1
-        fm, f0, fp = (f[tuple((i0 + k * e).T)] for k in (-1, 0, 1))
-        n, d = fm - fp, fm - 2 * f0 + fp
+        fm, f0, fp = (f[tuple((i0 + k * e).T)].astype(float) for k in (-1, 0, 1))
+        rho = float(np.exp(-1 / float(sig_vox[ax]) ** 2))
+        pos = (fm > 0) & (f0 > 0) & (fp > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lm, l0, lp = (np.log(np.where(pos, q, 1.0)) for q in (fm, f0, fp))
+            n = np.where(pos, lm - lp, fm - fp)
+            d = np.where(pos, lm - 2 * l0 + lp, fm - 2 * f0 + fp)
+            vn = np.where(pos, s**2 * (1 / fm**2 + 1 / fp**2 - 2 * rho / (fm * fp)), 2 * s**2 * (1 - rho))
         d = np.where(d < 0, d, -1e-12)
         cen[:, ax] += np.clip(n / (2 * d), -1, 1)
-        g = float(sig_vox[ax])
-        var[:, ax] = 2 * s**2 * (1 - np.exp(-1 / g**2)) / (4 * d**2)
+        var[:, ax] = vn / (4 * d**2)
     xyz = cen[:, ::-1] * v + np.asarray(o)
     cov = np.zeros((len(idx), 3, 3))
     for a in range(3):
@@ -98,19 +134,19 @@ def _vertex(c, idx, sig_vox, v, o):
     return xyz, cov
 
 
-def _merge(idx: np.ndarray, resp: np.ndarray, v: np.ndarray, radius_nm: np.ndarray) -> np.ndarray:
-    """Keep the strongest of peaks closer than their scale (one bead, one peak): indices kept."""
+def _merge(p: np.ndarray, resp: np.ndarray, radius_nm: np.ndarray) -> np.ndarray:
+    """Keep the strongest of peaks within 2.5 scales of a stronger one (one bead, one peak): indices kept."""
     from scipy.spatial import cKDTree
 
     order = np.argsort(resp)[::-1]
-    p = idx[:, ::-1] * v
+    rank = np.empty(len(order), int)
+    rank[order] = np.arange(len(order))
     tree = cKDTree(p)
-    alive = np.ones(len(idx), bool)
+    alive = np.ones(len(p), bool)
     for i in order:  # candidates (tens to hundreds)
         if alive[i]:
-            near = tree.query_ball_point(p[i], radius_nm[i])
-            alive[near] = False
-            alive[i] = True
+            near = np.asarray(tree.query_ball_point(p[i], radius_nm[i]), int)
+            alive[near[rank[near] > rank[i]]] = False  # a weaker peak never removes a stronger one
     return np.flatnonzero(alive)
 
 
@@ -132,13 +168,15 @@ def detect_volume_beads(volume, voxel_nm=None, origin_nm=None, *, diameter_nm: f
     max_sigma_nm
         Largest LoG scale searched (nm) without ``diameter_nm`` (beads up to ~40 nm).
     k_sigma
-        Candidate threshold in units of the response noise.
+        Candidate threshold in units of the response noise at the candidate's scale.
 
     Returns
     -------
     pandas.DataFrame
         ``x, y, z`` (nm), ``cov_xx .. cov_zz`` (nm^2), ``amplitude`` (background-subtracted
-        contrast), ``sigma_nm`` (LoG scale); ``attrs["estimated"]`` and ``attrs["source"]``.
+        contrast), ``fit_ok`` (the Gaussian fit converged), ``sigma_nm`` (LoG scale), ``response`` (``-sigma^2 LoG``, contrast units), ``snr``
+        (that response over its scale's noise);
+        ``attrs["estimated"]`` and ``attrs["source"]``.
 
     Raises
     ------
@@ -161,28 +199,37 @@ def detect_volume_beads(volume, voxel_nm=None, origin_nm=None, *, diameter_nm: f
                                     hint=_HINT, diagnostics={"noise": noise})
         polarity = "bright" if hi > lo else "dark"
     c = x if polarity == "bright" else -x
+    s_min = 0.7 * float(v.max())  # a narrower kernel is not sampled on the coarsest axis
     if diameter_nm is not None:
         s0 = float(diameter_nm) / (2 * np.sqrt(3))
-        sigmas = np.array([0.8, 1.0, 1.25]) * s0
+        sigmas = np.maximum(np.array([0.8, 1.0, 1.25]) * s0, s_min)
+        sigmas = np.unique(sigmas)
     else:
-        sigmas = np.geomspace(max(float(v.min()), 0.8), max(max_sigma_nm, 1.2 * float(v.min())), 7)
-    best, arg = _best_scale(c, v, sigmas)
-    rn = float(1.4826 * np.median(np.abs(best - np.median(best))))
-    peak = (best == ndi.maximum_filter(best, size=3)) & (best > k_sigma * rn)
+        sigmas = np.geomspace(s_min, max(max_sigma_nm, 1.5 * s_min), 7)
+    best, snr, arg = _best_scale(c, v, sigmas)
+    peak = (best == ndi.maximum_filter(best, size=3)) & (snr > k_sigma)
     idx = np.argwhere(peak)
-    resp = best[peak]
+    resp, z = best[peak], snr[peak]
     top = np.argsort(resp)[::-1][:2000]
-    idx, resp = idx[top], resp[top]
-    keep = _merge(idx, resp, v, 2.5 * sigmas[arg[tuple(idx.T)]])
-    idx, resp = idx[keep], resp[keep]
-    diag = {"n_candidates": int(len(idx)), "response_noise": rn, "polarity": polarity,
+    idx, resp, z = idx[top], resp[top], z[top]
+    keep = _merge(idx[:, ::-1] * v, resp, 2.5 * sigmas[arg[tuple(idx.T)]])
+    idx, resp, z = idx[keep], resp[keep], z[keep]
+    diag = {"n_candidates": int(len(idx)), "polarity": polarity, "scales_nm": sigmas.round(3).tolist(),
             "best_responses": np.sort(resp)[::-1][:8].tolist()}
-    sel = _population(resp, min_beads)
+    sel, n_out = _population(resp, min_beads)
+    diag["n_standing_out"] = n_out
     if sel is None:
-        raise RegistrationError(f"no population of beads stands out among {len(idx)} blob candidates",
-                                stage="detection", hint=_HINT, diagnostics=diag)
-    idx, resp, sc = idx[sel], resp[sel], sigmas[arg[tuple(idx[sel].T)]]
+        seen = f"{n_out} stand out, fewer than min_beads={min_beads}" if n_out else "none stands out"
+        raise RegistrationError(f"no population of beads stands out among {len(idx)} blob candidates ({seen})",
+                                stage="detection", hint=_HINT + " / min_beads=", diagnostics=diag)
+    idx, resp, z, sc = idx[sel], resp[sel], z[sel], sigmas[arg[tuple(idx[sel].T)]]
     xyz, cov = _vertex(c, idx, np.maximum(np.median(sc) / v, 0.7)[::-1], v, o)
+    start = ((xyz - np.asarray(o)) / v)[:, ::-1]
+    cen, cov_fit, fit_ok = fit_gaussians_3d(c, start, float(np.median(sc)), v, noise)
+    xyz[fit_ok] = cen[fit_ok][:, ::-1] * v + np.asarray(o)
+    cov[fit_ok] = cov_fit[fit_ok]
+    one = _merge(xyz, resp, np.full(len(xyz), 2.5 * float(np.median(sc))))  # fits that met on one bead: the strongest
+    idx, resp, z, sc, xyz, cov, fit_ok = (a[one] for a in (idx, resp, z, sc, xyz, cov, fit_ok))
     df = pd.DataFrame({"x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
     for i, a in enumerate("xyz"):
         for j, b in enumerate("xyz"):
@@ -191,25 +238,28 @@ def detect_volume_beads(volume, voxel_nm=None, origin_nm=None, *, diameter_nm: f
     df["amplitude"] = c[tuple(idx.T)]
     df["sigma_nm"] = sc
     df["response"] = resp
+    df["snr"] = z
+    df["fit_ok"] = fit_ok
     df.attrs["estimated"] = {"polarity": polarity, "noise": noise, "sigma_nm": float(np.median(sc)),
                              "diameter_nm": float(diameter_nm or 2 * np.sqrt(3) * np.median(sc)),
                              "n_candidates": int(len(peak.nonzero()[0])), "n_selected": int(len(df)),
-                             "k_sigma": k_sigma}
+                             "k_sigma": k_sigma, "n_fit_failed": int(np.count_nonzero(~fit_ok))}
     df.attrs["source"] = src
     return df
 
 
-def _population(resp: np.ndarray, min_beads: int):
-    """Indices of the strongest responses above the largest gap (decades) with >= min_beads above."""
-    if len(resp) < min_beads:
-        return None
+def _population(resp: np.ndarray, min_beads: int) -> tuple[np.ndarray | None, int]:
+    """(indices of the strongest responses above the largest gap in decades, or None; how many
+    stand out above it). None when fewer than ``min_beads`` stand out or there is no gap."""
+    if len(resp) == 0:
+        return None, 0
     order = np.argsort(resp)[::-1]
     lr = np.log10(resp[order])
     gaps = lr[:-1] - lr[1:]
-    gaps[: min_beads - 1] = -np.inf
-    if len(gaps) == 0 or not np.isfinite(gaps).any():
-        return order if len(resp) >= min_beads else None
+    if len(gaps) == 0 or gaps.max() < 0.15:  # no gap: one tight population of significant blobs is the beads
+        one = len(resp) >= min_beads and lr[0] - lr[-1] < 0.3
+        return (order if one else None), (len(resp) if one else 0)
     k = int(np.argmax(gaps))
-    if gaps[k] < 0.15:  # no gap: nothing stands out
-        return None
-    return order[: k + 1]
+    if k + 1 < min_beads:
+        return None, k + 1
+    return order[: k + 1], k + 1
