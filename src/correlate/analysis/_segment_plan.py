@@ -18,41 +18,16 @@ distance maps with their indices, watershed queues), measured loosely with ``/us
 
 
 def parse_memory(value) -> int | None:
-    """Bytes from ``None``, a number of bytes or a string like ``"2GiB"``, ``"500M"``."""
-    if value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return int(value)
-    s = str(value).strip().lower().replace(" ", "")
-    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 10**3, "mb": 10**6, "gb": 10**9,
-             "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "b": 1}
-    for u in sorted(units, key=len, reverse=True):
-        if s.endswith(u):
-            try:
-                return int(float(s[: -len(u)]) * units[u])
-            except ValueError:
-                break
-    try:
-        return int(float(s))
-    except ValueError:
-        raise CorrelateError(f"memory budget {value!r} is not a size (e.g. 2GiB, 500MiB, 4e9)",
-                             field="memory_budget") from None
+    """Bytes from ``None`` (None), a number of bytes or a size like ``"2GiB"``, ``"500M"``."""
+    from ..io._memory_budget import parse_bytes
 
-
-def available_memory() -> int:
-    """Bytes the system reports available (MemAvailable), or 4 GiB where it cannot say."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
+    return None if value is None else parse_bytes(value)
 
 
 def default_budget() -> int:
     """A quarter of the available memory, at most 2 GiB: room for the rest of the pipeline."""
+    from ..io._memory_budget import available_memory
+
     return int(min(2 * 2**30, available_memory() // 4))
 
 

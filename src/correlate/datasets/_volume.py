@@ -127,13 +127,17 @@ def _log_uniform(rng, lo, hi) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-def _draw_geometry(rng, r) -> dict[str, Any]:
+def _draw_geometry(rng, r, voxel_nm=None) -> dict[str, Any]:
     vxy = _log_uniform(rng, *r["voxel_xy_nm"])
+    if voxel_nm is not None:  # the sizes follow the voxel asked for, not the one drawn
+        vxy = float(min(voxel_nm[0], voxel_nm[1]))
     d_hi = min(r["particle_diameter_nm"][1], r["max_voxels_across_xy"] * vxy)
     d_lo = max(r["particle_diameter_nm"][0], 0.5 * d_hi)
     vz_hi = min(r["voxel_z_nm"][1], d_lo / r["min_voxels_across_z"])
     vz_lo = min(max(r["voxel_z_nm"][0], vxy), vz_hi)
     vz = _log_uniform(rng, vz_lo, vz_hi) if vz_hi > vz_lo else vz_lo
+    if voxel_nm is not None:
+        return {"voxel_nm": tuple(float(x) for x in voxel_nm), "diameter_range_nm": (d_lo, d_hi)}
     return {"voxel_nm": (vxy, vxy, vz), "diameter_range_nm": (d_lo, d_hi)}
 
 
@@ -330,9 +334,7 @@ def simulate_volume(seed: int, *, kind: str | None = None, voxel_nm=None, n_part
     r = dict(VOLUME_RANGES, **(ranges or {}))
     rng = np.random.default_rng([int(seed), 0x3D])
     kind = kind or str(rng.choice(["astigmatic", "minflux"]))
-    geo = _draw_geometry(rng, r)
-    if voxel_nm is not None:
-        geo["voxel_nm"] = tuple(float(v) for v in voxel_nm)
+    geo = _draw_geometry(rng, r, voxel_nm)
     v = np.asarray(geo["voxel_nm"], float)
     lab = _draw_label(rng, r, kind)
     gs = float(rng.uniform(*r["gap_sigmas"]))

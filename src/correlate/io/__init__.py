@@ -27,7 +27,9 @@ def write_localizations(path: str | Path, table, *, format: str = "thunderstorm"
         (HDF5 + YAML, positions in camera pixels: needs ``pixel_size_nm=`` or the table's
         ``camera_pixel_size_nm``).
     **options
-        ``pixel_size_nm=``, ``float32=`` (Picasso).
+        Picasso only: ``pixel_size_nm=``, ``float32=``, ``origin_nm=`` ((x0, y0) nm of the
+        camera's first pixel corner, or ``"min"`` for the table's smallest x, y; recorded as
+        ``Origin (nm)`` in the YAML, which the project's Picasso reader adds back).
 
     Returns
     -------
